@@ -1,0 +1,54 @@
+"""Equal-norm random baseline: noise that uses the whole budget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .._checks import check_positive_int
+from ..losses import Loss
+from ..threat import ThreatModel
+from .base import Attack, Problem
+
+__all__ = ["GaussianNoise"]
+
+
+class GaussianNoise(Attack):
+    r"""Random perturbation on the boundary of the ball: the equal-norm baseline.
+
+    For :class:`~kspace_attacks.KSpaceL2` a Gaussian direction on the support scaled to exactly
+    the budget (Genzel et al.'s baseline); for :class:`~kspace_attacks.KSpaceLinf` every
+    supported entry at the full modulus with a random phase. With ``draws > 1`` the worst of
+    several draws is kept (random search). No gradients.
+
+    :param kspace_attacks.ThreatModel threat: the allowed perturbations.
+    :param int draws: random draws per sample; the worst is kept.
+    :param loss: objective used to rank draws and reported in the result.
+    :param int seed: seed of the draws.
+
+    |sep|
+
+    :Examples:
+
+        >>> import torch, deepinv as dinv
+        >>> import kspace_attacks as ka
+        >>> physics = dinv.physics.MRI(img_size=(16, 16))
+        >>> y = physics(torch.rand(1, 2, 16, 16, generator=torch.Generator().manual_seed(0)))
+        >>> res = ka.GaussianNoise(ka.KSpaceL2(eps=0.05))(lambda y, p: p.A_adjoint(y), y, physics)
+        >>> round(res.ratio.item(), 4)
+        0.05
+    """
+
+    def __init__(
+        self, threat: ThreatModel, draws: int = 1, loss: Loss | None = None, seed: int = 0
+    ) -> None:
+        super().__init__(threat, loss, seed)
+        self.draws = check_positive_int("draws", draws)
+
+    def _run(self, problem: Problem, generator: torch.Generator) -> None:
+        for _ in range(self.draws):
+            problem.evaluate(self.threat.sphere(problem.y, problem.physics, generator), grad=False)
+
+    def _params(self) -> dict[str, Any]:
+        return {"draws": self.draws}

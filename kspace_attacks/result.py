@@ -1,0 +1,65 @@
+"""The outcome of an attack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import torch
+from torch import Tensor
+
+__all__ = ["AttackResult"]
+
+
+@dataclass
+class AttackResult:
+    """What an attack found, per sample.
+
+    :param delta: the perturbation, shape of ``y`` (on the full grid for ``support="full"``).
+    :param y_adv: the perturbed measurement fed to the model, ``y + M delta``.
+    :param x_clean: the reconstruction of the clean ``y``.
+    :param x_adv: the reconstruction of ``y_adv`` (the worst iterate's).
+    :param loss: attack objective at the returned perturbation, ``(B,)``.
+    :param eps: budget per sample, ``(B,)`` (relative or absolute, as the threat model says).
+    :param ratio: ``||delta|| / ||y||`` per sample in the threat model's norm, ``(B,)``.
+    :param grad_evals: gradient evaluations used (forward + backward passes through the model).
+    :param forward_evals: forward-only passes (clean reconstruction and final evaluations).
+    :param seconds: wall-clock time of the attack.
+    :param history: best objective so far after each gradient evaluation, ``(grad_evals, B)``
+        (restarts concatenated), or ``None`` for attacks without iterations.
+    :param attack: ``repr`` of the attack that produced this result.
+    """
+
+    delta: Tensor
+    y_adv: Tensor
+    x_clean: Tensor
+    x_adv: Tensor
+    loss: Tensor
+    eps: Tensor
+    ratio: Tensor
+    grad_evals: int
+    forward_evals: int
+    seconds: float
+    history: Tensor | None = None
+    attack: str = ""
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def deviation(self) -> Tensor:
+        r"""``||x_adv - x_clean||_2^2`` per sample (complex images), ``(B,)``."""
+        return (self.x_adv - self.x_clean).pow(2).flatten(1).sum(dim=1)
+
+    def to(self, device: torch.device | str) -> "AttackResult":
+        """A copy with every tensor moved to ``device``."""
+        kw = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            kw[f.name] = v.to(device) if isinstance(v, Tensor) else v
+        return AttackResult(**kw)
+
+    def __repr__(self) -> str:
+        return (
+            f"AttackResult(batch={self.delta.shape[0]}, eps={self.eps.tolist()}, "
+            f"ratio={[round(r, 5) for r in self.ratio.tolist()]}, "
+            f"loss={[float(f'{v:.4g}') for v in self.loss.tolist()]}, "
+            f"grad_evals={self.grad_evals}, seconds={self.seconds:.2f})"
+        )
