@@ -1,0 +1,36 @@
+"""Data: the embedded offline brain data set, acquisition presets, masks, coils, NIfTI I/O.
+
+Example::
+
+    >>> from kspace_attacks.data import demo_batch, get_preset
+    >>> x, y, physics = demo_batch(2, preset="embedded")
+    >>> get_preset("paper").img_size
+    256
+"""
+
+from .coils import birdcage_maps
+from .embedded import EmbeddedBrain, demo_batch, load_embedded
+from .masks import deepinv_mask, paper_mask
+from .nifti import NiftiSlices, load_nifti_slices
+from .presets import Preset, get_preset, list_presets
+from .synth import CONTRASTS, augment, synthesize
+
+__all__ = [
+    "CONTRASTS",
+    "EmbeddedBrain",
+    "NiftiSlices",
+    "Preset",
+    "augment",
+    "birdcage_maps",
+    "deepinv_mask",
+    "demo_batch",
+    "get_preset",
+    "list_presets",
+    "load_embedded",
+    "load_nifti_slices",
+    "paper_mask",
+    "synthesize",
+]
+
+# Further I/O modules add their exports below (e.g. fastMRI files):
+# from .fastmri_io import ...
