@@ -32,5 +32,24 @@ __all__ = [
     "synthesize",
 ]
 
-# Further I/O modules add their exports below (e.g. fastMRI files):
-# from .fastmri_io import ...
+from .fastmri_io import (  # noqa: E402  (fastmri itself is imported lazily inside)
+    CorruptFastMRIFileError,
+    FastMRIFileError,
+    FastMRISlices,
+    PerturbedKSpace,
+    read_fastmri_slice,
+    read_perturbed_kspace,
+    write_fastmri_file,
+    write_perturbed_kspace,
+)
+
+__all__ += [
+    "CorruptFastMRIFileError",
+    "FastMRIFileError",
+    "FastMRISlices",
+    "PerturbedKSpace",
+    "read_fastmri_slice",
+    "read_perturbed_kspace",
+    "write_fastmri_file",
+    "write_perturbed_kspace",
+]
