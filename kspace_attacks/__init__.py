@@ -18,16 +18,22 @@ Example:
     torch.Size([1, 2, 16, 16])
 """
 
-from . import losses, metrics
+from . import analysis, losses, metrics
 from .attacks import FGM, PGD, Attack, GaussianNoise, ProjectedAdam
+from .report import TransferReport
 from .result import AttackResult
 from .threat import KSpaceL2, KSpaceLinf, ThreatModel, sampling_mask
+from .transfer import DEFAULT_EPS, transfer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Attack",
     "AttackResult",
+    "DEFAULT_EPS",
+    "TransferReport",
+    "analysis",
+    "transfer",
     "FGM",
     "GaussianNoise",
     "KSpaceL2",

@@ -1,0 +1,317 @@
+"""Sweeps from a configuration: data, models, attacks and budgets described in TOML or YAML.
+
+This is the application layer behind ``kspace-attacks sweep`` and ``kspace-attacks demo``:
+it resolves model names through :mod:`kspace_attacks.adapters` (imported on use), builds the
+data and attacks, runs :func:`kspace_attacks.transfer` and saves the report. The library core
+(threat models, attacks, metrics, transfer) does not depend on it.
+
+A configuration (every key optional; defaults are the demo's)::
+
+    preset = "embedded"              # acquisition preset of the simulated data
+    data = "embedded"                # "embedded", or {fastmri = "dir"} / {nifti = "file.nii.gz"}
+    split = "test"
+    n_slices = 4
+    batch_size = 4
+    seed = 0
+    device = "cpu"
+    eps = [0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08]
+    surrogates = ["irim", "resunetpp"]
+    targets = ["irim", "resunetpp", "diffusion", "zero_filled"]
+    baseline = true
+    normalization = "minmax"
+
+    [threat]                         # KSpaceL2 or KSpaceLinf
+    type = "KSpaceL2"
+    per = "sample"
+    support = "measured"
+
+    [attacks.pgd]                    # one table per attack: type + its arguments
+    type = "PGD"
+    steps = 20
+
+    [models.diffusion]               # keyword arguments for load_reconstructor
+    steps = 50
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import attacks as _attacks
+from ._checks import describe
+from .report import TransferReport, atomic_write_text
+from .threat import KSpaceL2, KSpaceLinf
+from .transfer import DEFAULT_EPS, transfer
+
+__all__ = ["DEMO_CONFIG", "load_config", "dump_toml", "validate_config", "run_sweep", "ConfigError"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+
+DEMO_CONFIG: dict[str, Any] = {
+    "preset": "embedded",
+    "data": "embedded",
+    "split": "test",
+    "n_slices": 4,
+    "batch_size": 4,
+    "seed": 0,
+    "device": "cpu",
+    "eps": list(DEFAULT_EPS),
+    "surrogates": ["irim", "resunetpp"],
+    "targets": ["irim", "resunetpp", "diffusion", "zero_filled"],
+    "baseline": True,
+    "normalization": "minmax",
+    "threat": {"type": "KSpaceL2", "relative": True, "per": "sample", "support": "measured"},
+    "attacks": {
+        "pgd": {"type": "PGD", "steps": 20, "restarts": 1},
+        "adam": {"type": "ProjectedAdam", "lr": 0.1, "max_steps": 100, "max_rescales": 100},
+    },
+    "models": {},
+}
+
+_THREATS = {"KSpaceL2": KSpaceL2, "KSpaceLinf": KSpaceLinf}
+_ATTACKS = {"PGD": _attacks.PGD, "ProjectedAdam": _attacks.ProjectedAdam, "FGM": _attacks.FGM,
+            "GaussianNoise": _attacks.GaussianNoise}
+_TYPES = {"preset": str, "split": str, "n_slices": int, "batch_size": int, "seed": int, "device": str,
+          "eps": list, "surrogates": list, "targets": list, "baseline": bool, "normalization": str,
+          "threat": dict, "attacks": dict, "models": dict}
+
+
+# ---------------------------------------------------------------------------------- files
+def load_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) sweep configuration, merged over
+    :data:`DEMO_CONFIG` and validated."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config: file {p} does not exist")
+    text = p.read_text(encoding="utf-8")
+    if p.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ConfigError(f"config: {p} is YAML but PyYAML is not installed; pip install pyyaml, or use TOML") from e
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config: {p} is not valid YAML: {e}") from e
+    elif p.suffix.lower() == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config: {p} is not valid TOML: {e}") from e
+    else:
+        raise ConfigError(f"config: expected a .toml, .yaml or .yml file, got {p.name}")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a table of settings in {p}, got {describe(raw)}")
+    return validate_config(raw)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise ConfigError(f"config: cannot write {describe(v)} as TOML")
+
+
+def dump_toml(config: Mapping[str, Any]) -> str:
+    """Write a configuration as TOML (scalars and lists first, then tables)."""
+    lines = ["# kspace-attacks sweep configuration", ""]
+    tables = {}
+    for k, v in config.items():
+        if isinstance(v, Mapping) and k in ("threat", "attacks", "models"):
+            tables[k] = v
+        else:
+            lines.append(f"{k} = {_toml_value(v)}")
+    for k, v in tables.items():
+        nested = {n: t for n, t in v.items() if isinstance(t, Mapping)}
+        flat = {n: t for n, t in v.items() if not isinstance(t, Mapping)}
+        if flat or not nested:
+            lines += ["", f"[{k}]"] + [f"{n} = {_toml_value(t)}" for n, t in flat.items()]
+        for n, t in nested.items():
+            lines += ["", f"[{k}.{n}]"] + [f"{a} = {_toml_value(b)}" for a, b in t.items()]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------- checks
+def validate_config(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``raw`` over the demo defaults and check every value; raises :class:`ConfigError`."""
+    cfg = copy.deepcopy(DEMO_CONFIG)
+    for key, value in raw.items():
+        if key not in _TYPES and key != "data":
+            raise ConfigError(f"config: unknown key {key!r}; known keys: {sorted([*_TYPES, 'data'])}")
+        cfg[key] = value
+    if "attacks" in raw:  # a given attack table replaces the default attacks entirely
+        cfg["attacks"] = dict(raw["attacks"])
+    for key, typ in _TYPES.items():
+        v = cfg[key]
+        ok = isinstance(v, typ) and not (typ is int and isinstance(v, bool))
+        if not ok:
+            raise ConfigError(f"config: {key} must be a {typ.__name__}, got {describe(v)}")
+    for key in ("n_slices", "batch_size"):
+        if cfg[key] < 1:
+            raise ConfigError(f"config: {key} must be >= 1, got {cfg[key]}")
+    for e in cfg["eps"]:
+        if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e) or e < 0:
+            raise ConfigError(f"config: eps must be a list of numbers >= 0, got {cfg['eps']}")
+    if not cfg["eps"]:
+        raise ConfigError("config: eps must hold at least one budget, got []")
+    for key in ("surrogates", "targets"):
+        if not cfg[key] or not all(isinstance(n, str) for n in cfg[key]):
+            raise ConfigError(f"config: {key} must be a non-empty list of model names, got {cfg[key]}")
+    if cfg["normalization"] not in ("minmax", "fastmri"):
+        raise ConfigError(f"config: normalization must be 'minmax' or 'fastmri', got {cfg['normalization']!r}")
+    threat_type = cfg["threat"].get("type", "KSpaceL2")
+    if threat_type not in _THREATS:
+        raise ConfigError(f"config: threat.type must be one of {sorted(_THREATS)}, got {threat_type!r}")
+    if not cfg["attacks"]:
+        raise ConfigError("config: attacks must hold at least one attack table")
+    for name, spec in cfg["attacks"].items():
+        if not isinstance(spec, Mapping) or spec.get("type") not in _ATTACKS:
+            raise ConfigError(
+                f"config: attacks.{name}.type must be one of {sorted(_ATTACKS)}, got "
+                f"{spec.get('type') if isinstance(spec, Mapping) else describe(spec)!r}"
+            )
+    data = cfg["data"]
+    if not (data == "embedded" or (isinstance(data, Mapping) and len(data) == 1 and next(iter(data)) in ("fastmri", "nifti"))):
+        raise ConfigError(f"config: data must be 'embedded', {{fastmri = 'dir'}} or {{nifti = 'file'}}, got {data!r}")
+    if cfg["device"] != "cpu" and cfg["device"].startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"config: device {cfg['device']!r} requested but CUDA is not available; use device = \"cpu\"")
+    return cfg
+
+
+# ---------------------------------------------------------------------------------- building
+def build_threat(cfg: Mapping[str, Any]):
+    spec = dict(cfg["threat"])
+    cls = _THREATS[spec.pop("type", "KSpaceL2")]
+    try:
+        return cls(**spec)
+    except TypeError as e:
+        raise ConfigError(f"config: threat: {e}") from e
+
+
+def build_attacks(cfg: Mapping[str, Any]) -> dict[str, _attacks.Attack]:
+    threat = build_threat(cfg)
+    out = {}
+    for name, spec in cfg["attacks"].items():
+        spec = dict(spec)
+        cls = _ATTACKS[spec.pop("type")]
+        try:
+            out[name] = cls(threat, seed=cfg["seed"], **spec)
+        except TypeError as e:
+            raise ConfigError(f"config: attacks.{name}: {e}") from e
+    return out
+
+
+def build_models(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    from .adapters import load_reconstructor  # the application layer resolves model names
+
+    models = {}
+    for name in dict.fromkeys([*cfg["surrogates"], *cfg["targets"]]):
+        kwargs = dict(cfg["models"].get(name, {}))
+        weights = kwargs.pop("weights", "embedded")
+        weights = None if weights in ("none", "random") else weights  # TOML has no null
+        models[name] = load_reconstructor(name, weights=weights, device=cfg["device"], **kwargs)
+    return models
+
+
+def build_data(cfg: Mapping[str, Any]) -> tuple[list[tuple], list[str]]:
+    """Batches ``(x, y, physics)`` and sample ids for the configured data."""
+    from . import data as _data
+
+    device = cfg["device"]
+    n, bs = cfg["n_slices"], cfg["batch_size"]
+    source = cfg["data"]
+    if source == "embedded":
+        ds = _data.EmbeddedBrain(split=cfg["split"], preset=cfg["preset"], seed=cfg["seed"])
+        # Evenly spaced slices over the split: different anatomy, deterministic.
+        idx = [round(i * (len(ds) - 1) / max(1, n - 1)) for i in range(min(n, len(ds)))]
+        preset = _data.get_preset(cfg["preset"])
+        x = torch.stack([ds[i][0] for i in idx]).to(device)
+        ids = [f"{cfg['split']}-{i}" for i in idx]
+        physics = preset.physics(device=device)
+        g = torch.Generator().manual_seed(cfg["seed"])
+        y = preset.simulate(x, physics=physics, generator=g)
+    elif "nifti" in source:
+        preset = _data.get_preset(cfg["preset"])
+        x = _data.load_nifti_slices(source["nifti"], size=preset.img_size)[:n]
+        x = torch.cat([x, torch.zeros_like(x)], dim=1).to(device)
+        ids = [f"nifti-{i}" for i in range(x.shape[0])]
+        physics = preset.physics(device=device)
+        y = preset.simulate(x, physics=physics, generator=torch.Generator().manual_seed(cfg["seed"]))
+    else:
+        from .data.fastmri_io import read_fastmri_slice
+
+        folder = Path(source["fastmri"])
+        files = sorted(folder.glob("*.h5")) if folder.is_dir() else [folder]
+        if not files:
+            raise ConfigError(f"config: data.fastmri: no .h5 files in {folder}")
+        preset = _data.get_preset(cfg["preset"])
+        batches, ids = [], []
+        for f in files:
+            for s in range(_n_slices(f)):
+                if len(ids) >= n:
+                    break
+                x, y, physics = read_fastmri_slice(f, s, crop=preset.img_size, mask=preset.mask(), device=device)
+                batches.append((x, y, physics))
+                ids.append(f"{f.stem}-{s}")
+        return batches, ids
+    batches = [(x[i : i + bs], y[i : i + bs], physics) for i in range(0, x.shape[0], bs)]
+    return batches, ids
+
+
+def _n_slices(path: Path) -> int:
+    from .data.fastmri_io import inspect_fastmri_file
+
+    return inspect_fastmri_file(path).n_slices
+
+
+# ---------------------------------------------------------------------------------- running
+def run_sweep(cfg: Mapping[str, Any], out: str | os.PathLike, progress: bool = True,
+              models: Mapping[str, Any] | None = None) -> TransferReport:
+    """Run the configured sweep and save its report (records, summary, perturbations, plots)."""
+    cfg = validate_config(cfg)
+    torch.set_flush_denormal(True)  # denormals make CPU attack loops many times slower
+    torch.manual_seed(cfg["seed"])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.toml", dump_toml(cfg))
+    start = time.perf_counter()
+    models = dict(models) if models is not None else build_models(cfg)
+    batches, ids = build_data(cfg)
+    report = transfer(
+        {n: models[n] for n in cfg["surrogates"]},
+        {n: models[n] for n in cfg["targets"]},
+        batches,
+        eps=cfg["eps"],
+        attack=build_attacks(cfg),
+        baseline=cfg["baseline"],
+        normalization=cfg["normalization"],
+        sample_ids=ids,
+        progress=progress,
+    )
+    report.config = dict(cfg, seconds=time.perf_counter() - start)
+    report.save(out)
+    report.plot(out)
+    return report
