@@ -57,8 +57,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.device:
         cfg["device"] = args.device
     report = run_sweep(cfg, args.out, progress=not args.quiet)
-    _print_tables(report)
-    print(f"Results in {Path(args.out).resolve()}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports the merged run
+        _print_tables(report)
+        print(f"Results in {Path(args.out).resolve()}")
     return 0
 
 

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 
 from .plots import plot_panel
-from .report import TransferReport, atomic_write_text, records_to_csv
+from .data.fastmri_io import read_perturbed_kspace
+from .report import TransferReport, atomic_write_text, perturbation_filename, records_to_csv
 from .sweep import DEMO_CONFIG, build_data, build_models, run_sweep, validate_config
 from .targeted import targeted_transfer
 
@@ -106,7 +107,8 @@ def run_demo(out: str | os.PathLike = "kspace-attacks-demo", config: dict | None
     # Image panel (Fig. 1/4): first slice, first surrogate, largest eps.
     eps = max(cfg["eps"])
     surrogate, attack = cfg["surrogates"][0], next(iter(cfg["attacks"]))
-    y_adv = report.perturbed_kspace(surrogate, attack, eps, ids[0])
+    saved = read_perturbed_kspace(out / "perturbations" / "batch0000" / perturbation_filename(surrogate, attack, eps))
+    y_adv = saved.y_adv[: 1].to(y.device)  # the first slice of the first batch
     targets = cfg["targets"]
     with torch.no_grad():
         clean = {t: models[t](y[:1], physics) for t in targets}

@@ -70,6 +70,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
+def perturbation_filename(surrogate: str, attack: str, eps: float) -> str:
+    """File name of saved perturbations: ``<surrogate>-<attack>-eps<e:.3f>.h5``."""
+    return f"{surrogate}-{attack}-eps{eps:.3f}.h5"
+
+
 def summarize(
     records: Iterable[dict], keys: Sequence[str] = GROUP_KEYS, metrics: Sequence[str] = SUMMARY_METRICS
 ) -> list[dict]:
@@ -207,12 +212,14 @@ class TransferReport:
                 "summary": summary}
         atomic_write_text(d / "summary.json", json.dumps(meta, indent=1, default=str))
         if perturbations and self._perturbations:
-            self._save_perturbations(d / "perturbations")
+            self.save_perturbations(d / "perturbations")
         return d
 
-    def _save_perturbations(self, folder: Path) -> None:
+    def save_perturbations(self, folder: str | os.PathLike) -> list[Path]:
+        """Write the kept perturbations as fastMRI files ``<surrogate>-<attack>-eps<e>.h5``."""
         from .data.fastmri_io import write_perturbed_kspace  # h5 writer; imported on demand
 
+        folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         merged: dict[tuple, dict] = {}
         for p in self._perturbations:
@@ -223,6 +230,7 @@ class TransferReport:
                 entry["ids"] += p["ids"]
                 entry["y_clean"].append(p["y_clean"][sl])
                 entry["y_adv"].append(p["y_adv"][sl])
+        paths = []
         for (s, a, e), entry in merged.items():
             p = entry["p"]
             y_clean, y_adv = torch.cat(entry["y_clean"]), torch.cat(entry["y_adv"])
@@ -230,10 +238,11 @@ class TransferReport:
             mask = mask.detach().cpu()
             if mask.dim() == 4:
                 mask = mask[0, 0]
-            write_perturbed_kspace(
-                folder / f"{s}-{a}-eps{e:.3f}.h5", y_clean, y_adv, mask, eps=e,
+            paths.append(write_perturbed_kspace(
+                folder / perturbation_filename(s, a, e), y_clean, y_adv, mask, eps=e,
                 attack_settings={"attack": p["attack_repr"], "surrogate": s, "name": a, "sample_ids": entry["ids"]},
-            )
+            ))
+        return paths
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "TransferReport":
