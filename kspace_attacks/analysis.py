@@ -5,7 +5,8 @@ Gaussian-noise-like artifacts, unlike supervised models. These statistics quanti
 the residual ``r = |x_adv| - |x_clean|`` (magnitudes):
 
 - :func:`spectral_flatness`: geometric over arithmetic mean of the power spectrum of ``r``
-  (1 for white noise, near 0 for smooth or sparse structure).
+  (about exp(-0.577) = 0.56 for white Gaussian noise, whose periodogram is exponentially
+  distributed; near 0 for smooth structure).
 - :func:`excess_kurtosis`: 0 for Gaussian values; large for sparse, heavy-tailed changes.
 - :func:`hallucination_map`: where the residual, smoothed with a Gaussian (which averages white
   noise away), is larger than smoothed white noise of the same variance could plausibly be
@@ -99,12 +100,13 @@ def hallucination_map(r: Tensor, sigma: float = 1.5, threshold: float = 3.0) -> 
     threshold = check_nonneg_float("threshold", threshold, strictly_positive=True)
     k = _gaussian_kernel(sigma, r.device, r.dtype)
     pad = k.numel() // 2
-    # Separable blur with reflection at the borders.
-    s = torch.nn.functional.pad(r, (pad, pad, pad, pad), mode="reflect")
+    # Separable blur with circular borders: blurred white noise then has the same variance at
+    # every pixel (reflection would correlate border pixels and raise false alarms there).
+    s = torch.nn.functional.pad(r, (pad, pad, pad, pad), mode="circular")
     s = torch.nn.functional.conv2d(s, k.view(1, 1, 1, -1))
     s = torch.nn.functional.conv2d(s, k.view(1, 1, -1, 1))
     noise_std = r.flatten(1).std(dim=1) * k.pow(2).sum()  # ||k2d||_2 = ||k1d||_2^2
-    return s.abs() > threshold * noise_std.view(-1, 1, 1, 1).clamp_min(1e-12)
+    return s.abs() > threshold * noise_std.view(-1, 1, 1, 1).clamp_min(torch.finfo(r.dtype).tiny)
 
 
 def hallucination_fraction(r: Tensor, sigma: float = 1.5, threshold: float = 3.0) -> Tensor:

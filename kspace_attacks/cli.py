@@ -57,10 +57,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.device:
         cfg["device"] = args.device
     report = run_sweep(cfg, args.out, progress=not args.quiet)
+    failed = Path(args.out) / "failed.csv"
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports the merged run
         _print_tables(report)
+        if failed.is_file():
+            n = max(0, len(failed.read_text().splitlines()) - 1)
+            print(f"kspace-attacks sweep: {n} batch(es) failed, see {failed}", file=sys.stderr)
         print(f"Results in {Path(args.out).resolve()}")
-    return 0
+    return 1 if not report.records and failed.is_file() else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

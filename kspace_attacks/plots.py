@@ -39,6 +39,8 @@ def _pyplot():
 
 def plot_metric_vs_eps(report: "TransferReport", metric: str, path: str | os.PathLike) -> Path:
     """One panel per target; a line with 95 % CI error bars per (surrogate, attack)."""
+    if not report.records:
+        raise ValueError("report: no records to plot (did every batch fail? see failed.csv)")
     plt = _pyplot()
     rows = report.summary(keys=("surrogate", "target", "attack", "eps"), metrics=(metric,))
     rows = [r for r in rows if f"{metric}_mean" in r]

@@ -70,9 +70,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
+def _strict_json(value: Any) -> Any:
+    """NaN/inf become null, so the file is standard JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
+
+
 def perturbation_filename(surrogate: str, attack: str, eps: float) -> str:
-    """File name of saved perturbations: ``<surrogate>-<attack>-eps<e:.3f>.h5``."""
-    return f"{surrogate}-{attack}-eps{eps:.3f}.h5"
+    """File name of saved perturbations: ``<surrogate>-<attack>-eps<e>.h5`` (``e`` with up to 10
+    significant digits, so distinct budgets never share a file)."""
+    return f"{surrogate}-{attack}-eps{float(eps):.10g}.h5"
 
 
 def summarize(
@@ -210,7 +222,7 @@ class TransferReport:
         atomic_write_text(d / "summary.csv", records_to_csv(summary))
         meta = {"normalization": self.normalization, "config": self.config, "n_records": len(self.records),
                 "summary": summary}
-        atomic_write_text(d / "summary.json", json.dumps(meta, indent=1, default=str))
+        atomic_write_text(d / "summary.json", json.dumps(_strict_json(meta), indent=1, default=str))
         if perturbations and self._perturbations:
             self.save_perturbations(d / "perturbations")
         return d

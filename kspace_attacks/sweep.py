@@ -124,17 +124,39 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     return validate_config(raw)
 
 
+def _toml_string(v: str) -> str:
+    # TOML basic strings: escape backslash, quote and control characters; keep the rest as is
+    # (json.dumps would write non-BMP characters as surrogate pairs, which TOML rejects).
+    out = []
+    for ch in v:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_key(k: str) -> str:
+    return k if k and all(c.isascii() and (c.isalnum() or c in "-_") for c in k) else _toml_string(k)
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, (int, float)):
+    if isinstance(v, int):
+        return repr(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "nan" if v != v else ("inf" if v > 0 else "-inf")
         return repr(v)
     if isinstance(v, str):
-        return json.dumps(v)
+        return _toml_string(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, Mapping):
-        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
     raise ConfigError(f"config: cannot write {describe(v)} as TOML")
 
 
@@ -146,20 +168,22 @@ def dump_toml(config: Mapping[str, Any]) -> str:
         if isinstance(v, Mapping) and k in ("threat", "attacks", "models"):
             tables[k] = v
         else:
-            lines.append(f"{k} = {_toml_value(v)}")
+            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
     for k, v in tables.items():
         nested = {n: t for n, t in v.items() if isinstance(t, Mapping)}
         flat = {n: t for n, t in v.items() if not isinstance(t, Mapping)}
         if flat or not nested:
-            lines += ["", f"[{k}]"] + [f"{n} = {_toml_value(t)}" for n, t in flat.items()]
+            lines += ["", f"[{k}]"] + [f"{_toml_key(n)} = {_toml_value(t)}" for n, t in flat.items()]
         for n, t in nested.items():
-            lines += ["", f"[{k}.{n}]"] + [f"{a} = {_toml_value(b)}" for a, b in t.items()]
+            lines += ["", f"[{k}.{_toml_key(n)}]"] + [f"{_toml_key(a)} = {_toml_value(b)}" for a, b in t.items()]
     return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------- checks
 def validate_config(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Merge ``raw`` over the demo defaults and check every value; raises :class:`ConfigError`."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config: expected a table of settings, got {describe(raw)}")
     cfg = copy.deepcopy(DEMO_CONFIG)
     for key, value in raw.items():
         if key not in _TYPES and key != "data":
@@ -196,6 +220,11 @@ def validate_config(raw: Mapping[str, Any]) -> dict[str, Any]:
                 f"config: attacks.{name}.type must be one of {sorted(_ATTACKS)}, got "
                 f"{spec.get('type') if isinstance(spec, Mapping) else describe(spec)!r}"
             )
+    for name, spec in cfg["models"].items():
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"config: models.{name} must be a table of load_reconstructor arguments, got {describe(spec)}")
+    # Build the threat model and attacks now, so a bad value fails before models and data load.
+    build_attacks(cfg)
     data = cfg["data"]
     if not (data == "embedded" or (isinstance(data, Mapping) and len(data) == 1 and next(iter(data)) in ("fastmri", "nifti"))):
         raise ConfigError(f"config: data must be 'embedded', {{fastmri = 'dir'}} or {{nifti = 'file'}}, got {data!r}")
@@ -208,10 +237,14 @@ def validate_config(raw: Mapping[str, Any]) -> dict[str, Any]:
 def build_threat(cfg: Mapping[str, Any]):
     spec = dict(cfg["threat"])
     cls = _THREATS[spec.pop("type", "KSpaceL2")]
+    if "eps" in spec:
+        raise ConfigError("config: threat.eps is set by the top-level eps grid; remove it from [threat]")
     try:
         return cls(**spec)
-    except TypeError as e:
-        raise ConfigError(f"config: threat: {e}") from e
+    except (TypeError, ValueError) as e:
+        key = str(e).split(":")[0]
+        where = f"threat.{key}" if key in spec else "threat"
+        raise ConfigError(f"config: {where}: {e}") from e
 
 
 def build_attacks(cfg: Mapping[str, Any]) -> dict[str, _attacks.Attack]:
@@ -222,7 +255,7 @@ def build_attacks(cfg: Mapping[str, Any]) -> dict[str, _attacks.Attack]:
         cls = _ATTACKS[spec.pop("type")]
         try:
             out[name] = cls(threat, seed=cfg["seed"], **spec)
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
             raise ConfigError(f"config: attacks.{name}: {e}") from e
     return out
 

@@ -56,6 +56,8 @@ def insert_structure(
     """
     x = check_image("x", x)
     check_choice("kind", kind, ("blob", "line"))
+    if not (isinstance(center, (tuple, list)) and len(center) == 2 and all(0 <= c <= 1 for c in center)):
+        raise ValueError(f"center: expected (row, col) fractions in [0, 1], got {center!r}")
     size = check_nonneg_float("size", size, strictly_positive=True)
     contrast = check_nonneg_float("contrast", contrast)
     h, w = x.shape[-2:]
@@ -67,15 +69,13 @@ def insert_structure(
     else:
         shape = torch.exp(-0.5 * ((yy - cy) / 0.6) ** 2) * ((xx - cx).abs() <= 2 * r).to(x.dtype)
     roi = (shape > 0.5).to(x.dtype)
-    mag = magnitude(x)
-    # Add the structure to the magnitude and keep each pixel's phase.
-    scale = (mag + contrast * shape) / mag.clamp_min(1e-8)
-    target = x * scale if x.shape[1] == 2 else mag + contrast * shape
-    if x.shape[1] == 2:  # where the image is 0 the phase is undefined: put it in the real part
-        zero = (mag <= 1e-8).expand_as(x).clone()
-        zero[:, 1] = False
-        target = torch.where(zero, (contrast * shape).expand_as(x), target)
-    return target, roi
+    if x.shape[1] == 1:
+        return x + contrast * shape, roi
+    # Add the structure to the magnitude and keep each pixel's phase (real axis where |x| = 0).
+    mag = x.pow(2).sum(dim=1, keepdim=True).sqrt()
+    unit = torch.where(mag > 0, x / mag.clamp_min(torch.finfo(x.dtype).tiny),
+                       torch.tensor([1.0, 0.0], dtype=x.dtype, device=x.device).view(1, 2, 1, 1))
+    return unit * (mag + contrast * shape), roi
 
 
 def _box(roi: Tensor, margin: int = 4) -> tuple[slice, slice]:

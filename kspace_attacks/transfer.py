@@ -10,6 +10,7 @@ the equal-norm random baseline. The outcome is a flat list of per-sample records
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -26,6 +27,9 @@ from .report import TransferReport
 from .threat import KSpaceL2, _check_eps
 
 __all__ = ["transfer", "DEFAULT_EPS", "default_attack", "iter_batches"]
+
+#: Surrogate name of the equal-norm random baseline in the records.
+BASELINE = "random"
 
 #: The study's budget grid, eps = 0, 0.01, ..., 0.08 (relative to ||y||).
 DEFAULT_EPS: tuple[float, ...] = tuple(round(0.01 * i, 2) for i in range(9))
@@ -87,13 +91,30 @@ def _check_attacks(attack: Any) -> dict[str, Attack]:
 
 
 def _check_eps_grid(eps: Any) -> list[float]:
+    if isinstance(eps, Tensor):
+        eps = eps.detach().reshape(-1).tolist()
     values = [eps] if isinstance(eps, (int, float)) else list(eps)
     if not values:
         raise ValueError("eps: expected at least one budget, got an empty list")
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0) or v != v:
-            raise ValueError(f"eps: expected budgets >= 0, got {values}")
-    return [float(v) for v in values]
+    try:
+        floats = [float(v) for v in values if not isinstance(v, bool)]
+    except (TypeError, ValueError):
+        floats = []
+    if len(floats) != len(values) or not all(math.isfinite(v) and v >= 0 for v in floats):
+        raise ValueError(f"eps: expected finite numbers >= 0, got {values}")
+    return floats
+
+
+def _repeat_physics(physics: Any, k: int, n: int) -> Any:
+    """The physics for ``k`` stacked copies of a batch of ``n``: per-sample masks are repeated."""
+    mask = getattr(physics, "mask", None)
+    if k == 1 or not isinstance(mask, Tensor) or mask.dim() < 3 or mask.shape[0] in (1, n * k):
+        return physics
+    if mask.shape[0] != n:
+        raise ValueError(f"physics.mask: expected batch size 1 or {n} (the data's), got {mask.shape[0]}")
+    stacked = copy.deepcopy(physics)
+    stacked.update_parameters(mask=mask.repeat(k, *([1] * (mask.dim() - 1))))
+    return stacked
 
 
 @torch.no_grad()
@@ -161,6 +182,8 @@ def transfer(
         8
     """
     surrogates = _check_models("surrogates", surrogates)
+    if BASELINE in surrogates:
+        raise ValueError(f"surrogates: the name {BASELINE!r} is reserved for the random baseline; rename it")
     targets = _check_models("targets", targets)
     attacks = _check_attacks(attack)
     grid = _check_eps_grid(eps)
@@ -174,30 +197,38 @@ def transfer(
             x = check_image(f"data[{b}].x", x)
         n = y.shape[0]
         ids = list(range(first_id, first_id + n)) if sample_ids is None else list(sample_ids[first_id : first_id + n])
+        if len(ids) != n:
+            raise ValueError(
+                f"sample_ids: expected one id per sample ({first_id + n} so far), got {len(sample_ids)}"
+            )
         first_id += n
         eps_t = torch.tensor(grid, dtype=torch.float64).repeat_interleave(n)
         y_rep = _repeat(y, k)
+        physics_rep = _repeat_physics(physics, k, n)
         # Each target's clean reconstruction, once per batch.
         clean = {t: _reconstruct(m, y, physics, target_batch_size) for t, m in targets.items()}
         crafted: list[tuple[str, str, Tensor, Tensor, Tensor, float, int, str]] = []
         for s_name, s_model in surrogates.items():
             for a_name, template in attacks.items():
-                res = with_eps(template, eps_t)(s_model, y_rep, physics)
+                res = with_eps(template, eps_t)(s_model, y_rep, physics_rep)
                 crafted.append((s_name, a_name, res.y_adv, res.ratio, res.loss, res.seconds, res.grad_evals, res.attack))
         if baseline:
+            # Equal-norm noise in the first attack's threat model (same norm, support, budget).
             template = next(iter(attacks.values()))
-            noise = with_eps(GaussianNoise(template.threat, seed=template.seed), eps_t)
+            threat = with_eps(GaussianNoise(template.threat, seed=template.seed), eps_t).threat
             start = time.perf_counter()
-            y_noise = noise.threat.apply(y_rep, noise.threat.sphere(y_rep, physics, torch.Generator().manual_seed(template.seed + b)), physics)
-            ratio = noise.threat.ratio(y_noise - y_rep, y_rep)
-            crafted.append(("random", "noise", y_noise, ratio, torch.full_like(ratio, float("nan")), time.perf_counter() - start, 0, repr(noise)))
+            delta = threat.sphere(y_rep, physics_rep, torch.Generator().manual_seed(template.seed + b))
+            y_noise = threat.apply(y_rep, delta, physics_rep)
+            ratio = threat.ratio(delta, y_rep)  # like attacks: the norm of delta itself
+            crafted.append((BASELINE, "noise", y_noise, ratio, torch.full_like(ratio, float("nan")),
+                            time.perf_counter() - start, 0, f"GaussianNoise({threat!r})"))
         batch_records: list[dict] = []
         for s_name, a_name, y_adv, ratio, loss, seconds, grad_evals, attack_repr in crafted:
             if keep_perturbations:
-                report.add_perturbation(s_name, a_name, ids, grid, y_rep, y_adv, physics, attack_repr)
+                report.add_perturbation(s_name, a_name, ids, grid, y_rep, y_adv, physics_rep, attack_repr)
             for t_name, t_model in targets.items():
                 start = time.perf_counter()
-                x_adv = _reconstruct(t_model, y_adv, physics, target_batch_size)
+                x_adv = _reconstruct(t_model, y_adv, physics_rep, target_batch_size)
                 t_seconds = time.perf_counter() - start
                 x_clean = _repeat(clean[t_name], k)
                 vals: dict[str, Tensor] = {}
@@ -208,7 +239,8 @@ def transfer(
                     vals.update(_scalar_metrics("adv_", _metrics.metric_table(x_adv, x_true, normalization)))
                 vals.update(artifact_stats(x_adv, x_clean))
                 vals["deviation"] = (x_adv - x_clean).pow(2).flatten(1).sum(1)
-                setting = "baseline" if s_name == "random" else ("white-box" if s_name == t_name else "transfer")
+                is_baseline = a_name == "noise" and s_name == BASELINE
+                setting = "baseline" if is_baseline else ("white-box" if s_name == t_name else "transfer")
                 for i in range(n * k):
                     rec = {
                         "sample_id": ids[i % n],
