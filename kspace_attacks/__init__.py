@@ -3,8 +3,11 @@
 Threat models (:class:`KSpaceL2`, :class:`KSpaceLinf`) bound an additive perturbation of the
 measured k-space; attacks (:class:`PGD`, :class:`ProjectedAdam`, :class:`FGM`,
 :class:`GaussianNoise`) search the ball for the perturbation that changes a reconstructor
-``f(y, physics)`` the most. Reconstructors for the study's models live in
-:mod:`kspace_attacks.adapters`.
+``f(y, physics)`` the most; :func:`transfer` evaluates perturbations crafted on surrogates on
+other models. Reconstructors for the study's models live in :mod:`kspace_attacks.adapters`.
+
+Names are imported on first use, so that ``import kspace_attacks`` (and the pytest plugin,
+which every pytest run in the environment loads) stays cheap until something is needed.
 
 Example:
 
@@ -18,30 +21,37 @@ Example:
     torch.Size([1, 2, 16, 16])
 """
 
-from . import analysis, losses, metrics
-from .attacks import FGM, PGD, Attack, GaussianNoise, ProjectedAdam
-from .report import TransferReport
-from .result import AttackResult
-from .threat import KSpaceL2, KSpaceLinf, ThreatModel, sampling_mask
-from .transfer import DEFAULT_EPS, transfer
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Attack",
-    "AttackResult",
-    "DEFAULT_EPS",
-    "TransferReport",
-    "analysis",
-    "transfer",
-    "FGM",
-    "GaussianNoise",
-    "KSpaceL2",
-    "KSpaceLinf",
-    "PGD",
-    "ProjectedAdam",
-    "ThreatModel",
-    "losses",
-    "metrics",
-    "sampling_mask",
-]
+# public name -> module that defines it
+_EXPORTS = {
+    "Attack": "attacks", "PGD": "attacks", "ProjectedAdam": "attacks", "FGM": "attacks",
+    "GaussianNoise": "attacks",
+    "KSpaceL2": "threat", "KSpaceLinf": "threat", "ThreatModel": "threat", "sampling_mask": "threat",
+    "AttackResult": "result",
+    "TransferReport": "report",
+    "transfer": "evaluation", "DEFAULT_EPS": "evaluation",
+}
+_SUBMODULES = ("analysis", "losses", "metrics", "data", "plots", "testing", "adapters")
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'kspace_attacks' has no attribute {name!r}")
+    globals()[name] = value  # cache: later look-ups are plain attribute access
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

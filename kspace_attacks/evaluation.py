@@ -1,4 +1,4 @@
-"""Transfer sweeps: craft worst-case perturbations on surrogates, evaluate them on targets.
+"""Transfer evaluation: craft worst-case perturbations on surrogates, evaluate them on targets.
 
 For each batch of data and each surrogate, one batched attack crafts perturbations for the
 whole eps grid at once (per-sample budgets); every target then reconstructs the same perturbed
@@ -23,6 +23,7 @@ from . import metrics as _metrics
 from ._checks import check_image, check_kspace, describe
 from .analysis import artifact_stats
 from .attacks import PGD, Attack, GaussianNoise
+from .attacks.base import frozen_eval
 from .report import TransferReport
 from .threat import KSpaceL2, _check_eps
 
@@ -119,11 +120,10 @@ def _repeat_physics(physics: Any, k: int, n: int) -> Any:
 
 @torch.no_grad()
 def _reconstruct(model: Model, y: Tensor, physics: Any, chunk: int | None) -> Tensor:
-    if isinstance(model, torch.nn.Module):
-        model.eval()
-    if chunk is None or y.shape[0] <= chunk:
-        return check_image("model(y, physics)", model(y, physics))
-    return torch.cat([model(y[i : i + chunk], physics) for i in range(0, y.shape[0], chunk)])
+    with frozen_eval(model):  # eval mode for the call; the caller's mode is restored
+        if chunk is None or y.shape[0] <= chunk:
+            return check_image("model(y, physics)", model(y, physics))
+        return torch.cat([model(y[i : i + chunk], physics) for i in range(0, y.shape[0], chunk)])
 
 
 def _scalar_metrics(prefix: str, table: Mapping[str, Tensor]) -> dict[str, Tensor]:

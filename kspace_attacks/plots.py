@@ -106,6 +106,7 @@ def plot_panel(
     fig, axes = plt.subplots(3, cols, figsize=(2.6 * cols, 7.8), squeeze=False)
 
     def show(ax, img, t, cmap="gray", vmin=0, vmax=1, box=None):
+        img = img.detach().cpu().numpy()
         ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
         ax.set_title(t, fontsize=8)
         ax.axis("off")

@@ -50,9 +50,10 @@ from tqdm.auto import tqdm
 
 from . import attacks as _attacks
 from ._checks import describe
+from ._runtime import flush_denormals
 from .report import TransferReport, atomic_write_text
 from .threat import KSpaceL2, KSpaceLinf
-from .transfer import DEFAULT_EPS, transfer
+from .evaluation import DEFAULT_EPS, transfer
 
 __all__ = ["DEMO_CONFIG", "load_config", "dump_toml", "validate_config", "run_sweep", "ConfigError"]
 
@@ -372,16 +373,19 @@ def run_sweep(cfg: Mapping[str, Any], out: str | os.PathLike, progress: bool = T
     journals; the merged records equal a single-process run's (timing columns aside). A batch
     that raises is recorded in ``failed.csv`` and the sweep goes on, unless ``fail_fast``.
     """
+    cfg = validate_config(cfg)
+    with flush_denormals():  # denormals make CPU attack loops many times slower
+        return _run_sweep(cfg, Path(out), progress, models)
+
+
+def _run_sweep(cfg: dict[str, Any], out: Path, progress: bool, models: Mapping[str, Any] | None) -> TransferReport:
     from .journal import Journal, read_journal
 
-    cfg = validate_config(cfg)
-    torch.set_flush_denormal(True)  # denormals make CPU attack loops many times slower
     rank, world = _distributed(cfg)
     if world > 1:
         torch.set_num_threads(1)  # one thread per rank: ranks share the machine's cores
         if str(cfg["device"]).startswith("cuda"):
             cfg = dict(cfg, device=f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}")
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         _check_out(out, cfg)

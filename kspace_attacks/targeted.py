@@ -25,7 +25,7 @@ from .attacks import PGD, Attack
 from .losses import TargetedLoss, magnitude
 from .metrics import ssim
 from .threat import KSpaceL2
-from .transfer import with_eps
+from .evaluation import with_eps
 
 __all__ = ["insert_structure", "targeted_transfer"]
 

@@ -139,8 +139,10 @@ class ThreatModel(ABC):
         return per_unit.reshape(per_unit.shape[0], *([1] * (like.dim() - 1)))
 
     def eps_per_sample(self, y: Tensor) -> Tensor:
-        """``eps`` as a ``(B,)`` tensor for the batch ``y``."""
-        return self._eps_tensor(y)[:, 0]
+        """``eps`` as a float64 ``(B,)`` tensor for the batch ``y`` (exact, for reporting)."""
+        if isinstance(self.eps, Tensor):
+            return self.eps.to(y.device).expand(y.shape[0]).clone()
+        return torch.full((y.shape[0],), self.eps, dtype=torch.float64, device=y.device)
 
     def support_mask(self, y: Tensor, physics: Any) -> Tensor:
         """0/1 tensor broadcastable to ``y``: where ``delta`` may be non-zero."""

@@ -16,6 +16,11 @@ MODULES = [
     "kspace_attacks.attacks.projected_adam",
     "kspace_attacks.attacks.fgm",
     "kspace_attacks.attacks.gaussian_noise",
+    "kspace_attacks.evaluation",
+    "kspace_attacks.analysis",
+    "kspace_attacks.targeted",
+    "kspace_attacks.testing",
+    "kspace_attacks.deepinv_interop",
 ]
 
 

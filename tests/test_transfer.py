@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import kspace_attacks as ka
-from kspace_attacks.transfer import DEFAULT_EPS, iter_batches, with_eps
+from kspace_attacks.evaluation import DEFAULT_EPS, iter_batches, with_eps
 
 from ._physics import multi_coil, single_coil, zero_filled
 
