@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -20,3 +21,14 @@ def flush_denormals() -> Iterator[None]:
         yield
     finally:
         torch.set_flush_denormal(False)
+
+
+def denormals_flushed(fn):
+    """Decorator: run ``fn`` inside :func:`flush_denormals`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with flush_denormals():
+            return fn(*args, **kwargs)
+
+    return wrapper
