@@ -318,6 +318,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--preset", default="embedded", help="data preset: embedded (64x64) or paper (256x256)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -328,7 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = train(a.name, steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                     out=a.out or Path("runs") / a.name, resume=a.resume,
                     log_every=a.log_every, threads=a.threads, ckpt_every=a.ckpt_every,
-                    val_every=a.val_every, device=a.device, progress=not a.no_progress)
+                    val_every=a.val_every, device=a.device, progress=not a.no_progress,
+                    preset=a.preset)
     print(json.dumps(summary.get("metrics", {}), indent=2))
     return 0
 

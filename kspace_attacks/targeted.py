@@ -50,7 +50,7 @@ def insert_structure(
     :Examples:
 
         >>> import torch
-        >>> target, roi = insert_structure(torch.zeros(1, 2, 32, 32), contrast=0.5)
+        >>> target, roi = insert_structure(torch.zeros(1, 2, 32, 32), center=(0.5, 0.5), contrast=0.5)
         >>> round(float(target.max()), 2), int(roi.sum()) > 0
         (0.5, True)
     """
