@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--quick", action="store_true", help="fewer steps (a smoke run, numbers not quotable)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["overhead", "batching", "strength", "sharding"],
+                        help="benchmarks to leave out")
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
@@ -134,24 +136,30 @@ def main(argv: list[str] | None = None) -> int:
     models = {n: load_reconstructor(n) for n in ("irim", "resunetpp")}
     rows, curves = [], []
     threads = torch.get_num_threads()
-    rows.append(bench_overhead(models["resunetpp"], y, physics1, steps=10 if quick else 30))
-    y1, phys1 = y[:1], demo_batch(n=1, preset="embedded")[2]
-    rows.append(bench_batching(models["resunetpp"], y1, phys1, steps=5 if quick else 20))
-    for name, model in models.items():
-        for eps in (0.02, 0.08):
-            rows.append(bench_strength(name, model, y, physics1, eps, adam_steps=50 if quick else 2000,
-                                       pgd_steps=20, restarts=2 if quick else 5, curves=curves))
-    rows.append(bench_sharding(n_slices=4 if quick else 8, steps=10 if quick else 40))
+    if "overhead" not in args.skip:
+        rows.append(bench_overhead(models["resunetpp"], y, physics1, steps=10 if quick else 30))
+    if "batching" not in args.skip:
+        y1, phys1 = y[:1], demo_batch(n=1, preset="embedded")[2]
+        rows.append(bench_batching(models["resunetpp"], y1, phys1, steps=5 if quick else 20))
+    if "strength" not in args.skip:
+        for name, model in models.items():
+            for eps in (0.02, 0.08):
+                rows.append(bench_strength(name, model, y, physics1, eps, adam_steps=50 if quick else 2000,
+                                           pgd_steps=20, restarts=2 if quick else 5, curves=curves))
+    if "sharding" not in args.skip:
+        rows.append(bench_sharding(n_slices=4 if quick else 8, steps=10 if quick else 40))
     machine = _machine() + f", {threads} threads"
-    with open(out / "attack_benchmarks.csv", "w", newline="") as f:
+    name = "attack_benchmarks" + ("_quick" if quick else "") + ("".join(f"_no-{k}" for k in args.skip))
+    with open(out / f"{name}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["benchmark", "value", "target", "detail"])
         w.writeheader()
         w.writerows(rows)
-    with open(out / "strength_curves.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["model", "eps", "attack", "grad_evals", "deviation"])
-        w.writeheader()
-        w.writerows(curves)
-    _plot_curves(curves, out / "strength_curves.png")
+    if curves:
+        with open(out / "strength_curves.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["model", "eps", "attack", "grad_evals", "deviation"])
+            w.writeheader()
+            w.writerows(curves)
+        _plot_curves(curves, out / "strength_curves.png")
     print(f"machine: {machine}")
     print(f"| {'benchmark':<78} | {'value':>7} | {'target':>7} | detail")
     for r in rows:

@@ -37,7 +37,6 @@ A configuration (every key optional; defaults are the demo's)::
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import time

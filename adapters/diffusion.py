@@ -1,0 +1,458 @@
+"""Unsupervised score-based diffusion reconstructor (Song et al., ICLR 2022).
+
+A score network trained on images only (DDPM epsilon-prediction on a VP-SDE, see
+:mod:`kspace_attacks.adapters.training_diffusion`) is turned into an MRI reconstructor by a
+reverse-time sampler that, after every predictor / corrector update, pulls the iterate
+towards the measured k-space noised to the current time ("projection" data consistency of
+Song, Shen, Xing & Ermon, *Solving inverse problems in medical imaging with score-based
+generative models*, ICLR 2022).
+
+With ``y_t = alpha_t * y + sigma_t * A z`` (z ~ N(0, I) in image space) the consistency step is
+
+    x <- x - lam * A^H (A x - y_t)
+
+For single-coil Cartesian MRI (A = M F, F orthonormal, M binary) this is exactly the paper's
+``x <- F^H[(1 - lam) M F x + lam y_t + (1 - M) F x]``. For multi-coil physics it is the
+natural generalisation (a gradient step on ||A x - y_t||^2 / 2, a contraction for lam <= 1
+when the coil maps satisfy sum_n |S_n|^2 <= 1). The last step goes to t = 0, i.e. it is the
+Tweedie denoising step, followed by hard consistency with the clean ``y``: the projection
+onto {x : A x = y} (lam = 1 above for single coil; 30 conjugate-gradient iterations on
+A A^H for multi-coil, where one gradient step is not a projection).
+
+Predictor: DDIM(eta) from t to s on the network's x0 estimate (eta = 1: ancestral DDPM,
+i.e. the reverse-diffusion predictor; eta = 0: deterministic DDIM, which does poorly with
+freshly noised measurements); optional Langevin corrector (Song et al. 2021, Alg. 5). The x0
+estimate is magnitude-clipped (``clip_x0``, like DDPM's clipping): near t = 1 it is
+(x - sigma eps) / alpha with alpha ~ 3e-3, and unclipped the network's error blows up.
+
+Internally images are multiplied by ``data_scale`` (2: magnitude in [0, 1] -> [0, 2]) so the
+data have roughly unit scale like the N(0, I) prior; the scaling is linear so ``y`` is scaled
+by the same factor and the output is scaled back (no shift, so A needs no affine correction).
+
+``differentiable=True`` runs the sampler with autograd, one activation checkpoint per reverse
+step (``torch.utils.checkpoint``, ``use_reentrant=False``), so the model can be attacked
+white-box; all sampler noise is drawn from an explicit generator outside the checkpoints,
+so the sampler is a deterministic function of ``y`` for a fixed seed and the gradient is that
+of the seeded sampler (``n_samples > 1`` averages several seeded runs: an expectation over the
+sampler's noise).
+
+Example:
+
+    >>> import torch, deepinv as dinv
+    >>> from kspace_attacks.adapters.diffusion import DiffusionReconstructor
+    >>> from kspace_attacks.adapters.score_unet import ScoreUNet
+    >>> model = DiffusionReconstructor(ScoreUNet(channels=(8, 16), attn_levels=()), steps=4)
+    >>> mask = torch.zeros(16, 16); mask[:, ::2] = 1
+    >>> physics = dinv.physics.MRI(mask=mask, img_size=(16, 16))
+    >>> y = physics(torch.rand(1, 2, 16, 16))
+    >>> model(y, physics).shape
+    torch.Size([1, 2, 16, 16])
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from deepinv.models import Reconstructor
+from deepinv.physics import Physics
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from kspace_attacks._checks import (
+    check_choice,
+    check_nonneg_float,
+    check_positive_int,
+    describe,
+)
+
+from . import _weights
+from ._base import check_inputs
+from .score_unet import ScoreUNet, ScoreUNetConfig
+
+__all__ = ["VPSchedule", "DiffusionReconstructor", "load", "SAMPLER_DEFAULTS"]
+
+#: Sampler defaults used when no weights JSON overrides them (tuned values live in the JSON).
+SAMPLER_DEFAULTS: dict[str, Any] = {
+    "steps": 50,
+    "lam": 1.0,
+    "eta": 1.0,
+    "corrector_steps": 0,
+    "snr": 0.16,
+    "n_samples": 1,
+    "clip_x0": 1.0,
+}
+
+
+class VPSchedule:
+    r"""Variance-preserving diffusion ``x_t = alpha_t x_0 + sigma_t z`` with alpha_t^2 + sigma_t^2 = 1.
+
+    ``kind="cosine"`` (Nichol & Dhariwal 2021, continuous time) or ``"linear"`` (the VP-SDE of
+    Song et al. 2021, beta(t) = beta_min + t (beta_max - beta_min)). ``alpha_bar = alpha_t^2`` is
+    clamped to ``[min_alpha_bar, 1]`` so that t = 1 stays finite.
+
+        >>> s = VPSchedule("cosine")
+        >>> round(s.alpha_bar(0.0), 6), s.alpha_bar(1.0) < 1e-3
+        (1.0, True)
+    """
+
+    def __init__(
+        self,
+        kind: str = "cosine",
+        beta_min: float = 0.1,
+        beta_max: float = 20.0,
+        cosine_s: float = 0.008,
+        min_alpha_bar: float = 1e-5,
+    ):
+        self.kind = check_choice("kind", kind, ("cosine", "linear"))
+        self.beta_min, self.beta_max, self.cosine_s = beta_min, beta_max, cosine_s
+        self.min_alpha_bar = min_alpha_bar
+
+    def alpha_bar(self, t):
+        """alpha_t^2 for float or tensor ``t`` in [0, 1]."""
+        lib = torch if isinstance(t, Tensor) else math
+        if self.kind == "cosine":
+            s = self.cosine_s
+            f = lib.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+            ab = f / math.cos(s / (1 + s) * math.pi / 2) ** 2
+        else:
+            ab = lib.exp(-(self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2))
+        if isinstance(t, Tensor):
+            return ab.clamp(self.min_alpha_bar, 1.0)
+        return min(max(ab, self.min_alpha_bar), 1.0)
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "beta_min": self.beta_min,
+            "beta_max": self.beta_max,
+            "cosine_s": self.cosine_s,
+            "min_alpha_bar": self.min_alpha_bar,
+        }
+
+
+def _check_sampler_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    """Validate sampler hyper-parameters; unknown names are rejected."""
+    unknown = set(kw) - set(SAMPLER_DEFAULTS) - {"seed", "differentiable", "checkpointing"}
+    if unknown:
+        raise TypeError(
+            f"sampler kwargs: unknown argument(s) {sorted(unknown)}; expected a subset of "
+            f"{sorted(set(SAMPLER_DEFAULTS) | {'seed', 'differentiable', 'checkpointing'})}"
+        )
+    out = dict(kw)
+    if "steps" in out:
+        check_positive_int("steps", out["steps"])
+    if "lam" in out:
+        lam = check_nonneg_float("lam", out["lam"])
+        if lam > 1:
+            raise ValueError(f"lam: expected a number in [0, 1], got {lam}")
+        out["lam"] = lam
+    if "eta" in out:
+        eta = check_nonneg_float("eta", out["eta"])
+        if eta > 1:
+            raise ValueError(f"eta: expected a number in [0, 1], got {eta}")
+        out["eta"] = eta
+    if "corrector_steps" in out:
+        check_positive_int("corrector_steps", out["corrector_steps"], minimum=0)
+    if "snr" in out:
+        out["snr"] = check_nonneg_float("snr", out["snr"])
+    if "n_samples" in out:
+        check_positive_int("n_samples", out["n_samples"])
+    if out.get("clip_x0") is not None:
+        out["clip_x0"] = check_nonneg_float("clip_x0", out["clip_x0"], strictly_positive=True)
+    if out.get("seed") is not None:
+        check_positive_int("seed", out["seed"], minimum=0)
+    for name in ("differentiable", "checkpointing"):
+        if name in out and not isinstance(out[name], bool):
+            raise TypeError(f"{name}: expected a bool, got {describe(out[name])}")
+    return out
+
+
+class DiffusionReconstructor(Reconstructor):
+    r"""Score-based diffusion MRI reconstruction with projection data consistency.
+
+    Intermediate steps use ``x <- x - lam A^H (A x - y_t)``; the final step (after the
+    Tweedie denoising step) projects exactly onto ``{x : A x = y}`` (one step for single
+    coil, conjugate gradients on ``A A^H`` for multi-coil).
+
+    :param ScoreUNet net: epsilon-prediction network ``net(x_t, t)``; default: an untrained
+        :class:`ScoreUNet` (use :func:`load` for the shipped weights).
+    :param VPSchedule schedule: the schedule the network was trained with.
+    :param float data_scale: images are multiplied by this inside the sampler.
+    :param int steps: number of reverse (predictor) steps from t = 1 to t = 0.
+    :param float lam: data-consistency weight in [0, 1] for intermediate steps (the final step
+        always uses hard consistency, lam = 1, with the clean ``y``).
+    :param float eta: predictor stochasticity: 1 = ancestral DDPM (reverse diffusion),
+        0 = deterministic DDIM, in between: DDIM(eta).
+    :param int corrector_steps: Langevin corrector steps after each predictor step (0 = none).
+    :param float snr: corrector signal-to-noise ratio (step-size rule of Song et al. 2021).
+    :param int n_samples: number of independent sampler runs averaged (batched together).
+    :param float, None clip_x0: shrink the predicted clean image so that its magnitude is at
+        most ``clip_x0`` (image units; like DDPM's x0 clipping, it stops the 1/alpha_t
+        amplification of the network's error at large t). ``None``: no clipping.
+    :param int, None seed: seed of the sampler noise for each call (same seed, same output);
+        ``None`` draws from torch's global RNG.
+    :param bool differentiable: keep the autograd graph (gradient w.r.t. ``y``).
+    :param bool checkpointing: in differentiable mode, checkpoint every reverse step.
+
+    Any sampler parameter can also be overridden per call: ``model(y, physics, steps=10)``,
+    as can the generator: ``model(y, physics, generator=g)``.
+
+    Example:
+
+        >>> import torch, deepinv as dinv
+        >>> from kspace_attacks.adapters.score_unet import ScoreUNet
+        >>> model = DiffusionReconstructor(ScoreUNet(channels=(8, 16), attn_levels=()), steps=3)
+        >>> physics = dinv.physics.MRI(img_size=(1, 2, 8, 8))
+        >>> y = physics(torch.rand(2, 2, 8, 8))
+        >>> torch.equal(model(y, physics), model(y, physics))  # seeded
+        True
+    """
+
+    HARD_DC_CG_ITERS = 30  # multi-coil final projection; A A^H is well conditioned on 64x64
+
+    def __init__(
+        self,
+        net: ScoreUNet | None = None,
+        schedule: VPSchedule | None = None,
+        data_scale: float = 2.0,
+        steps: int = SAMPLER_DEFAULTS["steps"],
+        lam: float = SAMPLER_DEFAULTS["lam"],
+        eta: float = SAMPLER_DEFAULTS["eta"],
+        corrector_steps: int = SAMPLER_DEFAULTS["corrector_steps"],
+        snr: float = SAMPLER_DEFAULTS["snr"],
+        n_samples: int = SAMPLER_DEFAULTS["n_samples"],
+        clip_x0: float | None = SAMPLER_DEFAULTS["clip_x0"],
+        seed: int | None = 0,
+        differentiable: bool = False,
+        checkpointing: bool = True,
+        device: str | torch.device = "cpu",
+    ):
+        super().__init__()
+        self.net = net if net is not None else ScoreUNet()
+        self.schedule = schedule or VPSchedule()
+        self.data_scale = check_nonneg_float("data_scale", data_scale, strictly_positive=True)
+        kw = _check_sampler_kwargs(
+            dict(
+                steps=steps,
+                lam=lam,
+                eta=eta,
+                corrector_steps=corrector_steps,
+                snr=snr,
+                n_samples=n_samples,
+                clip_x0=clip_x0,
+                seed=seed,
+                differentiable=differentiable,
+                checkpointing=checkpointing,
+            )
+        )
+        self.sampler_kwargs: dict[str, Any] = kw
+        self.to(device)
+
+    def extra_repr(self) -> str:
+        kw = ", ".join(f"{k}={v!r}" for k, v in self.sampler_kwargs.items())
+        return f"schedule={self.schedule.kind!r}, data_scale={self.data_scale}, {kw}"
+
+    # -- physics helpers: the n_samples copies are stacked along the batch dim, so the
+    #    operator is applied chunk-wise (a per-sample mask of batch B would not broadcast).
+    @staticmethod
+    def _A(physics: Physics, x: Tensor, n: int) -> Tensor:
+        if n == 1:
+            return physics.A(x)
+        return torch.cat([physics.A(c) for c in x.chunk(n)], dim=0)
+
+    @staticmethod
+    def _AH(physics: Physics, y: Tensor, n: int) -> Tensor:
+        if n == 1:
+            return physics.A_adjoint(y)
+        return torch.cat([physics.A_adjoint(c) for c in y.chunk(n)], dim=0)
+
+    def _dc(self, x: Tensor, y_t: Tensor, lam: float, physics: Physics, n: int) -> Tensor:
+        """x <- x - lam A^H(A x - y_t) (projection onto the measurements for lam = 1)."""
+        if lam == 0:
+            return x
+        return x - lam * self._AH(physics, self._A(physics, x, n) - y_t, n)
+
+    def _project(self, x: Tensor, y: Tensor, physics: Physics, n: int) -> Tensor:
+        """Hard consistency: the closest x' to x with A x' = y, x' = x + A^H (A A^H)^-1 (y - A x).
+
+        Single coil: A A^H = M is the identity on the measured entries, so this is one step
+        x + A^H(y - A x). Multi-coil: (A A^H)^-1 by ``HARD_DC_CG_ITERS`` fixed conjugate-gradient
+        iterations (fixed count: deterministic and differentiable).
+        """
+        r = y - self._A(physics, x, n)
+        if y.dim() == 4:
+            return x + self._AH(physics, r, n)
+        dims = tuple(range(1, y.dim()))
+        tiny = torch.finfo(y.dtype).tiny ** 0.5
+
+        def dot(a: Tensor, b: Tensor) -> Tensor:
+            return (a * b).sum(dims, keepdim=True)
+
+        u, p, rs = torch.zeros_like(r), r, dot(r, r)
+        for _ in range(self.HARD_DC_CG_ITERS):
+            ap = self._A(physics, self._AH(physics, p, n), n)
+            alpha = rs / dot(p, ap).clamp_min(tiny)
+            u = u + alpha * p
+            r = r - alpha * ap
+            rs_new = dot(r, r)
+            p = r + (rs_new / rs.clamp_min(tiny)) * p
+            rs = rs_new
+        return x + self._AH(physics, u, n)
+
+    def _eps(self, x: Tensor, t: float) -> Tensor:
+        return self.net(x, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device))
+
+    def _step(
+        self,
+        x: Tensor,
+        y: Tensor,
+        z_pred: Tensor,
+        z_y: Tensor,
+        z_corr: Tensor,
+        *,
+        t: float,
+        s: float,
+        physics: Physics,
+        n: int,
+        kw: dict[str, Any],
+    ) -> Tensor:
+        """One reverse step t -> s (< t): predictor, consistency, [corrector, consistency]*k."""
+        ab_t = self.schedule.alpha_bar(t)
+        ab_s = self.schedule.alpha_bar(s) if s > 0 else 1.0
+        eps = self._eps(x, t)
+        x0 = (x - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)
+        if kw["clip_x0"] is not None:  # |x0| <= clip_x0 (in image units), phase kept
+            mag = x0.pow(2).sum(1, keepdim=True).add(1e-12).sqrt()
+            x0 = x0 * (self.data_scale * kw["clip_x0"] / mag).clamp(max=1.0)
+        if s <= 0:  # final Tweedie denoising step + hard consistency with the clean data
+            return self._project(x0, y, physics, n)
+        # DDIM(eta) predictor; eta = 1 is the ancestral DDPM posterior q(x_s | x_t, x0)
+        c = kw["eta"] * math.sqrt((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s))
+        eps = (x - math.sqrt(ab_t) * x0) / math.sqrt(1 - ab_t)  # consistent with clipped x0
+        x = math.sqrt(ab_s) * x0 + math.sqrt(max(1 - ab_s - c**2, 0.0)) * eps
+        if c > 0:
+            x = x + c * z_pred
+        # measurements noised to time s: y_s = alpha_s y + sigma_s A z
+        y_s = math.sqrt(ab_s) * y + math.sqrt(1 - ab_s) * self._A(physics, z_y, n)
+        x = self._dc(x, y_s, kw["lam"], physics, n)
+        for k in range(kw["corrector_steps"]):  # Langevin corrector (Song et al. 2021, Alg. 5)
+            score = -self._eps(x, s) / math.sqrt(1 - ab_s)
+            z = z_corr[k]
+            dims = tuple(range(1, x.dim()))
+            ratio = z.flatten(1).norm(dim=1) / score.flatten(1).norm(dim=1).clamp_min(1e-12)
+            step = (2 * (kw["snr"] * ratio) ** 2).view(-1, *([1] * len(dims)))
+            x = x + step * score + torch.sqrt(2 * step) * z
+            x = self._dc(x, y_s, kw["lam"], physics, n)
+        return x
+
+    def forward(
+        self,
+        y: Tensor,
+        physics: Physics,
+        generator: torch.Generator | None = None,
+        **sampler_kwargs: Any,
+    ) -> Tensor:
+        r"""Reconstruct complex images (B, 2, H, W) from k-space ``y`` (deepinv layout).
+
+        :param torch.Tensor y: (B, 2, H, W) single-coil or (B, 2, N, H, W) multi-coil k-space.
+        :param deepinv.physics.Physics physics: ``MRI`` / ``MultiCoilMRI`` (carries the mask).
+        :param torch.Generator generator: sampler noise source (overrides ``seed``).
+        :param sampler_kwargs: per-call overrides of the constructor's sampler parameters.
+        """
+        y, physics = check_inputs(y, physics)
+        kw = {**self.sampler_kwargs, **_check_sampler_kwargs(sampler_kwargs)}
+        h, w = y.shape[-2:]
+        div = 2 ** (len(self.net.config.channels) - 1)
+        if h % div or w % div:
+            raise ValueError(
+                f"y: expected spatial size divisible by {div} (score network depth), got {(h, w)}"
+            )
+        param = next(self.net.parameters())
+        in_dtype = y.dtype
+        y = y.to(device=param.device, dtype=param.dtype)
+        b, n = y.shape[0], kw["n_samples"]
+        if generator is None:
+            generator = torch.Generator(device=y.device)
+            if kw["seed"] is None:
+                generator.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+            else:
+                generator.manual_seed(kw["seed"])
+
+        def randn(*shape: int) -> Tensor:
+            return torch.randn(shape, generator=generator, device=y.device, dtype=y.dtype)
+
+        ys = self.data_scale * y
+        if n > 1:
+            ys = ys.repeat(n, *([1] * (y.dim() - 1)))
+        shape = (n * b, 2, h, w)
+        ts = [1.0 - i / kw["steps"] for i in range(kw["steps"] + 1)]
+        ts[-1] = 0.0
+        differentiable = kw["differentiable"]
+        use_ckpt = differentiable and kw["checkpointing"] and torch.is_grad_enabled()
+        empty = y.new_zeros(0)
+        with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+            x = randn(*shape)
+            for i in range(kw["steps"]):
+                t, s = ts[i], ts[i + 1]
+                last = s <= 0
+                # noise drawn here, outside the checkpoint, so recomputation is identical
+                z_pred = randn(*shape) if (kw["eta"] > 0 and not last) else empty
+                z_y = randn(*shape) if not last else empty
+                k = 0 if last else kw["corrector_steps"]
+                z_corr = randn(k, *shape) if k else empty
+                step_kw = dict(t=t, s=s, physics=physics, n=n, kw=kw)
+                if use_ckpt:
+                    x = checkpoint(
+                        self._step, x, ys, z_pred, z_y, z_corr, use_reentrant=False, **step_kw
+                    )
+                else:
+                    x = self._step(x, ys, z_pred, z_y, z_corr, **step_kw)
+            x = x / self.data_scale
+            if n > 1:
+                x = x.view(n, b, 2, h, w).mean(0)
+        return x.to(in_dtype)
+
+
+def load(
+    weights: str | Path | None = "embedded",
+    device: str | torch.device = "cpu",
+    **sampler_kwargs: Any,
+) -> DiffusionReconstructor:
+    r"""Build an eval-mode :class:`DiffusionReconstructor`.
+
+    :param weights: ``"embedded"`` (the shipped weights trained on the embedded brain slices),
+        a path to a ``.safetensors`` file written by
+        :func:`kspace_attacks.adapters.training_diffusion.export` (architecture, schedule and
+        tuned sampler defaults are read from its metadata), or ``None`` (untrained network,
+        default architecture; for tests).
+    :param device: torch device.
+    :param sampler_kwargs: overrides of the sampler defaults (``steps``, ``lam``, ``eta``,
+        ``corrector_steps``, ``snr``, ``n_samples``, ``clip_x0``, ``seed``, ``differentiable``,
+        ``checkpointing``).
+
+    The network's parameters are frozen (``requires_grad=False``): attacks only need
+    gradients w.r.t. ``y``.
+
+    Example:
+
+        >>> from kspace_attacks.adapters.diffusion import load
+        >>> model = load(None, steps=5)
+        >>> model.sampler_kwargs["steps"]
+        5
+    """
+    path = _weights.resolve("diffusion", weights)
+    meta: dict[str, Any] = _weights.read_config(path) if path is not None else {}
+    arch = ScoreUNetConfig.from_dict(meta.get("architecture", {}))
+    schedule = VPSchedule(**meta.get("schedule", {}))
+    kw = {**SAMPLER_DEFAULTS, **meta.get("sampler_defaults", {}), **sampler_kwargs}
+    net = ScoreUNet(arch)
+    if path is not None:
+        _weights.load_state(net, path)
+    net.requires_grad_(False)
+    model = DiffusionReconstructor(
+        net, schedule, data_scale=float(meta.get("data_scale", 2.0)), **kw
+    )
+    return _weights.finish(model, device)
