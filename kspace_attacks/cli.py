@@ -70,10 +70,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import TransferReport
 
+    from .demo import write_verdicts
+
     report = TransferReport.load(args.dir)
     paths = report.plot(args.dir)
     _print_tables(report)
     print("Figures: " + ", ".join(str(p) for p in paths))
+    items = write_verdicts(report, args.dir)
+    if items:
+        print("Verdicts:")
+        for v in items:
+            print(f"  [{'holds' if v['holds'] else 'fails'}] {v['claim']}")
     return 0
 
 

@@ -24,7 +24,7 @@ from .report import TransferReport, atomic_write_text, perturbation_filename, re
 from .sweep import DEMO_CONFIG, build_data, build_models, run_sweep, validate_config
 from .targeted import targeted_transfer
 
-__all__ = ["run_demo", "verdicts"]
+__all__ = ["run_demo", "verdicts", "write_verdicts"]
 
 
 def _mean(values: list[float]) -> float:
@@ -37,7 +37,7 @@ def verdicts(report: TransferReport, supervised: tuple[str, ...] = ("irim", "res
     """Check the study's claims on a report; each verdict carries the numbers behind it."""
     recs = report.records
     out: list[dict[str, Any]] = []
-    attacks = sorted({r["attack"] for r in recs if r["setting"] != "baseline"})
+    attacks = list(dict.fromkeys(r["attack"] for r in recs if r["setting"] != "baseline"))  # config order
     targets = sorted({r["target"] for r in recs})
     grid = sorted({r["eps"] for r in recs if r["eps"] > 0})
 
@@ -56,17 +56,18 @@ def verdicts(report: TransferReport, supervised: tuple[str, ...] = ("irim", "res
                          "factor": best[0] / noise if noise > 0 else float("inf")})
         holds = all(r["attack_drop"] > r["noise_drop"] for r in rows)
         out.append({"claim": f"worst-case beats equal-norm noise on {t}", "holds": holds, "numbers": rows})
-    # 2. Monotonic in eps (transfer to the diffusion model, or every target if absent).
+    # 2. Monotonic in eps, for the default (first) attack: rank correlation of the drop with eps
+    # (with a handful of slices, single steps of the mean curve can dip within the noise).
+    first = attacks[0] if attacks else None
     for t in targets:
         for s in sorted({r["surrogate"] for r in recs if r["setting"] != "baseline"}):
-            for a in attacks:
-                curve = [drop([r for r in recs if r["target"] == t and r["surrogate"] == s and r["attack"] == a
-                               and r["eps"] == e]) for e in [0.0, *grid]]
-                ups = sum(b >= a_ - 1e-6 for a_, b in zip(curve, curve[1:], strict=False))
-                out.append({"claim": f"degradation grows with eps ({s} -> {t}, {a})",
-                            "holds": ups == len(curve) - 1,
-                            "numbers": {"eps": [0.0, *grid], "1-ssim_vs_clean": curve,
-                                        "increasing_steps": f"{ups}/{len(curve) - 1}"}})
+            curve = [drop([r for r in recs if r["target"] == t and r["surrogate"] == s and r["attack"] == first
+                           and r["eps"] == e]) for e in [0.0, *grid]]
+            rho = _spearman([0.0, *grid], curve)
+            ups = sum(b >= a_ - 1e-6 for a_, b in zip(curve, curve[1:], strict=False))
+            out.append({"claim": f"degradation grows with eps ({s} -> {t}, {first})", "holds": rho >= 0.9,
+                        "numbers": {"eps": [0.0, *grid], "1-ssim_vs_clean": curve, "spearman": rho,
+                                    "increasing_steps": f"{ups}/{len(curve) - 1}"}})
     # 3. Noise-likeness of diffusion errors vs supervised models under transferred attacks.
     if diffusion in targets and grid:
         big = [e for e in grid if e >= grid[len(grid) // 2]]
@@ -80,11 +81,41 @@ def verdicts(report: TransferReport, supervised: tuple[str, ...] = ("irim", "res
             flat_sup = max(s["spectral_flatness"] for s in sup)
             hall_sup = min(s["hallucination_fraction"] for s in sup)
             d = stats[diffusion]
-            out.append({"claim": "diffusion errors are more noise-like than supervised ones (transfer, eps >= "
-                                 f"{big[0]:.2f})",
-                        "holds": d["spectral_flatness"] > flat_sup and d["hallucination_fraction"] < hall_sup,
+            kurt_sup = min(s["excess_kurtosis"] for s in sup)
+            out.append({"claim": "diffusion errors are more noise-like than supervised ones (higher spectral "
+                                 f"flatness, lower excess kurtosis; transfer, eps >= {big[0]:.2f})",
+                        "holds": d["spectral_flatness"] > flat_sup and d["excess_kurtosis"] < kurt_sup,
                         "numbers": stats})
+            out.append({"claim": "diffusion errors are less structured than supervised ones (smaller "
+                                 f"hallucination area; transfer, eps >= {big[0]:.2f})",
+                        "holds": d["hallucination_fraction"] < hall_sup,
+                        "numbers": {t: v["hallucination_fraction"] for t, v in stats.items()}})
     return out
+
+
+def _spearman(a: list[float], b: list[float]) -> float:
+    """Spearman rank correlation (no ties expected in eps; ties in b get average ranks)."""
+    def ranks(v):
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        r = [0.0] * len(v)
+        i = 0
+        while i < len(v):
+            j = i
+            while j + 1 < len(v) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                r[order[k]] = (i + j) / 2
+            i = j + 1
+        return r
+
+    if any(math.isnan(x) for x in b):
+        return float("nan")
+    ra, rb = ranks(a), ranks(b)
+    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
+    sa = math.sqrt(sum((x - ma) ** 2 for x in ra))
+    sb = math.sqrt(sum((y - mb) ** 2 for y in rb))
+    return cov / (sa * sb) if sa > 0 and sb > 0 else float("nan")
 
 
 def _verdict_text(items: list[dict]) -> str:
@@ -127,7 +158,12 @@ def run_demo(out: str | os.PathLike = "kspace-attacks-demo", config: dict | None
         for r in recs:
             by_target[r["target"]].append(r["roi_contrast"])
         result["targeted_roi_contrast"] = {t: _mean(v) for t, v in by_target.items()}
-    items = verdicts(report)
-    atomic_write_text(out / "verdict.md", _verdict_text(items))
-    result["verdicts"] = items
+    result["verdicts"] = write_verdicts(report, out)
     return result
+
+
+def write_verdicts(report: TransferReport, out: str | os.PathLike) -> list[dict[str, Any]]:
+    """Compute the verdicts of ``report`` and write them to ``out/verdict.md``."""
+    items = verdicts(report)
+    atomic_write_text(Path(out) / "verdict.md", _verdict_text(items))
+    return items

@@ -205,8 +205,10 @@ def transfer(
         eps_t = torch.tensor(grid, dtype=torch.float64).repeat_interleave(n)
         y_rep = _repeat(y, k)
         physics_rep = _repeat_physics(physics, k, n)
-        # Each target's clean reconstruction, once per batch.
-        clean = {t: _reconstruct(m, y, physics, target_batch_size) for t, m in targets.items()}
+        # Each target's clean reconstruction of the stacked batch: a stochastic target (a diffusion
+        # sampler) then draws the same noise for row i of the clean and of every perturbed batch
+        # (common random numbers), so differences measure the perturbation, not sampler noise.
+        clean = {t: _reconstruct(m, y_rep, physics_rep, target_batch_size) for t, m in targets.items()}
         crafted: list[tuple[str, str, Tensor, Tensor, Tensor, float, int, str]] = []
         for s_name, s_model in surrogates.items():
             for a_name, template in attacks.items():
@@ -230,7 +232,7 @@ def transfer(
                 start = time.perf_counter()
                 x_adv = _reconstruct(t_model, y_adv, physics_rep, target_batch_size)
                 t_seconds = time.perf_counter() - start
-                x_clean = _repeat(clean[t_name], k)
+                x_clean = clean[t_name]
                 vals: dict[str, Tensor] = {}
                 vals.update(_scalar_metrics("", {k2: v for k2, v in _metrics.deltas(x_clean, x_adv, None if x is None else _repeat(x, k), normalization).items()}))
                 if x is not None:
