@@ -269,7 +269,8 @@ class KSpacePGDL2(_KSpaceAttack):
     :param model: reconstructor ``model(y, physics) -> x`` (``nn.Module`` or function).
     :param physics: deepinv MRI physics of the measurements (or later :meth:`set_physics`).
     :param float eps: budget, relative to ``||y||`` (default) or absolute. (Default: 0.05)
-    :param float | None alpha: step as a fraction of the budget. (Default: ``2.5 / steps``)
+    :param float | None alpha: step as a fraction of the budget.
+        (Default: ``max(2.5 / steps, 0.25)``, as :class:`kspace_attacks.PGD`)
     :param int steps: number of steps. (Default: 10)
     :param bool random_start: start uniformly in the ball. (Default: True)
     :param int restarts: random restarts, the worst result is kept. (Default: 1)
@@ -302,7 +303,7 @@ class KSpacePGDL2(_KSpaceAttack):
         super().__init__("KSpacePGDL2", model, physics, eps, relative, per, support, loss,
                          domain, seed)
         self.steps = check_positive_int("steps", steps)
-        self.alpha = (2.5 / steps if alpha is None
+        self.alpha = (ka.PGD.default_step_size(steps) if alpha is None
                       else check_nonneg_float("alpha", alpha, strictly_positive=True))
         if not isinstance(random_start, bool):
             raise TypeError(f"random_start: expected a bool, got {describe(random_start)}")

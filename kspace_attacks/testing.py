@@ -314,8 +314,8 @@ def _with_steps(attack: Attack, steps: int) -> Attack:
     ProjectedAdam: max_steps; one-shot attacks unchanged)."""
     new = copy.copy(attack)
     if isinstance(attack, PGD):
-        if math.isclose(attack.step_size, 2.5 / attack.steps):
-            new.step_size = 2.5 / steps
+        if math.isclose(attack.step_size, PGD.default_step_size(attack.steps)):
+            new.step_size = PGD.default_step_size(steps)
         new.steps = steps
     elif isinstance(attack, ProjectedAdam):
         new.max_steps = steps

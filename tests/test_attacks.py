@@ -51,7 +51,7 @@ def test_pgd_reaches_closed_form_optimum():
     w_max = model.w.detach()[:, 0][mask[None] == 1].max()
     optimum = b.pow(2) * w_max.pow(2)
     # On this quadratic, PGD is power iteration: a step of half the budget converges in 50
-    # evaluations; the default 2.5/steps (made for non-convex networks) is slower here.
+    # evaluations; the default (a quarter budget at 50 steps) converges more slowly here.
     res = ka.PGD(threat, steps=50, step_size=0.5)(model, y, physics)
     ratio = res.loss / optimum
     assert (ratio >= 0.98).all(), ratio
