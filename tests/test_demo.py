@@ -59,3 +59,23 @@ def test_white_box_attack_beats_noise_on_irim(demo):
     pgd = [r["deviation"] for r in report.filter(target="irim", surrogate="irim", attack="pgd", eps=0.08)]
     noise = [r["deviation"] for r in report.filter(target="irim", surrogate="random", eps=0.08)]
     assert sum(pgd) > 2 * sum(noise)
+
+
+def test_sweep_of_the_demo_config_reproduces_its_records(demo, tmp_path):
+    # `kspace-attacks demo --print-config > cfg.toml; kspace-attacks sweep --config cfg.toml`
+    # must give the demo's records (timing columns aside)
+    import csv
+
+    from kspace_attacks.cli import main
+    from kspace_attacks.sweep import dump_toml
+
+    out, _ = demo
+    cfg = tmp_path / "demo.toml"
+    cfg.write_text(dump_toml(validate_config(TINY)))
+    assert main(["sweep", "--config", str(cfg), "--out", str(tmp_path / "again"), "--quiet"]) == 0
+
+    def rows(path):
+        with open(path, newline="") as f:
+            return [{k: v for k, v in r.items() if "seconds" not in k} for r in csv.DictReader(f)]
+
+    assert rows(tmp_path / "again" / "records.csv") == rows(out / "records.csv")
