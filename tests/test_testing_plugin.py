@@ -110,7 +110,8 @@ def test_fragile():
 
 
 def _paths(text: str, label: str) -> list[Path]:
-    return [Path(p.strip()) for p in re.findall(rf"{re.escape(label)}: (\S+)", text)]
+    # unique, in order: the message can appear twice (traceback and short summary, e.g. under -q)
+    return list(dict.fromkeys(Path(p.strip()) for p in re.findall(rf"{re.escape(label)}: (\S+)", text)))
 
 
 def test_user_tests_pass_and_fail_with_readable_message(pytester):
