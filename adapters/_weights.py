@@ -105,3 +105,15 @@ def save_state(model: torch.nn.Module, path: str | os.PathLike, config: dict) ->
 def finish(model: torch.nn.Module, device: str | torch.device) -> torch.nn.Module:
     """Move to ``device``, switch to eval mode and return the model."""
     return model.to(device).eval()
+
+
+def load_model(cls: type, name: str, defaults: dict, weights: Any, device: str | torch.device,
+               overrides: dict) -> torch.nn.Module:
+    """Build ``cls`` from ``defaults`` < the weights' stored config < ``overrides`` and load the
+    weights (``"embedded"``, a safetensors path, or ``None`` for random initialisation)."""
+    path = resolve(name, weights)
+    stored = read_config(path) if path is not None else {}
+    model = cls(**merge_config(defaults, stored, overrides))
+    if path is not None:
+        load_state(model, path)
+    return finish(model, device)

@@ -216,9 +216,4 @@ def load(weights: Any = _weights.EMBEDDED, device: str | torch.device = "cpu",
 
     ``kwargs`` override architecture options (they must agree with the weights' config).
     """
-    path = _weights.resolve("irim", weights)
-    stored = _weights.read_config(path) if path is not None else {}
-    model = IRIM(**_weights.merge_config(DEFAULT_CONFIG, stored, kwargs))
-    if path is not None:
-        _weights.load_state(model, path)
-    return _weights.finish(model, device)
+    return _weights.load_model(IRIM, "irim", DEFAULT_CONFIG, weights, device, kwargs)

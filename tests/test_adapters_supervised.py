@@ -77,15 +77,6 @@ def tiny(name: str, seed: int = 0) -> nn.Module:
 MODELS = ["zero_filled", "irim", "resunetpp"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and avoids OpenMP spinning on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ---------------------------------------------------------------------- shapes and dtypes
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("kind", ["single", "multi"])

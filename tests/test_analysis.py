@@ -22,15 +22,6 @@ EULER_GAMMA = 0.5772156649015329
 P_3SIGMA = math.erfc(3 / math.sqrt(2))  # P(|N(0, 1)| > 3) = 0.0027
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny tensors: extra OpenMP threads only add synchronisation on a shared, busy CPU.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _noise(batch=4, size=32, seed=0, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, 1, size, size, generator=g, dtype=torch.float64).to(dtype)

@@ -32,15 +32,6 @@ steps = 2
 FIGURES = ["delta_ssim_vs_eps.png", "delta_psnr_vs_eps.png", "hallucination_fraction_vs_eps.png"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny tensors: extra OpenMP threads only add synchronisation on a shared, busy CPU.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _start_installed_cli() -> subprocess.Popen:
     script = Path(sys.executable).with_name("kspace-attacks")
     cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "kspace_attacks.cli"]

@@ -18,16 +18,6 @@ from ._physics import multi_coil, single_coil, zero_filled
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP threads competing with other
-    jobs make small convolutions tens of times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class Images(torch.utils.data.Dataset):
     """Ground-truth images only: deepinv simulates the measurements online."""
 

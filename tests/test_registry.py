@@ -23,15 +23,6 @@ REQUIRED = {"diffusion", "irim", "resunetpp", "zero_filled", "fastmri_unet", "fa
 SHIPPED = ["irim", "resunetpp", "zero_filled"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and avoids OpenMP spinning on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _skip_unavailable(name: str) -> None:
     """Skip names whose optional module or dependency is missing in this environment."""
     if name == "diffusion" and importlib.util.find_spec("kspace_attacks.adapters.diffusion") is None:

@@ -26,15 +26,6 @@ from ._physics import single_coil, zero_filled
 GRID = [0.0, 0.04]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny tensors: extra OpenMP threads only add synchronisation on a shared, busy CPU.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def data():
     return single_coil(16, batch=3, seed=1)

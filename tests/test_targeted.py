@@ -14,15 +14,6 @@ from ._physics import single_coil, zero_filled
 SIZE = 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny tensors: extra OpenMP threads only add synchronisation on a shared, busy CPU.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _images(channels: int, seed: int = 0) -> torch.Tensor:
     """Real-valued, strictly positive images: ``(2, 1, H, W)`` or ``(2, 2, H, W)`` with imag 0."""
     mag = 0.2 + 0.6 * torch.rand(2, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))

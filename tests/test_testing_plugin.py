@@ -40,16 +40,6 @@ pytest_plugins = ["pytester"]
 PLUGIN_MODULE = "kspace_attacks.pytest_plugin"
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP threads competing with other
-    jobs make small convolutions tens of times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _entry_point():
     return next((ep for ep in importlib.metadata.entry_points(group="pytest11")
                  if ep.value == PLUGIN_MODULE), None)

@@ -16,16 +16,6 @@ torchattacks = pytest.importorskip("torchattacks")
 from kspace_attacks.adapters.torchattacks import KSpaceGaussianNoise, KSpacePGDL2  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP threads competing with other
-    jobs make small convolutions tens of times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class Net(torch.nn.Module):
     """A small nonlinear reconstructor with BatchNorm and Dropout (mode matters)."""
 

@@ -73,16 +73,6 @@ def _key(r):
     return (r["surrogate"], r["attack"], r["target"], r["eps"], r["sample_id"])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny tensors: a second OpenMP thread only adds synchronisation, which costs up to 50x
-    # on a shared, busy CPU (torchmetrics' SSIM on 16x16 images: 0.5 s vs 8 ms per batch).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def data():
     return single_coil(SIZE, batch=3, seed=0)
