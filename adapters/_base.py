@@ -7,17 +7,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from kspace_attacks._checks import check_image, check_kspace, describe
+from kspace_attacks._checks import check_image, check_kspace, check_physics
 
-
-def check_physics(name: str, physics: Any) -> Any:
-    """Raise ``TypeError`` unless ``physics`` is a linear operator with ``A``/``A_adjoint``."""
-    if not (callable(getattr(physics, "A", None)) and callable(getattr(physics, "A_adjoint", None))):
-        raise TypeError(
-            f"{name}: expected a deepinv physics with A and A_adjoint (e.g. "
-            f"deepinv.physics.MRI or MultiCoilMRI), got {describe(physics)}"
-        )
-    return physics
+__all__ = ["check_physics", "check_inputs", "as_complex_image", "sample_scale"]
 
 
 def check_inputs(y: Any, physics: Any) -> tuple[Tensor, Any]:

@@ -18,6 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from kspace_attacks._checks import describe
+from kspace_attacks.io import atomic_path
 
 #: Values accepted by ``load(weights=...)`` besides a path.
 EMBEDDED = "embedded"
@@ -93,13 +94,11 @@ def load_state(model: torch.nn.Module, path: Path) -> None:
 
 def save_state(model: torch.nn.Module, path: str | os.PathLike, config: dict) -> None:
     """Write ``model``'s state dict to ``path`` atomically, with ``config`` as metadata."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"config": json.dumps(config)})
-    os.chmod(tmp, 0o644)  # safetensors creates 0600 files; shipped weights must be readable
-    os.replace(tmp, path)
+    # atomic_path creates missing folders and gives the file 0o666 & ~umask (safetensors
+    # itself creates 0600 files; shipped weights must be readable)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"config": json.dumps(config)})
 
 
 def finish(model: torch.nn.Module, device: str | torch.device) -> torch.nn.Module:

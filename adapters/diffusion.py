@@ -1,7 +1,7 @@
 """Unsupervised score-based diffusion reconstructor (Song et al., ICLR 2022).
 
 A score network trained on images only (DDPM epsilon-prediction on a VP-SDE, see
-:mod:`kspace_attacks.adapters.training_diffusion`) is turned into an MRI reconstructor by a
+:mod:`kspace_attacks.adapters.training.diffusion`) is turned into an MRI reconstructor by a
 reverse-time sampler that, after every predictor / corrector update, pulls the iterate
 towards the measured k-space noised to the current time ("projection" data consistency of
 Song, Shen, Xing & Ermon, *Solving inverse problems in medical imaging with score-based
@@ -83,6 +83,7 @@ SAMPLER_DEFAULTS: dict[str, Any] = {
     "snr": 0.16,
     "n_samples": 1,
     "clip_x0": 1.0,
+    "final_dc": True,
 }
 
 
@@ -164,7 +165,7 @@ def _check_sampler_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
         out["clip_x0"] = check_nonneg_float("clip_x0", out["clip_x0"], strictly_positive=True)
     if out.get("seed") is not None:
         check_positive_int("seed", out["seed"], minimum=0)
-    for name in ("differentiable", "checkpointing"):
+    for name in ("differentiable", "checkpointing", "final_dc"):
         if name in out and not isinstance(out[name], bool):
             raise TypeError(f"{name}: expected a bool, got {describe(out[name])}")
     return out
@@ -196,6 +197,8 @@ class DiffusionReconstructor(Reconstructor):
         ``None`` draws from torch's global RNG.
     :param bool differentiable: keep the autograd graph (gradient w.r.t. ``y``).
     :param bool checkpointing: in differentiable mode, checkpoint every reverse step.
+    :param bool final_dc: end with hard data consistency (default, the study's sampler); False
+        returns the last Tweedie estimate (ablation of the final projection).
 
     Any sampler parameter can also be overridden per call: ``model(y, physics, steps=10)``,
     as can the generator: ``model(y, physics, generator=g)``.
@@ -229,6 +232,7 @@ class DiffusionReconstructor(Reconstructor):
         differentiable: bool = False,
         checkpointing: bool = True,
         device: str | torch.device = "cpu",
+        final_dc: bool = SAMPLER_DEFAULTS["final_dc"],
     ):
         super().__init__()
         self.net = net if net is not None else ScoreUNet()
@@ -246,6 +250,7 @@ class DiffusionReconstructor(Reconstructor):
                 seed=seed,
                 differentiable=differentiable,
                 checkpointing=checkpointing,
+                final_dc=final_dc,
             )
         )
         self.sampler_kwargs: dict[str, Any] = kw
@@ -327,8 +332,10 @@ class DiffusionReconstructor(Reconstructor):
         if kw["clip_x0"] is not None:  # |x0| <= clip_x0 (in image units), phase kept
             mag = x0.pow(2).sum(1, keepdim=True).add(1e-12).sqrt()
             x0 = x0 * (self.data_scale * kw["clip_x0"] / mag).clamp(max=1.0)
-        if s <= 0:  # final Tweedie denoising step + hard consistency with the clean data
-            return self._project(x0, y, physics, n)
+        if s <= 0:  # final Tweedie denoising step + hard consistency with the data
+            # final_dc=False keeps the denoised estimate: the ablation that shows how much of
+            # the sampler's sensitivity the last step's copy of the measurements explains.
+            return self._project(x0, y, physics, n) if kw["final_dc"] else x0
         # DDIM(eta) predictor; eta = 1 is the ancestral DDPM posterior q(x_s | x_t, x0)
         c = kw["eta"] * math.sqrt((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s))
         eps = (x - math.sqrt(ab_t) * x0) / math.sqrt(1 - ab_t)  # consistent with clipped x0
@@ -425,7 +432,7 @@ def load(
 
     :param weights: ``"embedded"`` (the shipped weights trained on the embedded brain slices),
         a path to a ``.safetensors`` file written by
-        :func:`kspace_attacks.adapters.training_diffusion.export` (architecture, schedule and
+        :func:`kspace_attacks.adapters.training.diffusion.export` (architecture, schedule and
         tuned sampler defaults are read from its metadata), or ``None`` (untrained network,
         default architecture; for tests).
     :param device: torch device.

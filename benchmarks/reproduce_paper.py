@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from kspace_attacks.sweep import load_config, run_sweep
+from kspace_attacks.study.config import load_config
+from kspace_attacks.study.sweep import run_sweep
 
 HERE = Path(__file__).resolve().parent
 

@@ -9,14 +9,14 @@ Reproduces the shipped ``adapters/weights/diffusion.{safetensors,json}``::
 The first command trains (seeded; checkpoints every 250 steps, rerun to resume), the second
 tunes the sampler defaults on the validation split, evaluates on the test split, times one
 slice on 2 threads and writes the weights plus JSON. See
-:func:`kspace_attacks.adapters.training_diffusion.main` for all options.
+:func:`kspace_attacks.adapters.training.diffusion.main` for all options.
 """
 
 import sys
 
 import torch
 
-from kspace_attacks.adapters.training_diffusion import main
+from kspace_attacks.adapters.training.diffusion import main
 
 if __name__ == "__main__":
     torch.set_flush_denormal(True)  # denormals made CPU steps 10-30x slower

@@ -19,7 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from kspace_attacks.adapters import training
+from kspace_attacks.adapters.training import supervised
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "adapters" / "weights"
 TARGET_PSNR_GAIN, TARGET_SSIM_GAIN = 4.0, 0.10
@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     do_ship, force = "--ship" in argv, "--force" in argv
     argv = [a for a in argv if a not in ("--ship", "--force")]
-    args = training.parser().parse_args(argv)
-    training.main(argv)
+    args = supervised.parser().parse_args(argv)
+    supervised.main(argv)
     if do_ship:
         ship(Path(args.out or Path("runs") / args.name), args.name, force)
     return 0

@@ -1,7 +1,7 @@
 """kspace-attacks: worst-case k-space perturbations for MRI reconstruction models.
 
 Threat models (:class:`KSpaceL2`, :class:`KSpaceLinf`) bound an additive perturbation of the
-measured k-space; attacks (:class:`PGD`, :class:`ProjectedAdam`, :class:`FGM`,
+measured k-space; attacks (:class:`PGD`, :class:`APGD`, :class:`ProjectedAdam`, :class:`FGM`,
 :class:`GaussianNoise`) search the ball for the perturbation that changes a reconstructor
 ``f(y, physics)`` the most; :func:`transfer` evaluates perturbations crafted on surrogates on
 other models. Reconstructors for the study's models live in :mod:`kspace_attacks.adapters`.
@@ -24,20 +24,34 @@ Example:
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
 
-__version__ = "0.1.0"
+from . import _compat
+
+__version__ = "0.2.0"
+
+_compat.install()  # old module paths (kspace_attacks.evaluation, ...) keep working, with a warning
 
 # public name -> module that defines it
 _EXPORTS = {
     "Attack": "attacks", "PGD": "attacks", "ProjectedAdam": "attacks", "FGM": "attacks",
-    "GaussianNoise": "attacks",
+    "GaussianNoise": "attacks", "default_attack": "attacks",
+    "APGD": "attacks",
     "KSpaceL2": "threat", "KSpaceLinf": "threat", "ThreatModel": "threat", "sampling_mask": "threat",
     "AttackResult": "result",
-    "TransferReport": "report",
-    "transfer": "evaluation", "DEFAULT_EPS": "evaluation",
+    "TransferReport": "study.report",
+    "transfer": "study.transfer", "STUDY_EPS": "study.records",
+    "evaluate": "testing.card",
 }
-_SUBMODULES = ("analysis", "losses", "metrics", "data", "plots", "testing", "adapters")
+_SUBMODULES = ("attacks", "losses", "metrics", "data", "study", "testing", "interop", "io",
+               "adapters")
+# old top-level names: name -> (module, attribute or None for the module itself)
+_DEPRECATED = {
+    "DEFAULT_EPS": ("study.records", "STUDY_EPS"),
+    "analysis": ("study.artifacts", None),
+    "plots": ("study.plots", None),
+}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 
@@ -47,6 +61,12 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     elif name in _SUBMODULES:
         value = importlib.import_module(f".{name}", __name__)
+    elif name in _DEPRECATED:
+        module, attr = _DEPRECATED[name]
+        warnings.warn(f"kspace_attacks.{name} is deprecated; use kspace_attacks.{module}"
+                      + (f".{attr}" if attr else ""), DeprecationWarning, stacklevel=2)
+        value = importlib.import_module(f".{module}", __name__)
+        return value if attr is None else getattr(value, attr)
     else:
         raise AttributeError(f"module 'kspace_attacks' has no attribute {name!r}")
     globals()[name] = value  # cache: later look-ups are plain attribute access

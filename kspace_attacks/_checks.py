@@ -97,3 +97,13 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
     return value
+
+
+def check_physics(name: str, physics: Any) -> Any:
+    """Raise ``TypeError`` unless ``physics`` is a linear operator with ``A``/``A_adjoint``."""
+    if not (callable(getattr(physics, "A", None)) and callable(getattr(physics, "A_adjoint", None))):
+        raise TypeError(
+            f"{name}: expected a deepinv physics with A and A_adjoint (e.g. "
+            f"deepinv.physics.MRI or MultiCoilMRI), got {describe(physics)}"
+        )
+    return physics

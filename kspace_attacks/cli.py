@@ -6,43 +6,62 @@
     kspace-attacks train NAME [...]                    train a shipped reconstructor
     kspace-attacks models                              list the registered reconstructors
 
-Errors in arguments, configs or files print one line and exit with code 2; set
-``KSPACE_ATTACKS_DEBUG=1`` to see the traceback instead.
+Exit codes: 0 success; 2 an error in the arguments, the configuration or a data file (one
+line is printed; set ``KSPACE_ATTACKS_DEBUG=1`` to see the traceback instead); 3 a sweep in
+which some slices failed (see ``failed.csv``; ``--allow-failures`` accepts partial results and
+exits 0 with a warning, but a sweep in which every slice failed still exits 3); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import sys
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "EXIT_OK", "EXIT_ERROR", "EXIT_FAILED_SLICES", "EXIT_INTERRUPTED"]
+
+EXIT_OK, EXIT_ERROR, EXIT_FAILED_SLICES, EXIT_INTERRUPTED = 0, 2, 3, 130
+SWEEP_EXIT_CODES = """\
+exit codes:
+  0    every slice succeeded (or some failed and --allow-failures was given)
+  2    error in the arguments, the configuration or a data file
+  3    some slices failed (listed in OUT/failed.csv); with --allow-failures, only
+       when every slice failed
+  130  interrupted (run the same command again to resume)
+"""
 
 
 def _print_tables(report) -> None:
-    for metric in ("ssim_vs_clean", "delta_ssim", "delta_psnr"):
+    from .study import records as R
+
+    for metric in (R.SSIM_VS_CLEAN, R.DELTA_SSIM, R.DELTA_PSNR):
         if report.records and metric in report.records[0]:
             print(report.table(metric))
             print()
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .sweep import DEMO_CONFIG, dump_toml, validate_config
+    from .study.config import DEMO_CONFIG, STUDY_CONFIG, dump_toml, validate_config
 
-    cfg = validate_config(dict(DEMO_CONFIG, device=args.device) if args.device else DEMO_CONFIG)
+    base = STUDY_CONFIG if args.command == "study" else DEMO_CONFIG
+    cfg = validate_config(dict(base, device=args.device) if args.device else base)
     if args.print_config:
         sys.stdout.write(dump_toml(cfg))
         return 0
-    from .demo import run_demo
+    from .study.demo import run_demo
 
-    result = run_demo(args.out, cfg, progress=not args.quiet)
-    from .report import TransferReport
+    title = ("Verdicts of the study (16 test slices)" if args.command == "study"
+             else "Verdicts of the demo (small sample: 4 slices)")
+    result = run_demo(args.out, cfg, progress=not args.quiet, title=title)
+    from .study.report import TransferReport
 
     _print_tables(TransferReport.load(args.out))
-    print("Verdicts:")
-    for v in result["verdicts"]:
-        print(f"  [{'holds' if v['holds'] else 'fails'}] {v['claim']}")
+    from .study.verdicts import summary_lines
+
+    print("Verdicts (verdict.md has every claim with its CI):")
+    print("\n".join(f"  {line}" for line in summary_lines(result["verdicts"])))
     if "targeted_roi_contrast" in result:
         shown = ", ".join(f"{t}: {c:.2f}" for t, c in result["targeted_roi_contrast"].items())
         print(f"Targeted blob insertion (ROI contrast, 1 = fully shown): {shown}")
@@ -50,37 +69,64 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _failures(out: Path, report) -> tuple[str, bool] | None:
+    """A one-line summary of ``failed.csv`` and whether every slice failed; None if none did."""
+    from .study import records as R
+
+    path = out / "failed.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    bad_slices = sum(len(r.get("sample_ids", "").split()) or 1 for r in rows)
+    ok_batches = {r.get(R.BATCH) for r in report.records}
+    ok_slices = len({(r.get(R.BATCH), r.get(R.SAMPLE_ID)) for r in report.records})
+    first = rows[0]
+    text = (f"{bad_slices} of {bad_slices + ok_slices} slice(s) in {len(rows)} of "
+            f"{len(rows) + len(ok_batches)} batch(es) failed; first error (batch {first.get('batch')}, "
+            f"slices {first.get('sample_ids')}): {first.get('error')}; see {path}")
+    return text, ok_slices == 0
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import load_config, run_sweep
+    from .study.config import load_config
+    from .study.sweep import run_sweep
 
     cfg = load_config(args.config)
     if args.device:
         cfg["device"] = args.device
     report = run_sweep(cfg, args.out, progress=not args.quiet)
-    failed = Path(args.out) / "failed.csv"
+    failures = _failures(Path(args.out), report)
+    code = EXIT_OK
+    if failures is not None:
+        code = EXIT_OK if args.allow_failures and not failures[1] else EXIT_FAILED_SLICES
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports the merged run
         _print_tables(report)
-        if failed.is_file():
-            n = max(0, len(failed.read_text().splitlines()) - 1)
-            print(f"kspace-attacks sweep: {n} batch(es) failed, see {failed}", file=sys.stderr)
+        if failures is not None:
+            what = ("warning: partial results accepted (--allow-failures): " if code == EXIT_OK
+                    else "every slice failed: " if failures[1] else "")
+            print(f"kspace-attacks sweep: {what}{failures[0]}", file=sys.stderr)
         print(f"Results in {Path(args.out).resolve()}")
-    return 1 if not report.records and failed.is_file() else 0
+    return code
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import TransferReport
-
-    from .demo import write_verdicts
+    from .study.report import TransferReport, records_from_csv
+    from .study.targeted import targeted_verdicts
+    from .study.verdicts import summary_lines, write_verdicts
 
     report = TransferReport.load(args.dir)
     paths = report.plot(args.dir)
     _print_tables(report)
     print("Figures: " + ", ".join(str(p) for p in paths))
-    items = write_verdicts(report, args.dir)
+    targeted = Path(args.dir) / "targeted.csv"
+    extra = targeted_verdicts(records_from_csv(targeted)) if targeted.is_file() else []
+    items = write_verdicts(report, args.dir, extra_rows=extra)
     if items:
-        print("Verdicts:")
-        for v in items:
-            print(f"  [{'holds' if v['holds'] else 'fails'}] {v['claim']}")
+        print("Verdicts (verdict.md has every claim with its CI):")
+        print("\n".join(f"  {line}" for line in summary_lines(items)))
     return 0
 
 
@@ -93,10 +139,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
     if args.name == "diffusion":
-        from .adapters.training_diffusion import main as train_main
+        from .adapters.training.diffusion import main as train_main
 
         return int(train_main(rest) or 0)
-    from .adapters.training import main as train_main
+    from .adapters.training.supervised import main as train_main
 
     return int(train_main([args.name, *rest]) or 0)
 
@@ -105,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kspace-attacks",
         description="Worst-case k-space perturbations for MRI reconstruction models.",
+        epilog="exit codes: 0 success, 2 error in arguments, configuration or data, 3 a sweep with "
+               "failed slices (see sweep --help), 130 interrupted",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the study on the embedded default (about 6 min on 2 CPU cores)")
@@ -112,11 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--print-config", action="store_true", help="print the demo's settings as a sweep config and exit")
     demo.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
-    sweep = sub.add_parser("sweep", help="run a sweep from a TOML/YAML config")
+    study = sub.add_parser("study", help="the study at scale: 16 slices, both runners, SSIM objective, "
+                                         "white-box diffusion, sampler ablation (hours on 2 CPU cores; resumable)")
+    study.add_argument("--out", default="kspace-attacks-study", help="output folder (default: %(default)s)")
+    study.add_argument("--print-config", action="store_true", help="print the study's settings and exit")
+    study.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
+    study.add_argument("--quiet", action="store_true", help="no progress bars")
+    sweep = sub.add_parser("sweep", help="run a sweep from a TOML/YAML config", epilog=SWEEP_EXIT_CODES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     sweep.add_argument("--config", required=True, help="sweep configuration (.toml, .yaml)")
     sweep.add_argument("--out", required=True, help="output folder")
     sweep.add_argument("--device", default=None, help="override the config's device")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    sweep.add_argument("--allow-failures", action="store_true",
+                       help="exit 0 (with a warning) when some but not all slices failed")
     report = sub.add_parser("report", help="re-render tables and plots of saved results")
     report.add_argument("dir", help="folder written by demo or sweep")
     sub.add_parser("models", help="list the registered reconstructors")
@@ -133,21 +190,21 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "train":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    from .sweep import ConfigError
+    from .study.config import ConfigError
 
     try:
         if args.command == "train":
             return _cmd_train(args, rest)
-        return {"demo": _cmd_demo, "sweep": _cmd_sweep, "report": _cmd_report, "models": _cmd_models}[args.command](args)
+        return {"demo": _cmd_demo, "study": _cmd_demo, "sweep": _cmd_sweep, "report": _cmd_report, "models": _cmd_models}[args.command](args)
     except (ConfigError, FileNotFoundError, KeyError, ValueError, TypeError) as e:
         if os.environ.get("KSPACE_ATTACKS_DEBUG"):
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"kspace-attacks {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"kspace-attacks {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

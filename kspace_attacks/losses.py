@@ -13,6 +13,7 @@ weights the comparison to a region, e.g. a pathology box (see :func:`roi_box`).
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -20,18 +21,10 @@ import torch
 from torch import Tensor
 
 from ._checks import check_choice, check_tensor, describe
+from ._image import magnitude  # public here too: losses.magnitude
 
-__all__ = ["Loss", "ReconDeviation", "ReferenceError", "TargetedLoss", "roi_box", "magnitude"]
-
-
-def magnitude(x: Tensor) -> Tensor:
-    """Modulus of a ``(B, 2, ...)`` complex image as ``(B, 1, ...)``; 1-channel input unchanged.
-
-    A tiny offset keeps the gradient finite where the image is exactly zero.
-    """
-    if x.shape[1] == 1:
-        return x
-    return (x.pow(2).sum(dim=1, keepdim=True) + 1e-12).sqrt()
+__all__ = ["Loss", "ReconDeviation", "GroundTruthDeviation", "TargetedLoss", "SSIMDeviation",
+           "LOSSES", "resolve_loss", "roi_box", "magnitude"]
 
 
 def roi_box(
@@ -136,13 +129,16 @@ class ReconDeviation(Loss):
         return self.sq_distance(x_adv, x_clean, "x_clean")
 
 
-class ReferenceError(Loss):
+class GroundTruthDeviation(Loss):
     r"""Error against the ground truth, :math:`\|f(y+\delta) - x\|_2^2`.
+
+    (Called ``ReferenceError`` before 0.2, a name that shadowed a Python builtin; the old name
+    still works, with a ``DeprecationWarning``.)
 
     :Examples:
 
         >>> import torch
-        >>> loss = ReferenceError(domain="magnitude")
+        >>> loss = GroundTruthDeviation(domain="magnitude")
         >>> x = torch.zeros(1, 1, 4, 4)
         >>> loss(x + 0.5, x, x_true=x)
         tensor([4.])
@@ -154,7 +150,7 @@ class ReferenceError(Loss):
 
     def __call__(self, x_adv, x_clean, x_true=None, target=None):
         if x_true is None:
-            raise ValueError("x_true: ReferenceError needs the ground-truth image, got None")
+            raise ValueError("x_true: GroundTruthDeviation needs the ground-truth image, got None")
         return self.sq_distance(x_adv, x_true, "x_true")
 
 
@@ -183,13 +179,84 @@ class TargetedLoss(Loss):
         return -self.sq_distance(x_adv, target, "target")
 
 
+class SSIMDeviation(Loss):
+    r"""Structural change of the reconstruction: :math:`1 - \mathrm{SSIM}(|f(y+\delta)|, |f(y)|)`.
+
+    The same SSIM as :func:`kspace_attacks.metrics.ssim` (11x11 Gaussian window, sigma 1.5,
+    averaged over the windows inside the image, the named normalisation), computed by the one
+    differentiable function behind both, :func:`kspace_attacks.metrics.differentiable_ssim`;
+    so the value an attack maximises is the study's Delta SSIM against the clean
+    reconstruction. Images need at least 11x11 pixels.
+
+    With ``normalization="minmax"`` each image is scaled by its own min and max: the loss
+    ignores affine intensity changes, and the gradient through the extremes is a subgradient.
+
+    :param str normalization: ``"minmax"`` (default, the study) or ``"fastmri"``.
+
+    :Examples:
+
+        >>> import torch
+        >>> x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+        >>> loss = SSIMDeviation()
+        >>> loss(x, x).abs().max().item() < 1e-6
+        True
+        >>> bool((loss(x + 0.3 * torch.rand_like(x), x) > 0).all())
+        True
+    """
+
+    def __init__(self, normalization: str = "minmax") -> None:
+        super().__init__(domain="magnitude")
+        self.normalization = check_choice("normalization", normalization, ("minmax", "fastmri"))
+
+    def __call__(self, x_adv, x_clean, x_true=None, target=None):
+        from .metrics import differentiable_ssim  # metrics imports this module
+
+        return 1 - differentiable_ssim(x_adv, x_clean, self.normalization)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(normalization={self.normalization!r})"
+
+
+#: Loss names accepted wherever a loss is expected (``PGD(threat, loss="ssim")``).
+LOSSES: dict[str, type[Loss]] = {
+    "deviation": ReconDeviation,
+    "ssim": SSIMDeviation,
+    "ground_truth": GroundTruthDeviation,
+    "targeted": TargetedLoss,
+}
+
+
 def resolve_loss(loss: Any) -> Loss:
-    """``None`` means :class:`ReconDeviation`; anything else must be callable."""
+    """``None`` means :class:`ReconDeviation`; a name from :data:`LOSSES` builds that loss with
+    its defaults; anything else must be callable.
+
+    >>> resolve_loss("ssim")
+    SSIMDeviation(normalization='minmax')
+    """
     if loss is None:
         return ReconDeviation()
+    if isinstance(loss, str):
+        key = loss.strip().lower()
+        if key not in LOSSES:
+            raise ValueError(
+                f"loss: expected a callable loss(x_adv, x_clean, x_true, target) -> (B,) or one "
+                f"of {sorted(LOSSES)}, got {loss!r}"
+            )
+        return LOSSES[key]()
     if not callable(loss):
         raise TypeError(
-            f"loss: expected a callable loss(x_adv, x_clean, x_true, target) -> (B,), got "
-            f"{describe(loss)}"
+            f"loss: expected a callable loss(x_adv, x_clean, x_true, target) -> (B,) or one of "
+            f"{sorted(LOSSES)}, got {describe(loss)}"
         )
     return loss
+
+
+def __getattr__(name: str) -> Any:
+    # Old name kept for one release: it shadowed the builtin ReferenceError.
+    if name == "ReferenceError":
+        warnings.warn(
+            "kspace_attacks.losses.ReferenceError is deprecated; use GroundTruthDeviation",
+            DeprecationWarning, stacklevel=2,
+        )
+        return GroundTruthDeviation
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

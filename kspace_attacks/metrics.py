@@ -8,11 +8,13 @@ magnitude images. Two normalisations:
   reference, per sample (fastMRI's evaluation convention).
 
 PSNR and NMSE are computed with :mod:`deepinv.loss.metric`. SSIM uses torchmetrics' Gaussian
-window (11x11, sigma 1.5) and averages the SSIM map over the valid region only (borders of 5
-pixels cropped), which matches scikit-image's ``structural_similarity(gaussian_weights=True,
+window (11x11, sigma 1.5) and averages the SSIM map over the valid region only (windows inside
+the image), which matches scikit-image's ``structural_similarity(gaussian_weights=True,
 sigma=1.5, use_sample_covariance=False)`` -- the convention of fastMRI and most MRI papers.
 deepinv's SSIM also averages the reflect-padded borders and reads higher or lower by up to
-~0.1 on small images, so it is not used here.
+~0.1 on small images, so it is not used here. :func:`differentiable_ssim` is the same SSIM
+without detaching its inputs; :func:`ssim` and the attack loss
+:class:`~kspace_attacks.losses.SSIMDeviation` both call it.
 """
 
 from __future__ import annotations
@@ -21,16 +23,17 @@ from functools import lru_cache
 
 import deepinv as dinv
 import torch
-from torchmetrics.functional.image import structural_similarity_index_measure
+import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import check_choice, check_image
-from .losses import magnitude
+from ._image import magnitude
 
-__all__ = ["psnr", "ssim", "nmse", "NORMALIZATIONS", "metric_table", "deltas"]
+__all__ = ["psnr", "ssim", "differentiable_ssim", "nmse", "NORMALIZATIONS", "metric_table",
+           "deltas"]
 
 NORMALIZATIONS = ("minmax", "fastmri")
-_CROP = 5  # (11 - 1) // 2: SSIM map pixels whose window leaves the image are not averaged
+_WINDOW, _SIGMA, _K1, _K2 = 11, 1.5, 0.01, 0.03  # torchmetrics' / scikit-image's SSIM constants
 
 
 def _minmax(x: Tensor) -> Tensor:
@@ -39,10 +42,14 @@ def _minmax(x: Tensor) -> Tensor:
     return (x - lo) / (hi - lo).clamp_min(1e-12)
 
 
-def _prepare(x_hat: Tensor, x_ref: Tensor, normalization: str) -> tuple[Tensor, Tensor]:
+def _prepare(
+    x_hat: Tensor, x_ref: Tensor, normalization: str, detach: bool = True
+) -> tuple[Tensor, Tensor]:
     check_choice("normalization", normalization, NORMALIZATIONS)
-    x_hat = magnitude(check_image("x_hat", x_hat)).detach()
-    x_ref = magnitude(check_image("x_ref", x_ref)).detach()
+    x_hat = magnitude(check_image("x_hat", x_hat))
+    x_ref = magnitude(check_image("x_ref", x_ref))
+    if detach:
+        x_hat, x_ref = x_hat.detach(), x_ref.detach()
     if x_hat.shape != x_ref.shape:
         raise ValueError(
             f"x_hat: expected the shape of x_ref {tuple(x_ref.shape)} (after taking "
@@ -90,19 +97,70 @@ def ssim(x_hat: Tensor, x_ref: Tensor, normalization: str = "minmax") -> Tensor:
         >>> round(ssim(x, x).item(), 4)
         1.0
     """
-    a, b = _prepare(x_hat, x_ref, normalization)
-    if normalization == "minmax":
-        data_range = torch.ones(a.shape[0], dtype=a.dtype, device=a.device)
-    else:
-        data_range = b.flatten(1).amax(dim=1)
-    out = []
-    for i in range(a.shape[0]):  # torchmetrics takes one data range per call
-        _, smap = structural_similarity_index_measure(
-            a[i : i + 1], b[i : i + 1], data_range=float(data_range[i]), gaussian_kernel=True,
-            sigma=1.5, kernel_size=11, reduction="none", return_full_image=True,
+    return _ssim(*_prepare(x_hat, x_ref, normalization), normalization)
+
+
+def differentiable_ssim(x_hat: Tensor, x_ref: Tensor, normalization: str = "minmax") -> Tensor:
+    """:func:`ssim` with gradients: the same values, differentiable w.r.t. both images.
+
+    With ``"minmax"`` each image is scaled by its own min and max, whose gradients go to the
+    extreme pixels (subgradients where several pixels tie); with ``"fastmri"`` the data range
+    (the reference's maximum) is a constant.
+
+    :Examples:
+
+        >>> import torch
+        >>> x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+        >>> x_hat = (x + 0.1 * torch.rand_like(x)).requires_grad_(True)
+        >>> differentiable_ssim(x_hat, x).sum().backward()
+        >>> x_hat.grad.shape
+        torch.Size([1, 1, 16, 16])
+    """
+    return _ssim(*_prepare(x_hat, x_ref, normalization, detach=False), normalization)
+
+
+def _window(dtype: torch.dtype, device: torch.device) -> Tensor:
+    """torchmetrics' 11x11 Gaussian window (sigma 1.5), computed its way, ``(1, 1, 11, 11)``."""
+    dist = torch.arange((1 - _WINDOW) / 2, (1 + _WINDOW) / 2, 1, dtype=dtype, device=device)
+    gauss = torch.exp(-torch.pow(dist / _SIGMA, 2) / 2)
+    g = (gauss / gauss.sum()).unsqueeze(0)
+    return torch.matmul(g.t(), g)[None, None]
+
+
+def _ssim(a: Tensor, b: Tensor, normalization: str) -> Tensor:
+    """SSIM of prepared magnitude images ``(B, 1, H, W)``, averaged over the valid region.
+
+    The map is torchmetrics' (reflect-padded input) with its 5-pixel borders cropped, i.e. the
+    windows that lie inside the image; the formula is torchmetrics'.
+    """
+    if min(a.shape[-2:]) < _WINDOW:
+        raise ValueError(
+            f"x_hat: SSIM needs images of at least {_WINDOW}x{_WINDOW} pixels (its window), got "
+            f"spatial size {tuple(a.shape[-2:])}"
         )
-        out.append(smap[..., _CROP:-_CROP, _CROP:-_CROP].mean())
-    return torch.stack(out)
+    b = b.to(a.dtype)
+    if normalization == "minmax":
+        data_range = torch.ones(a.shape[0], dtype=torch.float64, device=a.device)
+    else:  # fastMRI: the reference's maximum, per sample (a constant for gradients)
+        data_range = b.detach().flatten(1).amax(dim=1).double()
+    # Constants in float64, then cast: the values torchmetrics gets from Python floats.
+    c1 = (_K1 * data_range).pow(2).to(a.dtype).reshape(-1, 1, 1, 1)
+    c2 = (_K2 * data_range).pow(2).to(a.dtype).reshape(-1, 1, 1, 1)
+    # torchmetrics' reflect padding; only the windows inside the image are averaged below, so
+    # padded pixels never count, and the same convolution keeps the values bit-identical.
+    pad = (_WINDOW - 1) // 2
+    a_p, b_p = (F.pad(t, (pad, pad, pad, pad), mode="reflect") for t in (a, b))
+    window = _window(a.dtype, a.device)
+    stats = F.conv2d(torch.cat((a_p, b_p, a_p * a_p, b_p * b_p, a_p * b_p)), window)
+    mu_a, mu_b, aa, bb, ab = stats.split(a.shape[0])
+    mu_aa, mu_bb, mu_ab = mu_a.pow(2), mu_b.pow(2), mu_a * mu_b
+    var_a = torch.clamp(aa - mu_aa, min=0.0)
+    var_b = torch.clamp(bb - mu_bb, min=0.0)
+    upper = 2 * (ab - mu_ab) + c2
+    lower = var_a + var_b + c2
+    smap = ((2 * mu_ab + c1) * upper) / ((mu_aa + mu_bb + c1) * lower)
+    # Reduce the cropped view as it is (a contiguous copy would sum in another order).
+    return smap[..., pad:-pad, pad:-pad].mean(dim=(1, 2, 3))
 
 
 def nmse(x_hat: Tensor, x_ref: Tensor, normalization: str = "minmax") -> Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -17,16 +17,23 @@ class AttackResult:
     :param delta: the perturbation, shape of ``y`` (on the full grid for ``support="full"``).
     :param y_adv: the perturbed measurement fed to the model, ``y + M delta``.
     :param x_clean: the reconstruction of the clean ``y``.
-    :param x_adv: the reconstruction of ``y_adv`` (the worst iterate's).
-    :param loss: attack objective at the returned perturbation, ``(B,)``.
+    :param x_adv: the reconstruction of ``y_adv`` (the worst iterate's; with ``eot > 1`` the mean
+        over the draws).
+    :param loss: attack objective at the returned perturbation, ``(B,)`` (with ``eot > 1`` the
+        mean over the draws).
     :param eps: budget per sample, ``(B,)`` (relative or absolute, as the threat model says).
     :param ratio: ``||delta|| / ||y||`` per sample in the threat model's norm, ``(B,)``.
     :param grad_evals: gradient evaluations used (forward + backward passes through the model).
     :param forward_evals: forward-only passes (clean reconstruction and final evaluations).
     :param seconds: wall-clock time of the attack.
-    :param history: best objective so far after each gradient evaluation, ``(grad_evals, B)``
-        (restarts concatenated), or ``None`` for attacks without iterations.
+    :param history: best objective so far of the row's own search after each evaluation step,
+        ``(grad_evals / eot, B)`` (restarts concatenated), or ``None`` for attacks without
+        iterations.
     :param attack: ``repr`` of the attack that produced this result.
+    :param source_eps: budget each returned perturbation was found for, ``(B,)``: ``eps``
+        where the row's own search won, a smaller budget of the same sample where the monotone
+        envelope took that row's perturbation instead (see :class:`~kspace_attacks.Attack`);
+        ``None`` when the envelope was off.
     """
 
     delta: Tensor
@@ -41,7 +48,7 @@ class AttackResult:
     seconds: float
     history: Tensor | None = None
     attack: str = ""
-    extras: dict = field(default_factory=dict)
+    source_eps: Tensor | None = None
 
     @property
     def deviation(self) -> Tensor:

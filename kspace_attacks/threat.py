@@ -17,8 +17,10 @@ Two supports:
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -26,10 +28,28 @@ from torch import Tensor
 
 from ._checks import check_choice, check_kspace, check_tensor, describe
 
-__all__ = ["ThreatModel", "KSpaceL2", "KSpaceLinf", "sampling_mask"]
+__all__ = ["ThreatModel", "KSpaceL2", "KSpaceLinf", "sampling_mask", "check_eps"]
 
 # Norms smaller than this are treated as zero (avoids 0/0 when normalising directions).
 _TINY = 1e-30
+
+
+def draw(kind: str, shape: tuple[int, ...], generator: Any) -> Tensor:
+    """``torch.randn`` / ``torch.rand`` in float64 on the CPU (device-independent draws).
+
+    ``generator`` may be one generator for the whole batch or a sequence of one generator per
+    sample (dim 0), so that a sample's draw does not depend on the rest of its batch.
+    """
+    fn = torch.randn if kind == "randn" else torch.rand
+    if generator is None or isinstance(generator, torch.Generator):
+        return fn(shape, generator=generator, device="cpu", dtype=torch.float64)
+    gens = list(generator)
+    if len(gens) != shape[0] or not all(isinstance(g, torch.Generator) for g in gens):
+        raise ValueError(
+            f"generator: expected a torch.Generator or one per sample ({shape[0]}), got "
+            f"{len(gens)} object(s)"
+        )
+    return torch.cat([fn((1, *shape[1:]), generator=g, device="cpu", dtype=torch.float64) for g in gens])
 
 
 def sampling_mask(y: Tensor, physics: Any) -> Tensor:
@@ -106,12 +126,40 @@ class ThreatModel(ABC):
         per: str = "sample",
         support: str = "measured",
     ) -> None:
-        self.eps = _check_eps(eps)
+        self.eps = check_eps(eps)
         if not isinstance(relative, bool):
             raise TypeError(f"relative: expected a bool, got {describe(relative)}")
         self.relative = relative
         self.per = check_choice("per", per, ("sample", "coil"))
         self.support = check_choice("support", support, ("measured", "full"))
+
+    def with_eps(self, eps: float | Tensor) -> "ThreatModel":
+        """A copy of this threat model with budget ``eps`` (float or per-sample ``(B,)``).
+
+        The one public way to change a budget: the copy is validated like a new threat model,
+        and ``self`` is left untouched.
+
+        >>> import kspace_attacks as ka
+        >>> ka.KSpaceL2(eps=0.05, per="coil").with_eps(0.01)
+        KSpaceL2(eps=0.01, relative=True, per='coil', support='measured')
+        """
+        new = copy.copy(self)
+        new.eps = check_eps(eps)
+        return new
+
+    def replace(self, **changes: Any) -> "ThreatModel":
+        """A new threat model of the same class with some of ``eps``, ``relative``, ``per``,
+        ``support`` changed (validated anew).
+
+        >>> import kspace_attacks as ka
+        >>> ka.KSpaceL2(eps=0.05, support="full").replace(support="measured").support
+        'measured'
+        """
+        args = {"eps": self.eps, "relative": self.relative, "per": self.per, "support": self.support}
+        unknown = sorted(set(changes) - set(args))
+        if unknown:
+            raise TypeError(f"replace: unknown argument(s) {unknown}; expected some of {sorted(args)}")
+        return type(self)(**{**args, **changes})
 
     # ----------------------------------------------------------------------------- helpers
     def _units(self, t: Tensor) -> Tensor:
@@ -179,10 +227,10 @@ class ThreatModel(ABC):
 
         :param torch.Tensor y: clean k-space in deepinv layout.
         """
-        return self._budget(check_kspace("y", y))
+        return self.budget_unchecked(check_kspace("y", y))
 
-    def _budget(self, y: Tensor) -> Tensor:
-        """:meth:`budget` without input validation (for inner loops)."""
+    def budget_unchecked(self, y: Tensor) -> Tensor:
+        """:meth:`budget` without input validation (for inner loops of attacks)."""
         eps = self._eps_tensor(y)
         if self.relative:
             return eps * self.reference_norm(y)
@@ -194,15 +242,18 @@ class ThreatModel(ABC):
 
     @abstractmethod
     def random(
-        self, y: Tensor, physics: Any, generator: torch.Generator | None = None
+        self, y: Tensor, physics: Any, generator: torch.Generator | Sequence[torch.Generator] | None = None
     ) -> Tensor:
         """A perturbation drawn uniformly from the ball (on the support)."""
 
     @abstractmethod
     def sphere(
-        self, y: Tensor, physics: Any, generator: torch.Generator | None = None
+        self, y: Tensor, physics: Any, generator: torch.Generator | Sequence[torch.Generator] | None = None
     ) -> Tensor:
-        """A random perturbation on the boundary of the ball (uses the whole budget)."""
+        """A random perturbation on the boundary of the ball (uses the whole budget).
+
+        ``generator``: one for the batch, or one per sample (its draw then does not depend on
+        the rest of the batch)."""
 
     @abstractmethod
     def steepest_direction(self, grad: Tensor) -> Tensor:
@@ -271,40 +322,40 @@ class KSpaceL2(ThreatModel):
         # onto (subspace ∩ ball), since the ball is centred at 0, which lies in the subspace.
         delta = delta * self.support_mask(y, physics)
         norm = self.unit_norm(delta)
-        scale = (self._budget(y) / norm.clamp_min(_TINY)).clamp(max=1.0)
+        scale = (self.budget_unchecked(y) / norm.clamp_min(_TINY)).clamp(max=1.0)
         return delta * self.broadcast(scale, delta)
 
     def random(
-        self, y: Tensor, physics: Any, generator: torch.Generator | None = None
+        self, y: Tensor, physics: Any, generator: torch.Generator | Sequence[torch.Generator] | None = None
     ) -> Tensor:
         y = check_kspace("y", y)
         direction = self._gaussian(y, physics, generator)
         # Uniform in the d-ball: radius ~ budget * U^(1/d) with d the free dimension.
         support = self.support_mask(y, physics).expand_as(y)
         dim = self._units(support).sum(dim=2).clamp_min(1.0)
-        u = torch.rand(dim.shape, generator=generator, device="cpu", dtype=torch.float64)
-        radius = self._budget(y) * u.to(y.device).pow(1.0 / dim.double()).to(y.dtype)
+        u = draw("rand", tuple(dim.shape), generator)
+        radius = self.budget_unchecked(y) * u.to(y.device).pow(1.0 / dim.double()).to(y.dtype)
         return direction * self.broadcast(radius, y)
 
     def sphere(
-        self, y: Tensor, physics: Any, generator: torch.Generator | None = None
+        self, y: Tensor, physics: Any, generator: torch.Generator | Sequence[torch.Generator] | None = None
     ) -> Tensor:
         """Gaussian direction scaled to exactly the budget (the equal-norm noise baseline)."""
         y = check_kspace("y", y)
-        return self._gaussian(y, physics, generator) * self.broadcast(self._budget(y), y)
+        return self._gaussian(y, physics, generator) * self.broadcast(self.budget_unchecked(y), y)
 
     def step_scale(self, y: Tensor) -> Tensor:
-        return self.broadcast(self._budget(y), y)
+        return self.broadcast(self.budget_unchecked(y), y)
 
     def steepest_direction(self, grad: Tensor) -> Tensor:
         norm = self.unit_norm(grad)
         return grad / self.broadcast(norm.clamp_min(_TINY), grad)
 
     # ----------------------------------------------------------------------------- private
-    def _gaussian(self, y: Tensor, physics: Any, generator: torch.Generator | None) -> Tensor:
+    def _gaussian(self, y: Tensor, physics: Any, generator: Any) -> Tensor:
         """Unit-norm (per unit) Gaussian direction on the support; drawn on CPU for
         device-independent determinism."""
-        g = torch.randn(y.shape, generator=generator, device="cpu", dtype=torch.float64)
+        g = draw("randn", tuple(y.shape), generator)
         g = g.to(device=y.device, dtype=y.dtype) * self.support_mask(y, physics)
         return self.steepest_direction(g)
 
@@ -340,7 +391,7 @@ class KSpaceLinf(ThreatModel):
         return self._units(self._modulus(t).expand_as(t)).amax(dim=2)
 
     def _entry_budget(self, y: Tensor) -> Tensor:
-        return self.broadcast(self._budget(y), y)
+        return self.broadcast(self.budget_unchecked(y), y)
 
     def project(self, delta: Tensor, y: Tensor, physics: Any) -> Tensor:
         delta = check_tensor("delta", delta)
@@ -354,24 +405,24 @@ class KSpaceLinf(ThreatModel):
         return delta * scale
 
     def random(
-        self, y: Tensor, physics: Any, generator: torch.Generator | None = None
+        self, y: Tensor, physics: Any, generator: torch.Generator | Sequence[torch.Generator] | None = None
     ) -> Tensor:
         y = check_kspace("y", y)
         shape = (y.shape[0], 1, *y.shape[2:])
         # Uniform in each complex disc: radius ~ sqrt(U), phase ~ U[0, 2 pi).
-        r = torch.rand(shape, generator=generator, dtype=torch.float64).sqrt()
-        phase = torch.rand(shape, generator=generator, dtype=torch.float64) * (2 * math.pi)
+        r = draw("rand", shape, generator).sqrt()
+        phase = draw("rand", shape, generator) * (2 * math.pi)
         d = torch.cat([r * torch.cos(phase), r * torch.sin(phase)], dim=1)
         d = d.to(device=y.device, dtype=y.dtype) * self._entry_budget(y)
         return d * self.support_mask(y, physics)
 
     def sphere(
-        self, y: Tensor, physics: Any, generator: torch.Generator | None = None
+        self, y: Tensor, physics: Any, generator: torch.Generator | Sequence[torch.Generator] | None = None
     ) -> Tensor:
         """Every supported entry at the full budget modulus with a uniform random phase."""
         y = check_kspace("y", y)
         shape = (y.shape[0], 1, *y.shape[2:])
-        phase = torch.rand(shape, generator=generator, dtype=torch.float64) * (2 * math.pi)
+        phase = draw("rand", shape, generator) * (2 * math.pi)
         d = torch.cat([torch.cos(phase), torch.sin(phase)], dim=1)
         d = d.to(device=y.device, dtype=y.dtype) * self._entry_budget(y)
         return d * self.support_mask(y, physics)
@@ -384,7 +435,8 @@ class KSpaceLinf(ThreatModel):
         return grad / self._modulus(grad).clamp_min(_TINY)
 
 
-def _check_eps(eps: Any) -> float | Tensor:
+def check_eps(eps: Any) -> float | Tensor:
+    """Validate a budget: a finite float >= 0 or a real ``(B,)`` tensor of them (as float64)."""
     if isinstance(eps, Tensor):
         if eps.is_complex() or not (eps.is_floating_point() or eps.dtype in (torch.int64, torch.int32)):
             raise TypeError(f"eps: expected a float or a real tensor of shape (B,), got {describe(eps)}")

@@ -20,7 +20,7 @@ from kspace_attacks.adapters.diffusion import (
     load,
 )
 from kspace_attacks.adapters.score_unet import ScoreUNet, count_parameters
-from kspace_attacks.adapters.training_diffusion import load_checkpoint, train
+from kspace_attacks.adapters.training.diffusion import load_checkpoint, train
 
 from ._physics import multi_coil, single_coil
 
@@ -226,7 +226,7 @@ def test_shipped_weights_beat_zero_filled():
 @pytest.mark.slow
 def test_shipped_weights_default_sampler_on_test_split():
     _shipped_or_skip()
-    from kspace_attacks.adapters.training_diffusion import evaluate
+    from kspace_attacks.adapters.training.diffusion import evaluate
 
     r = evaluate(load("embedded"), "test", n=20)
     assert r["delta_psnr"] >= 3 and r["delta_ssim"] >= 0.08

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from kspace_attacks.adapters import load_reconstructor, training
+from kspace_attacks.adapters import load_reconstructor
+from kspace_attacks.adapters.training import supervised
 from kspace_attacks.adapters.deepinv_wrapper import DeepinvReconstructor, denoiser_postprocessor
 from kspace_attacks.adapters.irim import IRIM
 from kspace_attacks.adapters.resunetpp import ResUnetPP
@@ -317,7 +318,7 @@ def test_slices():
 
     ds = EmbeddedBrain("test")
     idx = torch.linspace(0, len(ds) - 1, 8).round().long()
-    x, y = training.batch_of(ds, idx)
+    x, y = supervised.batch_of(ds, idx)
     return x, y, get_preset("embedded").physics()
 
 
@@ -381,9 +382,9 @@ class ToyData(Dataset):
 
 def _train_tiny(name, out, steps, data, physics, **kw):
     arch = TINY_RESUNET if name == "resunetpp" else TINY_IRIM
-    return training.train(name, steps=steps, batch_size=4, lr=3e-3, out=out, arch=arch,
-                          train_data=data, physics=physics, log_every=1, ckpt_every=3,
-                          progress=False, **kw)
+    return supervised.train(name, steps=steps, batch_size=4, lr=3e-3, out=out, arch=arch,
+                            train_data=data, physics=physics, log_every=1, ckpt_every=3,
+                            progress=False, **kw)
 
 
 @pytest.mark.parametrize("name", ["resunetpp", "irim"])
@@ -429,25 +430,25 @@ def test_no_resume_starts_over(tmp_path):
 
 
 def test_cli_parser_and_main(monkeypatch):
-    a = training.parser().parse_args(
+    a = supervised.parser().parse_args(
         ["irim", "--steps", "5", "--batch-size", "2", "--lr", "0.01", "--seed", "3",
          "--out", "x", "--no-resume", "--threads", "1"])
     assert (a.name, a.steps, a.batch_size, a.lr, a.seed, a.out, a.resume, a.threads) == (
         "irim", 5, 2, 0.01, 3, "x", False, 1)
-    assert training.parser().parse_args(["resunetpp"]).resume is True
+    assert supervised.parser().parse_args(["resunetpp"]).resume is True
     calls = []
-    monkeypatch.setattr(training, "train", lambda *args, **kw: calls.append((args, kw)) or {})
-    assert training.main(["resunetpp", "--steps", "7"]) == 0
+    monkeypatch.setattr(supervised, "train", lambda *args, **kw: calls.append((args, kw)) or {})
+    assert supervised.main(["resunetpp", "--steps", "7"]) == 0
     assert calls[0][0] == ("resunetpp",) and calls[0][1]["steps"] == 7
     with pytest.raises(SystemExit):
-        training.parser().parse_args(["unknown_model"])
+        supervised.parser().parse_args(["unknown_model"])
 
 
 def test_train_validates_arguments(tmp_path):
     with pytest.raises(ValueError, match="name"):
-        training.train("zero_filled", out=tmp_path)
+        supervised.train("zero_filled", out=tmp_path)
     with pytest.raises(ValueError, match="steps"):
-        training.train("irim", steps=0, out=tmp_path)
+        supervised.train("irim", steps=0, out=tmp_path)
 
 
 # ------------------------------------------------------------------------------- docstrings

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kspace_attacks.analysis import (
+from kspace_attacks.study.artifacts import (
     artifact_stats,
     excess_kurtosis,
     hallucination_fraction,
@@ -101,7 +101,8 @@ def test_artifact_stats_mixed_batch():
     change = torch.cat([torch.zeros(1, 1, 32, 32), 0.01 * _noise(1, 32, seed=3), 0.2 * _blob()])
     stats = artifact_stats(x + change, x)
     rms = stats["residual_rms"]
-    assert rms[0] == 0 and rms[1] == pytest.approx(0.01 * _noise(1, 32, seed=3).pow(2).mean().sqrt(), rel=1e-3)
+    expected = float(0.01 * _noise(1, 32, seed=3).pow(2).mean().sqrt())
+    assert float(rms[0]) == 0 and float(rms[1]) == pytest.approx(expected, rel=1e-3)
     flat, hall = stats["spectral_flatness"], stats["hallucination_fraction"]
     assert torch.isnan(flat[0]) and flat[1] > 0.45 and flat[2] < 0.01
     # 32x32 noise flags up to ~3 % (mostly along the reflect-padded borders, see

@@ -169,7 +169,7 @@ def test_linf_pgd_respects_bound_and_beats_noise():
 def test_reference_and_targeted_losses():
     x, y, physics = single_coil()
     threat = ka.KSpaceL2(eps=0.1)
-    ref = ka.PGD(threat, steps=10, loss=ka.losses.ReferenceError())(zero_filled, y, physics, x_true=x)
+    ref = ka.PGD(threat, steps=10, loss=ka.losses.GroundTruthDeviation())(zero_filled, y, physics, x_true=x)
     clean_err = (zero_filled(y, physics) - x).pow(2).flatten(1).sum(1)
     assert (ref.loss > clean_err).all()
     # targeted: move the reconstruction towards a bright blob inside a region of interest

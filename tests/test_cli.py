@@ -16,8 +16,8 @@ import torch
 
 from kspace_attacks.cli import main
 from kspace_attacks.data import read_perturbed_kspace
-from kspace_attacks.report import TransferReport
-from kspace_attacks.sweep import DEMO_CONFIG, load_config
+from kspace_attacks.study.report import TransferReport
+from kspace_attacks.study.sweep import DEMO_CONFIG, load_config
 
 TINY = """\
 surrogates = ["zero_filled"]
@@ -29,7 +29,8 @@ eps = [0.0, 0.05]
 type = "PGD"
 steps = 2
 """
-FIGURES = ["delta_ssim_vs_eps.png", "delta_psnr_vs_eps.png", "hallucination_fraction_vs_eps.png"]
+FIGURES = ["relative_deviation_vs_eps.png", "delta_ssim_vs_eps.png", "delta_psnr_vs_eps.png",
+           "structure_fraction_vs_eps.png"]
 
 
 def _start_installed_cli() -> subprocess.Popen:
@@ -197,7 +198,7 @@ def test_report_of_empty_results_exits_2(tmp_path, capsys):
 
 
 def test_sweep_where_every_batch_fails_is_reported(tmp_path, capsys, monkeypatch):
-    from kspace_attacks import sweep
+    from kspace_attacks.study import sweep
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated failure")
@@ -213,3 +214,62 @@ def test_installed_script():
     out, err = _INSTALLED.communicate(timeout=300)
     assert _INSTALLED.returncode == 0, err
     assert tomllib.loads(out) == DEMO_CONFIG
+
+
+# ---------------------------------------------------------------------------------- exit codes
+def _fail_batches(monkeypatch, failing: set[int]) -> None:
+    """Make the sweep's transfer raise on the given (1-based) calls, i.e. batches."""
+    from kspace_attacks.study import sweep
+
+    real, calls = sweep.transfer, {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] in failing:
+            raise RuntimeError(f"simulated failure in call {calls['n']}")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "transfer", flaky)
+
+
+def _two_batches(tmp_path) -> str:
+    """The tiny config with one slice per batch: 2 batches."""
+    return _bad_config(tmp_path, "batch_size = 1\n" + TINY)
+
+
+def test_partial_failure_exits_3_with_a_summary(tmp_path, capsys, monkeypatch):
+    _fail_batches(monkeypatch, {2})
+    code, out, err = _run(capsys, "sweep", "--config", _two_batches(tmp_path), "--out", str(tmp_path / "o"), "--quiet")
+    assert code == 3
+    assert "1 of 2 slice(s) in 1 of 2 batch(es) failed" in err
+    assert "first error (batch 1, slices test-79): RuntimeError: simulated failure in call 2" in err
+    assert str(tmp_path / "o" / "failed.csv") in err and "warning" not in err
+    assert (tmp_path / "o" / "records.csv").is_file()  # the slices that worked are saved
+
+
+def test_allow_failures_accepts_partial_results(tmp_path, capsys, monkeypatch):
+    _fail_batches(monkeypatch, {1})
+    code, out, err = _run(capsys, "sweep", "--config", _two_batches(tmp_path), "--out", str(tmp_path / "o"),
+                          "--quiet", "--allow-failures")
+    assert code == 0
+    assert "kspace-attacks sweep: warning: partial results accepted (--allow-failures): 1 of 2 slice(s)" in err
+    with open(tmp_path / "o" / "records.csv", newline="") as f:
+        assert {r["sample_id"] for r in csv.DictReader(f)} == {"test-79"}
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_all_failed_is_non_zero_even_with_allow_failures(tmp_path, capsys, monkeypatch, allow):
+    _fail_batches(monkeypatch, {1, 2})
+    extra = ["--allow-failures"] if allow else []
+    code, _, err = _run(capsys, "sweep", "--config", _two_batches(tmp_path), "--out", str(tmp_path / "o"),
+                        "--quiet", *extra)
+    assert code == 3
+    assert "every slice failed: 2 of 2 slice(s) in 2 of 2 batch(es) failed" in err
+
+
+def test_exit_codes_are_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = capsys.readouterr().out
+    assert "--allow-failures" in text and "exit codes:" in text
+    assert all(f"\n  {code} " in text for code in (0, 2, 3, 130))

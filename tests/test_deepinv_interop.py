@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import kspace_attacks as ka
-from kspace_attacks.deepinv_interop import AttackedPhysics
+from kspace_attacks.interop.deepinv import AttackedPhysics
 
 from ._physics import multi_coil, single_coil, zero_filled
 
@@ -103,7 +103,7 @@ def test_attacked_physics_is_the_wrapped_physics_except_forward():
     assert other.attack.threat.eps == 0.01 and attacked.attack.threat.eps == 0.05
     assert "AttackedMRI(physics=MRI, model=zero_filled, attack=PGD(" in repr(attacked)
     ref = AttackedPhysics(physics, zero_filled, ka.PGD(ka.KSpaceL2(eps=0.05), steps=1,
-                                                       loss=ka.losses.ReferenceError()))
+                                                       loss=ka.losses.GroundTruthDeviation()))
     ref(x)
     assert torch.allclose(ref.last_result.loss,
                           (ref.last_result.x_adv - x).flatten(1).pow(2).sum(1))  # x as x_true

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from kspace_attacks.demo import run_demo, verdicts
-from kspace_attacks.report import TransferReport
-from kspace_attacks.sweep import DEMO_CONFIG, validate_config
+from kspace_attacks.study.demo import run_demo
+from kspace_attacks.study.verdicts import decide
+from kspace_attacks.study.report import TransferReport
+from kspace_attacks.study.sweep import DEMO_CONFIG, validate_config
 
 TINY = dict(
     DEMO_CONFIG,
@@ -40,17 +41,27 @@ def test_demo_writes_every_artifact(demo):
 
 def test_demo_verdicts_carry_their_numbers(demo):
     out, result = demo
-    claims = [v["claim"] for v in result["verdicts"]]
-    assert any(c.startswith("worst-case beats equal-norm noise on diffusion") for c in claims)
-    assert any("degradation grows with eps" in c for c in claims)
-    assert any("noise-like" in c for c in claims)
+    rows = result["verdicts"]
+    claims = {r["claim_id"] for r in rows}
+    assert {"beats_noise", "grows_with_eps", "structured", "noise_like", "targeted_shows"} <= claims
+    assert {r["metric"] for r in rows if r["claim_id"] == "beats_noise"} == {"deviation", "ssim", "psnr"}
+    assert any(r["target"] == "diffusion" and r["setting"] == "transfer" for r in rows)
+    for r in rows:
+        assert r["outcome"] in ("holds", "does not hold", "inconclusive")
+        assert r["small_sample"] and r["n"] == 2  # the tiny demo: 2 slices per cell
+        if r["outcome"] == "holds":
+            assert r["ci_low"] > r["threshold"]
     text = (out / "verdict.md").read_text()
-    for v in result["verdicts"]:
-        assert v["claim"] in text
-        json.dumps(v["numbers"])  # serialisable numbers behind every verdict
+    assert "{" not in text  # tables, not raw JSON
+    for r in rows:
+        assert r["claim"] in text
+    doc = json.loads((out / "verdict.json").read_text())
+    assert len(doc["rows"]) == len(rows)
     # recomputing from the saved records gives the same verdicts
-    again = verdicts(TransferReport.load(out))
-    assert [(v["claim"], v["holds"]) for v in again] == [(v["claim"], v["holds"]) for v in result["verdicts"]]
+    again = decide(TransferReport.load(out).records)
+    sweep_rows = [r for r in rows if r["claim_id"] != "targeted_shows"]
+    assert [(r["claim"], r["metric"], r["eps"], r["outcome"]) for r in again] == \
+        [(r["claim"], r["metric"], r["eps"], r["outcome"]) for r in sweep_rows]
 
 
 def test_white_box_attack_beats_noise_on_irim(demo):
@@ -67,7 +78,7 @@ def test_sweep_of_the_demo_config_reproduces_its_records(demo, tmp_path):
     import csv
 
     from kspace_attacks.cli import main
-    from kspace_attacks.sweep import dump_toml
+    from kspace_attacks.study.sweep import dump_toml
 
     out, _ = demo
     cfg = tmp_path / "demo.toml"

@@ -7,9 +7,11 @@ tests/create_temp_data.py does), so the whole file runs in a few seconds.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
+import pkgutil
 import sys
 from pathlib import Path
 
@@ -21,8 +23,10 @@ from deepinv.physics import MRI, MultiCoilMRI
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kspace_attacks.data import fastmri_io as fio
-from kspace_attacks.data.fastmri_io import (
+from kspace_attacks import io as kio
+from kspace_attacks.data import fastmri as fio
+from kspace_attacks.data.fastmri import interop as fastmri_interop
+from kspace_attacks.data.fastmri import (
     CorruptFastMRIFileError,
     FastMRIFileError,
     FastMRISlices,
@@ -31,6 +35,7 @@ from kspace_attacks.data.fastmri_io import (
     write_fastmri_file,
     write_perturbed_kspace,
 )
+from kspace_attacks.data.fastmri.layout import _center_crop
 
 H, W, COILS = 16, 12, 3
 
@@ -145,7 +150,7 @@ def test_crop_keeps_x_y_physics_consistent(single_file):
     assert x.shape == (1, 2, 8, 6) and y.shape == (1, 2, 8, 6) and physics.mask.shape[-2:] == (8, 6)
     torch.testing.assert_close(physics.A(x), y, atol=1e-5, rtol=0)
     x_full, _, _ = read_fastmri_slice(path, 0)
-    torch.testing.assert_close(x, fio._center_crop(x_full, (8, 6)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(x, _center_crop(x_full, (8, 6)), atol=1e-5, rtol=0)
 
 
 def test_multicoil_given_maps_recover_x_and_y(multi_file):
@@ -227,7 +232,7 @@ def test_target_file_reads_stored_reconstruction(single_file):
     assert torch.equal(x[0, 0], recon)
     xc, yc, _ = read_fastmri_slice(path, 1, target="file", crop=8)
     assert xc.shape == (1, 1, 8, 8) and yc.shape == (1, 2, 8, 8)
-    torch.testing.assert_close(xc, fio._center_crop(x, (8, 8)))
+    torch.testing.assert_close(xc, _center_crop(x, (8, 8)))
 
 
 def test_dataset_over_directory(tmp_path, single_file, multi_file):
@@ -494,7 +499,7 @@ def test_write_is_atomic(single_file, monkeypatch):
     def crash(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(fio.os, "replace", crash)
+    monkeypatch.setattr(kio.os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
         write_fastmri_file(path, 2 * y)
     assert path.read_bytes() == before
@@ -506,7 +511,7 @@ def test_write_is_atomic(single_file, monkeypatch):
 
 def test_module_imports_without_fastmri(monkeypatch):
     monkeypatch.setitem(sys.modules, "fastmri", None)  # makes `import fastmri` fail
-    spec = importlib.util.spec_from_file_location("_fastmri_io_copy", fio.__file__)
+    spec = importlib.util.spec_from_file_location("_fastmri_io_copy", fastmri_interop.__file__)
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
     spec.loader.exec_module(module)
@@ -521,5 +526,8 @@ def test_docstring_examples(tmp_path, monkeypatch):
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # examples' mkdtemp() land here
-    failures, tried = doctest.testmod(fio, optionflags=doctest.ELLIPSIS, verbose=False)
+    submodules = [m.name for m in pkgutil.iter_modules(fio.__path__)]
+    modules = [fio] + [importlib.import_module(f"{fio.__name__}.{m}") for m in submodules]
+    results = [doctest.testmod(m, optionflags=doctest.ELLIPSIS, verbose=False) for m in modules]
+    failures, tried = sum(r.failed for r in results), sum(r.attempted for r in results)
     assert tried > 20 and failures == 0

@@ -12,7 +12,7 @@ import torch
 
 import kspace_attacks as ka
 from kspace_attacks.data import read_perturbed_kspace
-from kspace_attacks.report import (
+from kspace_attacks.study.report import (
     GROUP_KEYS,
     TransferReport,
     atomic_write_text,

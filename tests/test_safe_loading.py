@@ -37,13 +37,13 @@ def test_fastmri_state_dict_with_code_is_refused(tmp_path):
 
 
 def test_training_checkpoint_with_code_is_refused(tmp_path):
-    from kspace_attacks.adapters import training
+    from kspace_attacks.adapters.training import supervised
 
     run, marker = tmp_path / "run", tmp_path / "pwned"
     run.mkdir()
     _malicious_checkpoint(run / "checkpoint.pt", marker)
     with pytest.raises(Exception, match="(?i)weights_only|unpickl|global"):
-        training.train("resunetpp", steps=1, batch_size=1, out=run, resume=True, progress=False)
+        supervised.train("resunetpp", steps=1, batch_size=1, out=run, resume=True, progress=False)
     assert not marker.exists()
 
 

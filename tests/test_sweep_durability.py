@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kspace_attacks.journal import Journal, read_journal
+from kspace_attacks.study.journal import Journal, read_journal
 
 CONFIG = """
 n_slices = 10
@@ -129,7 +129,7 @@ def test_journal_drops_torn_tail(tmp_path):
 
 
 def test_failing_batch_is_recorded_and_sweep_continues(tmp_path, monkeypatch):
-    from kspace_attacks import sweep
+    from kspace_attacks.study import sweep
 
     calls = {"n": 0}
     real = sweep.transfer

@@ -7,7 +7,7 @@ import torch
 
 import kspace_attacks as ka
 from kspace_attacks.losses import ReconDeviation
-from kspace_attacks.targeted import insert_structure, targeted_transfer
+from kspace_attacks.study.targeted import insert_structure, targeted_transfer, targeted_verdicts
 
 from ._physics import single_coil, zero_filled
 
@@ -93,13 +93,16 @@ def test_targeted_transfer_inserts_the_structure(problem):
     template = ka.PGD(ka.KSpaceL2(), steps=5)
     results = {}
     for eps in (0.0, 0.3):
-        records, images = targeted_transfer(zero_filled, {"zf": zero_filled}, y, physics, eps=eps,
-                                            contrast=0.3, attack=template)
-        results[eps] = records
+        all_records, images = targeted_transfer(zero_filled, {"zf": zero_filled}, y, physics, eps=eps,
+                                                contrast=0.3, attack=template)
+        # three conditions per target and slice: targeted, and the two controls at the same eps
+        assert sorted({r["condition"] for r in all_records}) == ["noise", "targeted", "untargeted"]
+        records = [r for r in all_records if r["condition"] == "targeted"]
+        results[eps] = all_records
         assert len(records) == 2
         for i, r in enumerate(records):
             assert set(r) == {"sample", "surrogate_eps", "target", "kind", "contrast", "ratio",
-                              "roi_contrast", "roi_ssim", "shown"}
+                              "roi_contrast", "roi_ssim", "shown", "condition"}
             assert (r["sample"], r["target"], r["kind"], r["surrogate_eps"]) == (i, "zf", "blob", eps)
             assert r["ratio"] <= eps + 1e-6
             assert -1 <= r["roi_ssim"] <= 1
@@ -108,7 +111,8 @@ def test_targeted_transfer_inserts_the_structure(problem):
         assert images["zf_adv"].shape == images["zf_clean"].shape == (2, 2, SIZE, SIZE)
     for r0 in results[0.0]:  # no budget, no change
         assert r0["ratio"] == 0 and r0["roi_contrast"] == pytest.approx(0.0, abs=1e-6)
-    for r0, r1 in zip(results[0.0], results[0.3], strict=True):
+    targeted = {e: [r for r in results[e] if r["condition"] == "targeted"] for e in results}
+    for r0, r1 in zip(targeted[0.0], targeted[0.3], strict=True):
         assert r1["roi_contrast"] > r0["roi_contrast"] + 0.3
         assert r1["roi_ssim"] > r0["roi_ssim"] - 0.05
         assert r1["ratio"] > 0.1
@@ -123,3 +127,16 @@ def test_targeted_transfer_target_image_matches_insert_structure(problem):
     expected, _ = insert_structure(zero_filled(y, physics), kind="line", contrast=0.2)
     assert torch.allclose(images["target_image"], expected)
     assert torch.allclose(images["zf_adv"], images["zf_clean"])
+
+
+def test_targeted_verdict_uses_controls(problem):
+    y, physics = problem
+    records, _ = targeted_transfer(zero_filled, {"zf": zero_filled}, y, physics, eps=0.3,
+                                   contrast=0.3, attack=ka.PGD(ka.KSpaceL2(), steps=5))
+    by = {(r["condition"], r["sample"]): r["roi_contrast"] for r in records}
+    for i in range(2):  # the targeted perturbation shows the structure; the controls do not
+        assert by[("targeted", i)] > by[("noise", i)] + 0.3 and by[("targeted", i)] > by[("untargeted", i)]
+    rows = targeted_verdicts(records)
+    assert [r["setting"] for r in rows] == ["vs noise", "vs untargeted"]
+    for r in rows:
+        assert r["claim_id"] == "targeted_shows" and r["n"] == 2 and r["mean_diff"] > 0.3

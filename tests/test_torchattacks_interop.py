@@ -13,7 +13,7 @@ import kspace_attacks as ka
 from ._physics import multi_coil, single_coil, zero_filled
 
 torchattacks = pytest.importorskip("torchattacks")
-from kspace_attacks.adapters.torchattacks import KSpaceGaussianNoise, KSpacePGDL2  # noqa: E402
+from kspace_attacks.interop.torchattacks import KSpaceAPGD, KSpaceGaussianNoise, KSpacePGDL2  # noqa: E402
 
 
 class Net(torch.nn.Module):
@@ -145,7 +145,7 @@ def test_function_models_physics_setter_and_errors():
         atk(torch.rand(1, 3, 16, 16))
     with pytest.raises(TypeError, match="physics: expected a deepinv physics"):
         atk.set_physics("mri")
-    with pytest.raises(ValueError, match=r"loss: expected one of \['deviation', 'reference'\]"):
+    with pytest.raises(ValueError, match=r"loss: expected one of \['deviation', 'reference', 'ssim'\]"):
         KSpacePGDL2(zero_filled, physics, loss="ce")
     with pytest.raises(NotImplementedError, match="image normalisation does not apply"):
         atk.set_normalization_used(mean=[0.5], std=[0.5])
@@ -155,6 +155,30 @@ def test_function_models_physics_setter_and_errors():
 
 def test_missing_extra_gives_an_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchattacks", None)  # "import torchattacks" fails
-    monkeypatch.delitem(sys.modules, "kspace_attacks.adapters.torchattacks", raising=False)
+    monkeypatch.delitem(sys.modules, "kspace_attacks.interop.torchattacks", raising=False)
     with pytest.raises(ImportError, match=r'pip install "kspace-attacks\[torchattacks\]"'):
-        importlib.import_module("kspace_attacks.adapters.torchattacks")
+        importlib.import_module("kspace_attacks.interop.torchattacks")
+
+
+@pytest.mark.parametrize("loss", ["deviation", "ssim"])
+def test_apgd_wrapper_runs_the_core_apgd_and_beats_noise(loss):
+    x, y, physics = single_coil(32, 2)
+    model = Net()
+    atk = KSpaceAPGD(model, physics, eps=0.05, steps=10, loss=loss)
+    assert isinstance(atk, torchattacks.attack.Attack)
+    y_adv = atk(y)
+    assert (_ratio(y_adv, y) <= 0.05 * (1 + 1e-5)).all()
+    core = ka.APGD(ka.KSpaceL2(eps=0.05), steps=10, loss=loss)
+    model.eval()
+    res = core(model, y, physics)
+    assert torch.allclose(y_adv, res.y_adv, atol=1e-6)  # the same attack, seeded alike
+    noise = ka.GaussianNoise(ka.KSpaceL2(eps=0.05), loss=loss)(model, y, physics)
+    assert (res.loss > noise.loss).all()
+
+
+def test_the_default_attack_is_apgd():
+    from kspace_attacks.attacks import DEFAULT_ATTACK, default_attack
+    from kspace_attacks.testing import build_attack
+
+    assert DEFAULT_ATTACK == "apgd" and isinstance(default_attack(), ka.APGD)
+    assert isinstance(build_attack(0.02, 5), ka.APGD) and build_attack(0.02, 5).steps == 5

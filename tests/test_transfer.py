@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import kspace_attacks as ka
-from kspace_attacks.evaluation import DEFAULT_EPS, iter_batches, with_eps
+from kspace_attacks.study.records import STUDY_EPS
+from kspace_attacks.study.transfer import iter_batches
 
 from ._physics import multi_coil, single_coil, zero_filled
 
@@ -335,9 +336,9 @@ def test_keep_perturbations_false(data):
 
 
 def test_helpers():
-    assert DEFAULT_EPS == (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08)
+    assert STUDY_EPS == (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08)
     template = ka.PGD(ka.KSpaceL2(eps=0.05), steps=2)
-    copy = with_eps(template, torch.tensor([0.0, 0.1], dtype=torch.float64))
+    copy = template.with_eps(torch.tensor([0.0, 0.1], dtype=torch.float64))
     assert template.threat.eps == 0.05  # the template is left alone
     assert copy.threat.eps.tolist() == [0.0, 0.1] and copy.steps == 2
     x, y, physics = single_coil(SIZE, batch=1)

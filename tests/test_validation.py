@@ -95,4 +95,4 @@ def test_delta_shape_checked(data):
 def test_x_true_needed(data):
     _, y, physics = data
     with pytest.raises(ValueError, match="x_true"):
-        ka.PGD(ka.KSpaceL2(), loss=ka.losses.ReferenceError())(zero_filled, y, physics)
+        ka.PGD(ka.KSpaceL2(), loss=ka.losses.GroundTruthDeviation())(zero_filled, y, physics)

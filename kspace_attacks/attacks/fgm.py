@@ -25,6 +25,10 @@ class FGM(Attack):
     :param float init_scale: norm of the random start as a fraction of the budget.
     :param loss: objective to maximise (default: deviation from the clean reconstruction).
     :param int seed: seed of the random start.
+    :param int eot: model calls averaged per gradient (stochastic models); each step costs
+        ``eot`` gradient evaluations.
+    :param bool monotone: reuse smaller budgets' perturbations of the same sample when worse
+        (see :class:`~kspace_attacks.Attack`).
 
     |sep|
 
@@ -39,14 +43,18 @@ class FGM(Attack):
         1
     """
 
+    name = "fgm"
+
     def __init__(
         self,
         threat: ThreatModel,
         init_scale: float = 1e-3,
-        loss: Loss | None = None,
+        loss: Loss | str | None = None,
         seed: int = 0,
+        eot: int = 1,
+        monotone: bool = True,
     ) -> None:
-        super().__init__(threat, loss, seed)
+        super().__init__(threat, loss, seed, eot, monotone)
         self.init_scale = check_nonneg_float("init_scale", init_scale)
 
     def _run(self, problem: Problem, generator: torch.Generator) -> None:
@@ -55,6 +63,10 @@ class FGM(Attack):
         _, grad, _ = problem.evaluate(start)
         problem.record()
         problem.evaluate(threat.ascent_step(torch.zeros_like(y), grad, y, physics, 1.0), grad=False)
+
+    @property
+    def max_grad_evals(self) -> int:
+        return self.eot
 
     def _params(self) -> dict[str, Any]:
         return {"init_scale": self.init_scale}

@@ -26,6 +26,10 @@ class GaussianNoise(Attack):
     :param int draws: random draws per sample; the worst is kept.
     :param loss: objective used to rank draws and reported in the result.
     :param int seed: seed of the draws.
+    :param int eot: model calls averaged per draw's evaluation (stochastic models); costs
+        ``eot`` forward evaluations per draw.
+    :param bool monotone: off by default here: the baseline is noise of exactly the budget's
+        norm, which the envelope would replace by a smaller budget's noise where it is worse.
 
     |sep|
 
@@ -40,10 +44,18 @@ class GaussianNoise(Attack):
         0.05
     """
 
+    name = "noise"
+
     def __init__(
-        self, threat: ThreatModel, draws: int = 1, loss: Loss | None = None, seed: int = 0
+        self,
+        threat: ThreatModel,
+        draws: int = 1,
+        loss: Loss | str | None = None,
+        seed: int = 0,
+        eot: int = 1,
+        monotone: bool = False,
     ) -> None:
-        super().__init__(threat, loss, seed)
+        super().__init__(threat, loss, seed, eot, monotone)
         self.draws = check_positive_int("draws", draws)
 
     def _run(self, problem: Problem, generator: torch.Generator) -> None:

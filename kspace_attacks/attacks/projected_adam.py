@@ -30,12 +30,16 @@ class ProjectedAdam(Attack):
 
     :param kspace_attacks.ThreatModel threat: the allowed perturbations.
     :param float lr: Adam learning rate (k-space units).
-    :param int max_steps: gradient evaluations at most.
+    :param int max_steps: steps at most (one gradient evaluation each, ``eot`` with EOT).
     :param int max_rescales: stop a sample after this many projections back onto the ball.
     :param int patience: stop a sample after this many steps without improving its best.
     :param float init_scale: norm of the random start relative to :math:`\|y\|`.
     :param loss: objective to maximise (default: deviation from the clean reconstruction).
     :param int seed: seed of the random start.
+    :param int eot: model calls averaged per gradient (stochastic models); each step costs
+        ``eot`` gradient evaluations.
+    :param bool monotone: reuse smaller budgets' perturbations of the same sample when worse
+        (see :class:`~kspace_attacks.Attack`).
 
     |sep|
 
@@ -51,6 +55,9 @@ class ProjectedAdam(Attack):
         True
     """
 
+    name = "adam"
+    steps_param = "max_steps"
+
     def __init__(
         self,
         threat: ThreatModel,
@@ -59,10 +66,12 @@ class ProjectedAdam(Attack):
         max_rescales: int = 100,
         patience: int = 200,
         init_scale: float = 1e-4,
-        loss: Loss | None = None,
+        loss: Loss | str | None = None,
         seed: int = 0,
+        eot: int = 1,
+        monotone: bool = True,
     ) -> None:
-        super().__init__(threat, loss, seed)
+        super().__init__(threat, loss, seed, eot, monotone)
         self.lr = check_nonneg_float("lr", lr, strictly_positive=True)
         self.max_steps = check_positive_int("max_steps", max_steps)
         self.max_rescales = check_positive_int("max_rescales", max_rescales)
@@ -89,7 +98,7 @@ class ProjectedAdam(Attack):
             delta.grad = -grad  # Adam minimises; we ascend the objective
             opt.step()
             with torch.no_grad():
-                left = (threat.unit_norm(delta) > threat._budget(y) * (1 + 1e-6)).any(dim=1)
+                left = (threat.unit_norm(delta) > threat.budget_unchecked(y) * (1 + 1e-6)).any(dim=1)
                 delta.copy_(threat.project(delta, y, physics))
                 # Stopped samples keep their iterate (Adam acts on the whole batch).
                 delta.copy_(torch.where(active.view(view), delta, previous))
@@ -98,6 +107,10 @@ class ProjectedAdam(Attack):
             if not bool(active.any()):
                 break
         problem.evaluate(delta.detach(), grad=False)
+
+    @property
+    def max_grad_evals(self) -> int:
+        return self.max_steps * self.eot
 
     def _params(self) -> dict[str, Any]:
         return {

@@ -32,7 +32,7 @@ __all__ = [
     "synthesize",
 ]
 
-from .fastmri_io import (  # noqa: E402  (fastmri itself is imported lazily inside)
+from .fastmri import (  # noqa: E402  (fastmri itself is imported lazily inside)
     CorruptFastMRIFileError,
     FastMRIFileError,
     FastMRISlices,

@@ -260,6 +260,6 @@ def demo_batch(
         if n < len(ds) - 1
         else np.arange(n)
     )
-    xs, ys = zip(*(ds[int(i)] for i in idx))
+    xs, ys = zip(*(ds[int(i)] for i in idx), strict=True)
     physics = ds.preset.physics(batch_size=n)
     return torch.stack(xs), torch.stack(ys), physics

@@ -21,7 +21,6 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from torch.utils.data import Dataset
 
 from .._checks import check_choice, check_nonneg_float, check_positive_int
 from .presets import Preset, get_preset
+from .selection import SliceSpec, evenly_spaced, select_slices
 
 __all__ = ["NiftiSlices", "load_nifti_slices", "resample_plane"]
 
@@ -39,22 +39,29 @@ __all__ = ["NiftiSlices", "load_nifti_slices", "resample_plane"]
 def _load_volume(path: str | Path, canonical: bool, volume: int) -> tuple[np.ndarray, tuple]:
     try:
         import nibabel as nib
+        from nibabel.filebasedimages import ImageFileError
     except ImportError as e:  # pragma: no cover - optional dependency
         raise ImportError("load_nifti_slices needs nibabel: pip install nibabel") from e
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"path: expected an existing NIfTI file, got {str(path)!r}")
-    img = nib.load(str(p))
-    if canonical:
-        img = nib.as_closest_canonical(img)
-    data = np.asarray(img.dataobj, dtype=np.float32)
+    try:
+        img = nib.load(str(p))
+        if canonical:
+            img = nib.as_closest_canonical(img)
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except (OSError, EOFError, ValueError, ImageFileError) as e:
+        raise ValueError(
+            f"path: expected a readable NIfTI file, got {str(p)!r}, which cannot be read "
+            f"(truncated or not NIfTI): {e}"
+        ) from e
     zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
     if data.ndim == 4:
         if not 0 <= volume < data.shape[3]:
             raise ValueError(f"volume: expected an index in [0, {data.shape[3]}), got {volume}")
         data = data[..., volume]
     if data.ndim != 3:
-        raise ValueError(f"path: expected a 3D (or 4D) NIfTI volume, got shape {data.shape}")
+        raise ValueError(f"path: expected a 3D (or 4D) NIfTI volume, got shape {data.shape} in {str(p)!r}")
     if np.iscomplexobj(data):  # pragma: no cover
         data = np.abs(data)
     return np.nan_to_num(data), zooms
@@ -77,30 +84,38 @@ def load_nifti_slices(
     path: str | Path,
     axis: int = 2,
     size: int = 64,
-    slices: Sequence[int] | None = None,
+    slices: SliceSpec | None = None,
     *,
+    n_slices: int | None = None,
     normalize: str = "slice",
     min_content: float = 0.05,
     canonical: bool = True,
     volume: int = 0,
     preset: str | Preset | None = None,
     generator: torch.Generator | None = None,
+    return_indices: bool = False,
 ):
     """Read a NIfTI file and return normalized slices ``(B, 1, size, size)`` in [0, 1].
 
     :param path: ``.nii`` / ``.nii.gz`` file.
     :param int axis: slicing axis of the (canonical RAS) volume; 2 = axial.
     :param int size: output size S.
-    :param slices: indices along ``axis`` (default: every slice whose fraction of pixels above
-        10 % of the volume maximum is at least ``min_content``).
+    :param slices: indices along ``axis`` (negative ones count from the end), or a range
+        ``"start:stop[:step]"`` (``"10:40:5"``, Python slicing rules) or ``range``/``slice``.
+        Default: every slice whose fraction of pixels above 10 % of the volume maximum is at
+        least ``min_content`` (the *content* slices).
+    :param int n_slices: instead of ``slices``: ``n_slices`` evenly spaced content slices
+        (first and last included; all of them if there are fewer).
     :param str normalize: ``"slice"`` (min-max per slice) or ``"volume"`` (min-max over the volume).
-    :param float min_content: see ``slices``.
+    :param float min_content: see ``slices``; not used when ``slices`` is given.
     :param bool canonical: reorient to RAS first (so ``axis`` means the same for every file).
     :param int volume: index along the 4th dimension of 4D files.
     :param preset: if given (name or :class:`Preset` whose ``img_size`` must equal ``size``),
         also simulate k-space and return ``(x, y)`` with ``y = preset.simulate(x)``.
     :param torch.Generator generator: noise generator for the simulation.
-    :return: ``x`` (B, 1, S, S), or ``(x, y)`` when ``preset`` is given.
+    :param bool return_indices: also return the slice indices used (a list of ints, last).
+    :return: ``x`` (B, 1, S, S), or ``(x, y)`` when ``preset`` is given, with the indices
+        appended when ``return_indices``.
     """
     check_positive_int("axis", axis, minimum=0)
     if axis > 2:
@@ -109,6 +124,13 @@ def load_nifti_slices(
     check_choice("normalize", normalize, ("slice", "volume"))
     check_nonneg_float("min_content", min_content)
     check_positive_int("volume", volume, minimum=0)
+    if n_slices is not None:
+        check_positive_int("n_slices", n_slices)
+        if slices is not None:
+            raise ValueError(
+                f"n_slices: expected None when slices is given (choose one), got n_slices={n_slices} "
+                f"and slices={slices!r}"
+            )
     p = None
     if preset is not None:
         p = get_preset(preset)
@@ -118,19 +140,7 @@ def load_nifti_slices(
                 f"img_size {p.img_size}; pass size={p.img_size}"
             )
     data, zooms = _load_volume(path, canonical, volume)
-    n = data.shape[axis]
-    if slices is None:
-        thr = 0.1 * float(data.max()) if data.max() > 0 else np.inf
-        frac = (np.moveaxis(data, axis, 0) > thr).reshape(n, -1).mean(1)
-        idx = np.nonzero(frac >= min_content)[0]
-        if len(idx) == 0:
-            raise ValueError(f"path: no slice along axis {axis} has content >= {min_content}")
-    else:
-        idx = np.asarray(list(slices), dtype=int)
-        if idx.ndim != 1 or len(idx) == 0 or idx.min() < -n or idx.max() >= n:
-            raise ValueError(
-                f"slices: expected indices in [0, {n}) along axis {axis}, got {list(slices)}"
-            )
+    idx = np.asarray(_pick_slices(data, axis, slices, n_slices, min_content, path), dtype=int)
     if normalize == "volume":
         lo, hi = float(data.min()), float(data.max())
         data = (data - lo) / (hi - lo) if hi > lo else np.zeros_like(data)
@@ -144,9 +154,30 @@ def load_nifti_slices(
         hi = x.flatten(1).max(1).values.view(-1, 1, 1)
         x = torch.where(hi > lo, (x - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(x))
     x = x.clamp(0, 1)[:, None].float()
-    if p is None:
-        return x
-    return x, p.simulate(x, generator=generator)
+    out = (x,) if p is None else (x, p.simulate(x, generator=generator))
+    if return_indices:
+        out += (idx.tolist(),)
+    return out[0] if len(out) == 1 else out
+
+
+def _pick_slices(
+    data: np.ndarray, axis: int, slices: SliceSpec | None, n_slices: int | None,
+    min_content: float, path: str | Path,
+) -> list[int]:
+    """Indices along ``axis``: the given selection, else the content slices (all, or
+    ``n_slices`` evenly spaced)."""
+    n = data.shape[axis]
+    if slices is not None:
+        return select_slices(slices, n, "slices", f"{str(path)!r} along axis {axis}")
+    thr = 0.1 * float(data.max()) if data.max() > 0 else np.inf
+    frac = (np.moveaxis(data, axis, 0) > thr).reshape(n, -1).mean(1)
+    idx = np.nonzero(frac >= min_content)[0].tolist()
+    if not idx:
+        raise ValueError(
+            f"min_content: expected at least one slice of {str(path)!r} along axis {axis} with "
+            f"content >= {min_content}, got none (largest content {float(frac.max()):.3g})"
+        )
+    return idx if n_slices is None else evenly_spaced(idx, n_slices)
 
 
 class NiftiSlices(Dataset):

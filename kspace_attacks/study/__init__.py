@@ -1,0 +1,14 @@
+"""The study: transfer sweeps of worst-case k-space perturbations and what they conclude.
+
+- :mod:`.records`: the record schema (every column once; ``delta_* = adv - clean``);
+- :mod:`.transfer`: craft on surrogates, evaluate on targets (:func:`transfer`);
+- :mod:`.config`, :mod:`.sweep`, :mod:`.journal`: configured, durable, resumable sweeps;
+- :mod:`.sources`: a sweep's data (embedded, NIfTI, fastMRI files) as batches with ids;
+- :mod:`.report`, :mod:`.plots`: records, summaries, files and figures;
+- :mod:`.artifacts`: statistics of the change a perturbation causes;
+- :mod:`.targeted`: insertion of a structure; :mod:`.verdicts`: the study's claims;
+- :mod:`.demo`: the demo run on the embedded data.
+
+The study imports the core and the data layer; only the sweep's model resolution imports the
+adapters.
+"""

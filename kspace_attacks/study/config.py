@@ -1,0 +1,354 @@
+"""Sweep configurations: data, models, attacks and budgets described in TOML or YAML.
+
+The configuration half of ``kspace-attacks sweep`` and ``kspace-attacks demo`` (running is
+:mod:`kspace_attacks.study.sweep`): it validates a configuration, resolves model names
+through :mod:`kspace_attacks.adapters` (imported on use), builds the
+data and attacks. The library core (threat models, attacks, metrics) does not depend on it.
+
+A configuration (every key optional; defaults are the demo's)::
+
+    preset = "embedded"              # acquisition preset of the simulated data
+    data = "embedded"                # "embedded", {nifti = "file.nii.gz", ...} or {fastmri = "dir", ...}
+    split = "test"                   # split of the embedded data
+    n_slices = 4                     # slices used, unless the data table selects them
+    batch_size = 4
+    seed = 0
+    device = "cpu"
+    threads = 1                      # torch CPU threads during the sweep (records depend on it)
+    eps = [0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08]
+    surrogates = ["irim", "resunetpp"]
+    targets = ["irim", "resunetpp", "diffusion", "zero_filled"]
+    baseline = true
+    normalization = "minmax"
+    fail_fast = false                # true: stop at the first failing batch
+
+    [threat]                         # KSpaceL2 or KSpaceLinf
+    type = "KSpaceL2"
+    per = "sample"
+    support = "measured"
+
+    [attacks.pgd]                    # one table per attack: type (an attack name) + its arguments
+    type = "pgd"                     # pgd, adam, fgm, noise (class names such as "PGD" work too)
+    steps = 20
+
+    [models.diffusion]               # keyword arguments for load_reconstructor
+    steps = 50
+    [models.diffusion_nodc]          # a variant of a registered model, under its own name
+    model = "diffusion"
+    final_dc = false
+    [surrogate_models.diffusion]     # the surrogate's own arguments (white-box attack), e.g. a
+    differentiable = true            # differentiable sampler with fewer steps; "eot" goes to
+    steps = 10                       # the attacks (expectation over the sampler's noise)
+
+    null_draws = 8                   # equal-norm noise draws per target that calibrate the
+                                     # artifact statistics (0: none)
+
+``threads`` (an int >= 1) fixes torch's intra-op thread count for the whole sweep, so records
+are a function of the configuration and the seed only: float reductions split over a different
+number of threads round differently, and attacks amplify such differences. Configurations
+written before the key existed load with the default, 1.
+
+Data tables (details in :mod:`kspace_attacks.study.sources`)::
+
+    data = {nifti = "brain.nii.gz", slices = [10, 20]}          # these slices
+    data = {nifti = "brain.nii.gz", slices = "10:40:5"}         # a range, Python slicing rules
+    data = {nifti = "brain.nii.gz", n_slices = 8, min_content = 0.1}  # 8 evenly spaced slices
+    data = {fastmri = "folder_or_file.h5"}                      # preset-size crop, preset mask
+    data = {fastmri = "test.h5", mask = "file", coil_maps = "estimate", normalize = "max",
+            target = "complex", slices = "0:10"}
+
+Sample ids name the file and slice (``<file stem>-<slice>``; embedded: ``<split>-<index>``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import attacks as _attacks
+from .._checks import describe
+from ..threat import KSpaceL2, KSpaceLinf
+from .errors import ConfigError
+from .records import STUDY_EPS
+from .sources import build_data, check_data
+
+__all__ = ["DEMO_CONFIG", "STUDY_CONFIG", "ConfigError", "load_config", "dump_toml", "validate_config",
+           "build_threat", "build_attacks", "build_models", "build_surrogates", "build_data", "canonical"]
+
+
+DEMO_CONFIG: dict[str, Any] = {
+    "preset": "embedded",
+    "data": "embedded",
+    "split": "test",
+    "n_slices": 4,
+    "batch_size": 4,
+    "seed": 0,
+    "device": "cpu",
+    "eps": list(STUDY_EPS),
+    "surrogates": ["irim", "resunetpp"],
+    "targets": ["irim", "resunetpp", "diffusion", "zero_filled"],
+    "baseline": True,
+    "normalization": "minmax",
+    "threat": {"type": "KSpaceL2", "relative": True, "per": "sample", "support": "measured"},
+    "attacks": {
+        "apgd": {"type": "apgd", "steps": 20},
+        "adam": {"type": "adam", "lr": 0.1, "max_steps": 100, "max_rescales": 100},
+    },
+    "models": {},
+    "surrogate_models": {},
+    "null_draws": 8,
+    "fail_fast": False,
+    "threads": 1,
+}
+
+#: The study at scale (``kspace-attacks study``): the study's eps grid on 16 test slices, both
+#: runners and the SSIM objective, transfer to every model, white-box diffusion through its
+#: differentiable sampler (fewer sampler steps for the attack; the target is the full sampler)
+#: and the sampler ablation without the final hard data consistency.
+STUDY_CONFIG: dict[str, Any] = {
+    **DEMO_CONFIG,
+    "n_slices": 16,
+    "batch_size": 4,
+    "surrogates": ["irim", "resunetpp", "diffusion"],
+    "targets": ["irim", "resunetpp", "diffusion", "diffusion_nodc", "zero_filled"],
+    "attacks": {
+        "apgd": {"type": "apgd", "steps": 20},
+        "adam": {"type": "adam", "lr": 0.1, "max_steps": 100, "max_rescales": 100},
+        "apgd_ssim": {"type": "apgd", "steps": 20, "loss": "ssim"},
+    },
+    "models": {"diffusion_nodc": {"model": "diffusion", "final_dc": False}},
+    "surrogate_models": {"diffusion": {"differentiable": True, "steps": 10, "n_samples": 2}},
+}
+
+_THREATS = {"KSpaceL2": KSpaceL2, "KSpaceLinf": KSpaceLinf}
+_TYPES = {"preset": str, "split": str, "n_slices": int, "batch_size": int, "seed": int, "device": str,
+          "eps": list, "surrogates": list, "targets": list, "baseline": bool, "normalization": str,
+          "threat": dict, "attacks": dict, "models": dict, "fail_fast": bool, "threads": int,
+          "surrogate_models": dict, "null_draws": int}
+
+
+# ---------------------------------------------------------------------------------- files
+def load_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) sweep configuration, merged over
+    :data:`DEMO_CONFIG` and validated."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config: file {p} does not exist")
+    text = p.read_text(encoding="utf-8")
+    if p.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ConfigError(f"config: {p} is YAML but PyYAML is not installed; pip install pyyaml, or use TOML") from e
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config: {p} is not valid YAML: {e}") from e
+    elif p.suffix.lower() == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config: {p} is not valid TOML: {e}") from e
+    else:
+        raise ConfigError(f"config: expected a .toml, .yaml or .yml file, got {p.name}")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a table of settings in {p}, got {describe(raw)}")
+    return validate_config(raw)
+
+
+def _toml_string(v: str) -> str:
+    # TOML basic strings: escape backslash, quote and control characters; keep the rest as is
+    # (json.dumps would write non-BMP characters as surrogate pairs, which TOML rejects).
+    out = []
+    for ch in v:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_key(k: str) -> str:
+    return k if k and all(c.isascii() and (c.isalnum() or c in "-_") for c in k) else _toml_string(k)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return repr(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "nan" if v != v else ("inf" if v > 0 else "-inf")
+        return repr(v)
+    if isinstance(v, str):
+        return _toml_string(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise ConfigError(f"config: cannot write {describe(v)} as TOML")
+
+
+def dump_toml(config: Mapping[str, Any]) -> str:
+    """Write a configuration as TOML (scalars and lists first, then tables)."""
+    lines = ["# kspace-attacks sweep configuration", ""]
+    tables = {}
+    for k, v in config.items():
+        if isinstance(v, Mapping) and k in ("threat", "attacks", "models"):
+            tables[k] = v
+        else:
+            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+    for k, v in tables.items():
+        nested = {n: t for n, t in v.items() if isinstance(t, Mapping)}
+        flat = {n: t for n, t in v.items() if not isinstance(t, Mapping)}
+        if flat or not nested:
+            lines += ["", f"[{k}]"] + [f"{_toml_key(n)} = {_toml_value(t)}" for n, t in flat.items()]
+        for n, t in nested.items():
+            lines += ["", f"[{k}.{_toml_key(n)}]"] + [f"{_toml_key(a)} = {_toml_value(b)}" for a, b in t.items()]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------- checks
+def validate_config(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``raw`` over the demo defaults and check every value; raises :class:`ConfigError`."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config: expected a table of settings, got {describe(raw)}")
+    cfg = copy.deepcopy(DEMO_CONFIG)
+    for key, value in raw.items():
+        if key not in _TYPES and key != "data":
+            raise ConfigError(f"config: unknown key {key!r}; known keys: {sorted([*_TYPES, 'data'])}")
+        cfg[key] = value
+    if "attacks" in raw:  # a given attack table replaces the default attacks entirely
+        cfg["attacks"] = dict(raw["attacks"])
+    for key, typ in _TYPES.items():
+        v = cfg[key]
+        ok = isinstance(v, typ) and not (typ is int and isinstance(v, bool))
+        if not ok:
+            raise ConfigError(f"config: {key} must be a {typ.__name__}, got {describe(v)}")
+    for key in ("n_slices", "batch_size", "threads"):
+        if cfg[key] < 1:
+            raise ConfigError(f"config: {key} must be >= 1, got {cfg[key]}")
+    if cfg["null_draws"] == 1 or cfg["null_draws"] < 0:
+        raise ConfigError(f"config: null_draws must be 0 or >= 2, got {cfg['null_draws']}")
+    for name, spec in cfg["surrogate_models"].items():
+        if name not in cfg["surrogates"] or not isinstance(spec, Mapping):
+            raise ConfigError(f"config: surrogate_models.{name} must be a table for one of the surrogates "
+                              f"{cfg['surrogates']}, got {describe(spec)}")
+    for e in cfg["eps"]:
+        if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e) or e < 0:
+            raise ConfigError(f"config: eps must be a list of numbers >= 0, got {cfg['eps']}")
+    if not cfg["eps"]:
+        raise ConfigError("config: eps must hold at least one budget, got []")
+    for key in ("surrogates", "targets"):
+        if not cfg[key] or not all(isinstance(n, str) for n in cfg[key]):
+            raise ConfigError(f"config: {key} must be a non-empty list of model names, got {cfg[key]}")
+    if cfg["normalization"] not in ("minmax", "fastmri"):
+        raise ConfigError(f"config: normalization must be 'minmax' or 'fastmri', got {cfg['normalization']!r}")
+    threat_type = cfg["threat"].get("type", "KSpaceL2")
+    if threat_type not in _THREATS:
+        raise ConfigError(f"config: threat.type must be one of {sorted(_THREATS)}, got {threat_type!r}")
+    if not cfg["attacks"]:
+        raise ConfigError("config: attacks must hold at least one attack table")
+    for name, spec in list(cfg["attacks"].items()):
+        try:
+            cls = _attacks.attack_class(spec.get("type") if isinstance(spec, Mapping) else None)
+        except ValueError:
+            raise ConfigError(
+                f"config: attacks.{name}.type must be one of {sorted(_attacks.ATTACKS)}, got "
+                f"{spec.get('type') if isinstance(spec, Mapping) else describe(spec)!r}"
+            ) from None
+        del cls  # valid; class names of earlier configs ("PGD") stay as the user wrote them
+    for name, spec in cfg["models"].items():
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"config: models.{name} must be a table of load_reconstructor arguments, got {describe(spec)}")
+    # Build the threat model and attacks now, so a bad value fails before models and data load.
+    build_attacks(cfg)
+    check_data(cfg["data"])
+    if cfg["device"] != "cpu" and cfg["device"].startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"config: device {cfg['device']!r} requested but CUDA is not available; use device = \"cpu\"")
+    return cfg
+
+
+def canonical(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` with every attack type spelled as the attack's name ("PGD" -> "pgd"), for
+    comparing configurations written before and after the names were unified."""
+    out = dict(cfg)
+    out["attacks"] = {k: dict(v, type=_attacks.attack_class(v["type"]).name)
+                      for k, v in cfg["attacks"].items()}
+    return out
+
+
+# ---------------------------------------------------------------------------------- building
+def build_threat(cfg: Mapping[str, Any]):
+    spec = dict(cfg["threat"])
+    cls = _THREATS[spec.pop("type", "KSpaceL2")]
+    if "eps" in spec:
+        raise ConfigError("config: threat.eps is set by the top-level eps grid; remove it from [threat]")
+    try:
+        return cls(**spec)
+    except (TypeError, ValueError) as e:
+        key = str(e).split(":")[0]
+        where = f"threat.{key}" if key in spec else "threat"
+        raise ConfigError(f"config: {where}: {e}") from e
+
+
+def build_attacks(cfg: Mapping[str, Any]) -> dict[str, _attacks.Attack]:
+    threat = build_threat(cfg)
+    out = {}
+    for name, spec in cfg["attacks"].items():
+        spec = dict(spec)
+        cls = _attacks.attack_class(spec.pop("type"))
+        try:
+            out[name] = cls(threat, seed=cfg["seed"], **spec)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config: attacks.{name}: {e}") from e
+    return out
+
+
+def _load(name: str, spec: Mapping[str, Any], device: str) -> Any:
+    from ..adapters import load_reconstructor  # the application layer resolves model names
+
+    kwargs = dict(spec)
+    registered = kwargs.pop("model", name)  # models.diffusion_nodc = {model = "diffusion", ...}
+    weights = kwargs.pop("weights", "embedded")
+    weights = None if weights in ("none", "random") else weights  # TOML has no null
+    if kwargs.get("seed") == "none":
+        kwargs["seed"] = None
+    return load_reconstructor(registered, weights=weights, device=device, **kwargs)
+
+
+def build_models(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Every surrogate and target by name (``models.<name>`` holds load_reconstructor arguments;
+    ``model = "<registered name>"`` makes ``<name>`` a variant of a registered model)."""
+    return {name: _load(name, cfg["models"].get(name, {}), cfg["device"])
+            for name in dict.fromkeys([*cfg["surrogates"], *cfg["targets"]])}
+
+
+def build_surrogates(cfg: Mapping[str, Any], models: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict]]:
+    """The surrogates as attacked, and per-surrogate attack options.
+
+    ``surrogate_models.<name>`` changes a surrogate's loading arguments for the attack only
+    (e.g. the diffusion sampler's ``differentiable = true`` and fewer ``steps``); the target of
+    the same name stays as ``models.<name>`` says. Its ``eot`` key goes to the attacks instead.
+    """
+    surrogates, options = {}, {}
+    for name in cfg["surrogates"]:
+        spec = dict(cfg["surrogate_models"].get(name, {}))
+        if "eot" in spec:
+            options[name] = {"eot": spec.pop("eot")}
+        surrogates[name] = _load(name, {**cfg["models"].get(name, {}), **spec}, cfg["device"]) if spec \
+            else models[name]
+    return surrogates, options

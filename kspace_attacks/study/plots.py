@@ -1,0 +1,70 @@
+"""Figures: metric change vs budget (the study's Fig. 3 / S1) and image panels (Fig. 1 / 4)."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Protocol
+
+
+from ..figures import plot_panel, pyplot as _pyplot, save_figure
+from . import records as R
+
+
+class _Report(Protocol):
+    """What the figures need of a :class:`~kspace_attacks.study.report.TransferReport`."""
+
+    records: list[dict]
+
+    def summary(self, keys: Any = ..., metrics: Any = ...) -> list[dict]: ...
+
+__all__ = ["plot_report", "plot_metric_vs_eps", "plot_panel"]
+
+
+
+def plot_metric_vs_eps(report: _Report, metric: str, path: str | os.PathLike) -> Path:
+    """One panel per target; a line with 95 % CI error bars per (surrogate, attack)."""
+    if not report.records:
+        raise ValueError("report: no records to plot (did every batch fail? see failed.csv)")
+    plt = _pyplot()
+    rows = report.summary(keys=("surrogate", "target", "attack", "eps"), metrics=(metric,))
+    rows = [r for r in rows if f"{metric}_mean" in r]
+    targets = sorted({r["target"] for r in rows})
+    if not targets:
+        raise ValueError(f"metric: no records carry {metric!r}; available: {sorted(report.records[0])}")
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.6), sharey=True, squeeze=False)
+    for ax, target in zip(axes[0], targets, strict=True):
+        lines: dict[tuple, list] = defaultdict(list)
+        for r in rows:
+            if r["target"] == target:
+                lines[(r["surrogate"], r["attack"])].append(r)
+        for (s, a), pts in sorted(lines.items()):
+            pts.sort(key=lambda r: r["eps"])
+            style = "--" if s == R.BASELINE_SURROGATE else "-"
+            label = "random (equal norm)" if s == R.BASELINE_SURROGATE else f"{s} / {a}" + (" (white-box)" if s == target else "")
+            ax.errorbar([p["eps"] for p in pts], [p[f"{metric}_mean"] for p in pts],
+                        yerr=[p.get(f"{metric}_ci95", 0.0) if p.get(f"{metric}_ci95") == p.get(f"{metric}_ci95") else 0.0 for p in pts],
+                        fmt=style, marker="o", ms=3, capsize=2, label=label)
+        ax.set_title(f"target: {target}")
+        ax.set_xlabel("eps (||delta|| / ||y||)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(R.LABELS.get(metric, metric))
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=120)
+
+
+def plot_report(report: _Report, directory: str | os.PathLike) -> list[Path]:
+    """The study's figures from a report: Delta SSIM and Delta PSNR vs eps (against the ground
+    truth when the records have it, else against the clean reconstruction), and the
+    hallucination fraction vs eps."""
+    d = Path(directory)
+    has_gt = bool(report.records) and R.DELTA_SSIM in report.records[0]
+    metrics = [R.DELTA_SSIM, R.DELTA_PSNR] if has_gt else [R.SSIM_VS_CLEAN, R.PSNR_VS_CLEAN]
+    first = report.records[0] if report.records else {}
+    if R.RELATIVE_DEVIATION in first:
+        metrics.insert(0, R.RELATIVE_DEVIATION)  # the attack objective first
+    # the null-calibrated structure area when the records have it (else the older statistic)
+    metrics.append(R.STRUCTURE_FRACTION if R.STRUCTURE_FRACTION in first else R.HALLUCINATION_FRACTION)
+    return [plot_metric_vs_eps(report, m, d / f"{m}_vs_eps.png") for m in metrics]

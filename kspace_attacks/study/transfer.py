@@ -1,0 +1,412 @@
+"""Transfer evaluation: craft worst-case perturbations on surrogates, evaluate them on targets.
+
+For each batch of data and each surrogate, one batched attack crafts perturbations for the
+whole eps grid at once (per-sample budgets); every target then reconstructs the same perturbed
+k-space (white-box when target and surrogate coincide, black-box transfer otherwise), next to
+the equal-norm random baseline. The outcome is a flat list of per-sample records
+(:class:`~kspace_attacks.study.report.TransferReport`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .. import metrics as _metrics
+from .._checks import check_image, check_kspace, describe
+from .._stack import repeat_physics as _repeat_physics, repeat_rows as _repeat
+from ..attacks import Attack, default_attack
+from ..attacks.base import frozen_eval
+from . import records as R
+from .artifacts import artifact_stats, residual
+from .null import Null, fit_null, spectrum_distance, structure_fraction, value_distance
+from .report import TransferReport
+
+__all__ = ["transfer", "iter_batches", "Stacked", "target_null", "baseline_threat"]
+
+BASELINE = R.BASELINE_SURROGATE
+
+Batch = tuple[Tensor | None, Tensor, Any]
+Model = Callable[[Tensor, Any], Tensor]
+
+
+def iter_batches(data: Any) -> Iterator[Batch]:
+    """Yield ``(x, y, physics)`` batches from one batch or an iterable of batches."""
+    if isinstance(data, tuple) and len(data) == 3 and isinstance(data[1], Tensor):
+        yield data
+        return
+    if not isinstance(data, Iterable):
+        raise TypeError(
+            f"data: expected an (x, y, physics) batch or an iterable of them, got {describe(data)}"
+        )
+    for i, batch in enumerate(data):
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 3):
+            raise TypeError(f"data[{i}]: expected an (x, y, physics) tuple, got {describe(batch)}")
+        yield tuple(batch)  # type: ignore[misc]
+
+
+def _check_models(name: str, models: Any) -> dict[str, Model]:
+    if not isinstance(models, Mapping) or not models:
+        raise TypeError(f"{name}: expected a non-empty dict name -> model(y, physics), got {describe(models)}")
+    for key, m in models.items():
+        if not callable(m):
+            raise TypeError(f"{name}[{key!r}]: expected a callable model(y, physics), got {describe(m)}")
+    return dict(models)
+
+
+def _check_attacks(attack: Any) -> dict[str, Attack]:
+    if attack is None:
+        atk = default_attack()
+        return {atk.name: atk}
+    if isinstance(attack, Attack):
+        return {attack.name or type(attack).__name__.lower(): attack}
+    if isinstance(attack, Mapping) and attack and all(isinstance(a, Attack) for a in attack.values()):
+        return dict(attack)
+    raise TypeError(f"attack: expected an Attack or a dict name -> Attack, got {describe(attack)}")
+
+
+def _check_eps_grid(eps: Any) -> list[float]:
+    if isinstance(eps, Tensor):
+        eps = eps.detach().reshape(-1).tolist()
+    values = [eps] if isinstance(eps, (int, float)) else list(eps)
+    if not values:
+        raise ValueError("eps: expected at least one budget, got an empty list")
+    try:
+        floats = [float(v) for v in values if not isinstance(v, bool)]
+    except (TypeError, ValueError):
+        floats = []
+    if len(floats) != len(values) or not all(math.isfinite(v) and v >= 0 for v in floats):
+        raise ValueError(f"eps: expected finite numbers >= 0, got {values}")
+    return floats
+
+
+@torch.no_grad()
+def _reconstruct(model: Model, y: Tensor, physics: Any, chunk: int | None) -> Tensor:
+    with frozen_eval(model):  # eval mode for the call; the caller's mode is restored
+        if chunk is None or y.shape[0] <= chunk:
+            return check_image("model(y, physics)", model(y, physics))
+        return torch.cat([model(y[i : i + chunk], physics) for i in range(0, y.shape[0], chunk)])
+
+
+def _scalar_metrics(prefix: str, table: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {f"{prefix}{k}": v for k, v in table.items()}
+
+
+def transfer(
+    surrogates: Mapping[str, Model],
+    targets: Mapping[str, Model],
+    data: Batch | Iterable[Batch],
+    eps: Sequence[float] = R.STUDY_EPS,
+    attack: Attack | Mapping[str, Attack] | None = None,
+    baseline: bool = True,
+    normalization: str = "minmax",
+    target_batch_size: int | None = None,
+    sample_ids: Sequence[Any] | None = None,
+    keep_perturbations: bool = True,
+    progress: bool = True,
+    on_records: Callable[[list[dict]], None] | None = None,
+    null_draws: int = 8,
+    attack_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> TransferReport:
+    """Craft perturbations on each surrogate and evaluate them on every target.
+
+    :param dict surrogates: name -> differentiable reconstructor to attack (white-box).
+    :param dict targets: name -> reconstructor evaluated on the perturbed k-space; targets need
+        not be differentiable (e.g. a no-grad diffusion sampler).
+    :param data: an ``(x, y, physics)`` batch or an iterable of batches; ``x`` (ground truth)
+        may be ``None``, then metrics against the ground truth are left out.
+    :param eps: budget grid (relative to ||y|| for a relative threat model); the default is
+        the study's 0, 0.01, ..., 0.08.
+    :param attack: attack template(s), an :class:`~kspace_attacks.Attack` or a dict name ->
+        attack; their threat model's ``eps`` is replaced by the grid. Default: 20-step PGD.
+    :param bool baseline: also evaluate equal-norm random perturbations (surrogate ``"random"``,
+        attack ``"noise"``).
+    :param str normalization: metric normalisation (see :mod:`kspace_attacks.metrics`).
+    :param int | None target_batch_size: reconstruct at most this many samples at once.
+    :param sample_ids: ids of the samples in data order (default 0, 1, ...).
+    :param bool keep_perturbations: keep clean/perturbed k-space for saving as fastMRI files.
+    :param bool progress: show a tqdm progress bar.
+    :param on_records: called with each finished batch of records (e.g. to write them durably).
+    :param int null_draws: equal-norm noise draws per target, slice and eps that calibrate the
+        artifact statistics (``structure_fraction``, ``spectrum_distance``, ``value_distance``:
+        :mod:`kspace_attacks.study.null`); each costs one reconstruction per target and row;
+        0 leaves these columns out.
+    :param dict attack_options: surrogate name -> attack arguments changed for that surrogate
+        only, e.g. ``{"diffusion": {"eot": 4}}`` to average a stochastic sampler's gradient.
+    :return: a :class:`~kspace_attacks.study.report.TransferReport`.
+
+    |sep|
+
+    :Examples:
+
+        >>> import torch, deepinv as dinv
+        >>> import kspace_attacks as ka
+        >>> mask = torch.zeros(16, 16); mask[:, ::2] = 1
+        >>> physics = dinv.physics.MRI(mask=mask, img_size=(16, 16))
+        >>> x = torch.rand(2, 2, 16, 16, generator=torch.Generator().manual_seed(0))
+        >>> zf = lambda y, p: p.A_adjoint(y)
+        >>> report = ka.transfer({"zf": zf}, {"zf": zf}, (x, physics(x), physics),
+        ...                      eps=[0.0, 0.05], attack=ka.PGD(ka.KSpaceL2(), steps=3),
+        ...                      progress=False)
+        >>> len(report.records)  # 2 samples x 2 eps x (attack + noise baseline) x 1 target
+        8
+    """
+    plan = _Plan.of(surrogates, targets, attack, baseline, normalization, target_batch_size,
+                    keep_perturbations, null_draws, attack_options)
+    grid = _check_eps_grid(eps)
+    report = TransferReport(normalization=normalization)
+    first_id = 0
+    bar = tqdm(desc="transfer", unit="batch", disable=not progress)
+    for b, (x, y, physics) in enumerate(iter_batches(data)):
+        y = check_kspace(f"data[{b}].y", y)
+        if x is not None:
+            x = check_image(f"data[{b}].x", x)
+        n = y.shape[0]
+        ids = _ids(sample_ids, first_id, n)
+        first_id += n
+        stacked = Stacked.of(x, y, physics, grid, ids)
+        batch_records = _transfer_batch(report, plan, stacked, b)
+        report.extend(batch_records)
+        if on_records is not None:
+            on_records(batch_records)
+        bar.update(1)
+    bar.close()
+    return report
+
+
+def _ids(sample_ids: Sequence[Any] | None, first: int, n: int) -> list:
+    ids = list(range(first, first + n)) if sample_ids is None else list(sample_ids[first : first + n])
+    if len(ids) != n:
+        raise ValueError(f"sample_ids: expected one id per sample ({first + n} so far), got {len(sample_ids)}")
+    return ids
+
+
+@dataclass
+class Stacked:
+    """A batch stacked once per budget: row ``i * n + j`` is sample ``j`` at ``grid[i]``."""
+
+    x: Tensor | None
+    y: Tensor
+    physics: Any
+    eps: Tensor
+    grid: list[float]
+    ids: list
+    n: int
+
+    @classmethod
+    def of(cls, x: Tensor | None, y: Tensor, physics: Any, grid: list[float], ids: list) -> "Stacked":
+        n, k = y.shape[0], len(grid)
+        eps = torch.tensor(grid, dtype=torch.float64).repeat_interleave(n)
+        x_rep = None if x is None else _repeat(x, k)
+        return cls(x_rep, _repeat(y, k), _repeat_physics(physics, k, n), eps, grid, ids, n)
+
+
+@dataclass
+class _Plan:
+    """What one transfer evaluates: models, attacks and options (shared by every batch)."""
+
+    surrogates: Mapping[str, Model]
+    targets: Mapping[str, Model]
+    attacks: Mapping[str, Attack]
+    baseline: bool
+    normalization: str
+    chunk: int | None
+    keep_perturbations: bool
+    null_draws: int
+    attack_options: Mapping[str, Mapping[str, Any]]
+
+    @classmethod
+    def of(cls, surrogates: Any, targets: Any, attack: Any, baseline: bool, normalization: str,
+           chunk: int | None, keep_perturbations: bool, null_draws: Any, attack_options: Any) -> "_Plan":
+        """Validate :func:`transfer`'s arguments into a plan."""
+        surrogates = _check_models("surrogates", surrogates)
+        if BASELINE in surrogates:
+            raise ValueError(f"surrogates: the name {BASELINE!r} is reserved for the random baseline; rename it")
+        if isinstance(null_draws, bool) or not isinstance(null_draws, int) or null_draws == 1 or null_draws < 0:
+            raise ValueError(f"null_draws: expected 0 or an integer >= 2, got {null_draws!r}")
+        options = dict(attack_options or {})
+        unknown = sorted(set(options) - set(surrogates))
+        if unknown:
+            raise ValueError(f"attack_options: names {unknown} are not surrogates; expected some of "
+                             f"{sorted(surrogates)}")
+        return cls(surrogates, _check_models("targets", targets), _check_attacks(attack), baseline,
+                   normalization, chunk, keep_perturbations, null_draws, options)
+
+
+def _transfer_batch(report: TransferReport, plan: _Plan, stacked: "Stacked", b: int) -> list[dict]:
+    """Craft on every surrogate, evaluate on every target: the records of one batch."""
+    # Each target's clean reconstruction of the stacked batch: a stochastic target (a diffusion
+    # sampler) then draws the same noise for row i of the clean and of every perturbed batch
+    # (common random numbers), so differences measure the perturbation, not sampler noise.
+    clean = {t: _reconstruct(m, stacked.y, stacked.physics, plan.chunk) for t, m in plan.targets.items()}
+    template = next(iter(plan.attacks.values()))
+    nulls = {t: _target_null(m, clean[t], template, stacked, b, plan) for t, m in plan.targets.items()}
+    crafted = _craft(plan, stacked)
+    if plan.baseline:
+        crafted.append(_noise_baseline(template, stacked, b))
+    records: list[dict] = []
+    for c in crafted:
+        if plan.keep_perturbations:
+            report.add_perturbation(c.surrogate, c.attack, stacked.ids, stacked.grid, stacked.y,
+                                    c.y_adv, stacked.physics, c.attack_repr)
+        for t_name, t_model in plan.targets.items():
+            records += _evaluate_target(c, t_name, t_model, clean[t_name], nulls[t_name], stacked, plan)
+    return records
+
+
+def baseline_threat(template: Attack, eps: Tensor) -> Any:
+    """The equal-norm noise baseline's threat model: the attack's, at budgets ``eps``, drawn on
+    the entries the model sees.
+
+    With ``support="full"`` a Gaussian drawn on the whole grid would be masked by the physics and
+    deliver only about 1/acceleration of its energy, while an attack puts all of its budget on
+    measured entries (the gradient is zero elsewhere); so noise is drawn on the measured entries
+    with the full budget, and both deliver ``eps ||y||`` to the model.
+    """
+    threat = template.threat.with_eps(eps)
+    return threat.replace(support="measured") if threat.support == "full" else threat
+
+
+def _target_null(model: Model, x_clean: Tensor, template: Attack, st: "Stacked", batch: int,
+                 plan: _Plan) -> Null | None:
+    """The target's response to ``null_draws`` equal-norm noise draws per row (rows with eps > 0)."""
+    if plan.null_draws == 0:
+        return None
+    return target_null(model, x_clean, template, st, plan.null_draws, plan.chunk)
+
+
+def target_null(model: Model, x_clean: Tensor, template: Attack, st: "Stacked", draws: int = 8,
+                chunk: int | None = None) -> Null:
+    """Fit ``model``'s noise null on a stacked batch as :func:`transfer` does: ``draws``
+    equal-norm noise draws per row in ``template``'s threat model (:func:`baseline_threat`).
+
+    A row's draws depend on (``template.seed``, sample id, eps, draw) only, so for a
+    deterministic model the null of a row equals the one the sweep fitted for it, whatever
+    else the batch holds (the HTML report's structure maps rely on this).
+    """
+    threat = baseline_threat(template, st.eps)
+    residuals = []
+    for k in range(draws):
+        # Draw k of a row depends on (seed, sample, eps, k) only: batching never changes it, and
+        # draws 1..K are apart from the baseline row's own draw (k = 0).
+        y_k = threat.apply(st.y, threat.sphere(st.y, st.physics, _row_generators(template.seed, st, k + 1)),
+                           st.physics)
+        residuals.append(residual(_reconstruct(model, y_k, st.physics, chunk), x_clean))
+    return fit_null(torch.stack(residuals))
+
+
+@dataclass
+class _Crafted:
+    """Perturbed k-space of one (surrogate, attack) for a stacked batch."""
+
+    surrogate: str
+    attack: str
+    y_adv: Tensor
+    ratio: Tensor
+    loss: Tensor
+    seconds: float
+    grad_evals: int
+    attack_repr: str
+
+
+def _craft(plan: _Plan, st: Stacked) -> list[_Crafted]:
+    """One batched attack per (surrogate, attack) over the whole eps grid."""
+    out = []
+    for s_name, s_model in plan.surrogates.items():
+        for a_name, template in plan.attacks.items():
+            atk = template.replace(eps=st.eps, **plan.attack_options.get(s_name, {}))
+            res = atk(s_model, st.y, st.physics)
+            out.append(_Crafted(s_name, a_name, res.y_adv, res.ratio, res.loss, res.seconds,
+                                res.grad_evals, res.attack))
+    return out
+
+
+def _noise_baseline(template: Attack, st: Stacked, batch: int) -> _Crafted:
+    """Equal-norm noise in the first attack's threat model (same norm and budget, delivered on
+    the measured entries: :func:`baseline_threat`)."""
+    threat = baseline_threat(template, st.eps)
+    start = time.perf_counter()
+    delta = threat.sphere(st.y, st.physics, _row_generators(template.seed, st, 0))
+    y_noise = threat.apply(st.y, delta, st.physics)
+    ratio = threat.ratio(delta, st.y)  # like attacks: the norm of delta itself
+    return _Crafted(BASELINE, R.BASELINE_ATTACK, y_noise, ratio, torch.full_like(ratio, float("nan")),
+                    time.perf_counter() - start, 0, f"GaussianNoise({threat!r})")
+
+
+def _evaluate_target(c: _Crafted, t_name: str, t_model: Model, x_clean: Tensor, null: Null | None,
+                     st: Stacked, plan: _Plan) -> list[dict]:
+    """Reconstruct ``c``'s perturbed k-space with one target; one record per stacked row."""
+    normalization = plan.normalization
+    start = time.perf_counter()
+    x_adv = _reconstruct(t_model, c.y_adv, st.physics, plan.chunk)
+    t_seconds = time.perf_counter() - start
+    vals: dict[str, Tensor] = dict(_metrics.deltas(x_clean, x_adv, st.x, normalization))
+    if st.x is not None:
+        vals.update(_scalar_metrics("clean_", _metrics.metric_table(x_clean, st.x, normalization)))
+        vals.update(_scalar_metrics("adv_", _metrics.metric_table(x_adv, st.x, normalization)))
+    vals.update(artifact_stats(x_adv, x_clean))
+    vals[R.DEVIATION] = (x_adv - x_clean).pow(2).flatten(1).sum(1)
+    vals[R.RELATIVE_DEVIATION] = (x_adv - x_clean).flatten(1).norm(dim=1) / x_clean.flatten(1).norm(dim=1).clamp_min(1e-30)
+    if null is not None:
+        vals.update(_calibrated(residual(x_adv, x_clean), null, st.eps))
+    setting = R.setting_of(c.surrogate, c.attack, t_name)
+    rows = st.y.shape[0]
+    records = []
+    for i in range(rows):
+        rec = {
+            R.SAMPLE_ID: st.ids[i % st.n],
+            R.SURROGATE: c.surrogate,
+            R.TARGET: t_name,
+            R.ATTACK: c.attack,
+            R.SETTING: setting,
+            R.EPS: st.grid[i // st.n],
+            R.RATIO: float(c.ratio[i]),
+            R.ATTACK_LOSS: float(c.loss[i]),
+            R.GRAD_EVALS: c.grad_evals,
+            R.ATTACK_SECONDS: c.seconds / rows,
+            R.TARGET_SECONDS: t_seconds / rows,
+        }
+        rec.update({key: float(v[i]) for key, v in vals.items()})
+        records.append(rec)
+    return records
+
+
+def _row_generators(seed: int, st: "Stacked", draw: int) -> list[torch.Generator]:
+    """One generator per stacked row, seeded by (seed, sample id, eps, draw): a row's noise does
+    not depend on the batch it is in (batch size, eps grid, rank layout)."""
+    gens = []
+    for i in range(st.y.shape[0]):
+        key = f"{seed}|{st.ids[i % st.n]!r}|{st.grid[i // st.n]!r}|{draw}".encode()
+        gens.append(torch.Generator().manual_seed(zlib.crc32(key)))
+    return gens
+
+
+def _calibrated(r: Tensor, null: Null, eps: Tensor) -> dict[str, Tensor]:
+    """Null-calibrated artifact statistics; undefined (NaN) at eps = 0, where nothing changed."""
+    undefined = torch.where(eps.to(r.device) > 0, 0.0, float("nan")).to(r.dtype)
+    return {
+        R.STRUCTURE_FRACTION: structure_fraction(r, null) + undefined,
+        R.SPECTRUM_DISTANCE: spectrum_distance(r, null) + undefined,
+        R.VALUE_DISTANCE: value_distance(r, null) + undefined,
+    }
+
+
+def __getattr__(name: str) -> Any:
+    # Names of 0.1 kept for one release.
+    import warnings
+
+    moved = {"DEFAULT_EPS": R.STUDY_EPS, "default_attack": default_attack}
+    if name in moved:
+        warnings.warn(f"kspace_attacks.study.transfer.{name} is deprecated; use "
+                      f"{'kspace_attacks.study.records.STUDY_EPS' if name == 'DEFAULT_EPS' else 'kspace_attacks.attacks.default_attack'}",
+                      DeprecationWarning, stacklevel=2)
+        return moved[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,62 @@
+"""Robustness assertions for test suites: ``assert_robust`` and ``measure_robustness``.
+
+A user's test attacks their own reconstructor on a batch ``(x, y, physics)`` (what
+:func:`kspace_attacks.data.demo_batch` returns) and fails with a readable message when a
+worst-case k-space perturbation of relative size ``eps`` degrades the reconstruction by more
+than allowed::
+
+    from kspace_attacks.data import demo_batch
+    from kspace_attacks.testing import assert_robust
+
+    def test_my_model_is_robust():
+        assert_robust(MyModel(), demo_batch(2), eps=0.02, max_delta_ssim=0.05)
+
+Definitions (per sample, on magnitude images, ``normalization="minmax"`` by default):
+
+- ``SSIM lost = SSIM(f(y), x) - SSIM(f(y + delta), x)``: the SSIM lost to the attack against
+  the ground truth ``x`` (positive = degradation; minus the records' ``delta_ssim``, which is
+  adv - clean like every ``delta_*`` of the package); ``PSNR lost`` likewise in dB. Without a
+  ground truth (``x`` is ``None``) the clean reconstruction is the reference:
+  ``SSIM lost = 1 - SSIM(f(y + delta), f(y))`` and ``PSNR lost`` is not defined (NaN).
+  ``max_delta_ssim`` / ``max_delta_psnr`` bound the SSIM / PSNR lost.
+- The reported value is the worst sample of the batch. The same numbers for equal-norm Gaussian
+  noise (``noise_ssim_lost``) tell a real instability from plain noise sensitivity.
+
+Under pytest with the plugin (:mod:`kspace_attacks.testing.plugin`), the command-line options
+``--kspace-eps``, ``--kspace-steps`` and ``--kspace-device`` override the attack settings of
+every call (so one suite runs quickly in CI and strongly before a release), a
+``@pytest.mark.kspace_robustness(...)`` marker sets a test's defaults, every call is recorded
+in the session's robustness table, and failure artifacts go to ``--kspace-artifacts``.
+Outside pytest, artifacts go to ``./.kspace-attacks/artifacts`` unless ``artifacts_dir`` says
+otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> module of this package that defines it. Imported on first use: the pytest
+# plugin (testing.plugin) loads this package in every pytest run, which must stay cheap.
+_EXPORTS = {
+    "RobustnessError": "assertions", "assert_robust": "assertions", "save_artifacts": "assertions",
+    "METHODS": "measure", "BoundAttack": "measure", "RobustnessMeasurement": "measure",
+    "build_attack": "measure", "measure_robustness": "measure",
+    "RobustnessRecorder": "recorder",
+    "DEFAULT_EPS": "settings", "DEFAULT_STEPS": "settings", "DEFAULT_MAX_DELTA_SSIM": "settings",
+    "Settings": "settings", "current_settings": "settings", "use_settings": "settings",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,0 +1,227 @@
+"""``assert_robust``: fail a test with a readable message and saved failure artifacts when a
+worst-case perturbation costs a model more quality than allowed."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._checks import check_nonneg_float
+from ..attacks import Attack
+from .measure import RobustnessMeasurement, check_batch, measure_robustness
+from .settings import DEFAULT_MAX_DELTA_SSIM, LOCK, current_settings, resolve
+
+__all__ = ["RobustnessError", "assert_robust", "save_artifacts"]
+
+
+class RobustnessError(AssertionError):
+    """Raised by :func:`assert_robust` when a model is not robust; carries the measurement.
+
+    :ivar measurement: the :class:`RobustnessMeasurement` that failed.
+    :ivar artifacts: ``{"image": Path | None, "perturbation": Path | None}``.
+    """
+
+    def __init__(self, message: str, measurement: "RobustnessMeasurement",
+                 artifacts: Mapping[str, Path | None]):
+        super().__init__(message)
+        self.measurement = measurement
+        self.artifacts = dict(artifacts)
+
+
+_WRITTEN: set[Path] = set()
+
+
+def _unique_stem(directory: Path, stem: str) -> Path:
+    stem = re.sub(r"[^\w-]+", "_", stem).strip("_")[-100:] or "kspace"
+    base = directory / stem
+    candidate, k = base, 1
+    with LOCK:
+        while candidate in _WRITTEN:
+            k += 1
+            candidate = directory / f"{stem}-{k}"
+        _WRITTEN.add(candidate)
+    return candidate
+
+
+def save_artifacts(m: RobustnessMeasurement, batch: Any, directory: str | os.PathLike,
+                   stem: str) -> dict[str, Path | None]:
+    """Save the worst sample's image panel (PNG) and the perturbed batch (fastMRI ``.h5``).
+
+    Never raises for an artifact that cannot be written: its path is ``None`` and the reason
+    is in ``"errors"``.
+    """
+    from ..data import write_perturbed_kspace
+    from ..figures import plot_panel as _plot_panel
+
+    res = m.result
+    x, y, physics = batch
+    base = _unique_stem(Path(directory), stem)
+    out: dict[str, Any] = {"image": None, "perturbation": None, "errors": {}}
+    i = m.worst_index
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        title = (f"{m.model}: eps={m.eps:g}, {m.steps} steps, sample {i}: "
+                 f"SSIM lost {m.ssim_lost:.3f}")
+        with warnings.catch_warnings():
+            # matplotlib converts the tensors with np.array(copy=False): a DeprecationWarning
+            warnings.simplefilter("ignore", DeprecationWarning)
+            out["image"] = _plot_panel(
+                None if x is None else x[i : i + 1].detach().cpu(),
+                {m.model: res.x_clean[i : i + 1].detach().cpu()},
+                {m.model: res.x_adv[i : i + 1].detach().cpu()},
+                base.parent / f"{base.name}.png",
+                title=title,
+            ).resolve()
+    except Exception as err:  # noqa: BLE001 - an artifact must not hide the real failure
+        out["errors"]["image"] = f"{type(err).__name__}: {err}"
+    try:
+        y_clean = y.detach().to(res.y_adv.device)
+        settings = {"attack": m.attack, "eps": m.eps, "steps": m.steps, "model": m.model,
+                    "worst_index": i, "ssim_lost": m.ssim_lost, "psnr_lost": m.psnr_lost}
+        out["perturbation"] = write_perturbed_kspace(
+            base.parent / f"{base.name}.h5", y_clean.cpu(), res.y_adv.detach().cpu(),
+            physics, eps=m.eps, attack_settings=settings, x_clean=res.x_clean.detach().cpu(),
+        ).resolve()
+    except Exception as err:  # noqa: BLE001
+        out["errors"]["perturbation"] = f"{type(err).__name__}: {err}"
+    return out
+
+
+def _fmt_db(v: float) -> str:
+    return "n/a" if math.isnan(v) else f"{v:.2f} dB"
+
+
+def _message(m: RobustnessMeasurement, limits: Mapping[str, float | None], failed: list[str],
+             sources: Mapping[str, str], artifacts: Mapping[str, Any]) -> str:
+    ref = m.reference
+    lines = [
+        f"{m.model} is not robust to k-space perturbations of relative size eps={m.eps:g} "
+        f"(||delta||_2 <= {m.eps:g} ||y||_2, worst of {m.n_samples} sample(s): sample "
+        f"{m.worst_index})",
+    ]
+    mark = {k: "  <-- exceeds the limit" if k in failed else "" for k in ("ssim", "psnr")}
+    lim_ssim = limits.get("max_delta_ssim")
+    lim_psnr = limits.get("max_delta_psnr")
+    lines.append(
+        f"  SSIM lost = {m.ssim_lost:.4f} (limit max_delta_ssim={lim_ssim:g}; SSIM "
+        f"{m.ssim_clean:.4f} -> {m.ssim_adv:.4f} vs {ref}){mark['ssim']}"
+        if lim_ssim is not None
+        else f"  SSIM lost = {m.ssim_lost:.4f} (SSIM {m.ssim_clean:.4f} -> {m.ssim_adv:.4f} vs {ref})"
+    )
+    psnr_detail = (f"PSNR {m.psnr_clean:.2f} -> {m.psnr_adv:.2f} dB" if not math.isnan(m.psnr_clean)
+                   else f"PSNR vs clean reconstruction {m.psnr_adv:.2f} dB")
+    lines.append(
+        f"  PSNR lost = {_fmt_db(m.psnr_lost)} "
+        + (f"(limit max_delta_psnr={lim_psnr:g} dB; " if lim_psnr is not None else "(")
+        + f"{psnr_detail}){mark['psnr']}"
+    )
+    lines.append(
+        f"  equal-norm Gaussian noise: SSIM lost = {m.noise_ssim_lost:.4f}, "
+        f"PSNR lost = {_fmt_db(m.noise_psnr_lost)}"
+    )
+    src = ", ".join(f"{k} from {v}" for k, v in sources.items() if v not in ("default", "argument"))
+    lines.append(
+        f"  attack settings: eps={m.eps:g}, steps={m.steps}, device={m.device}"
+        + (f" ({src})" if src else "")
+        + f"; max ||delta||/||y|| = {m.ratio:.4g}; {m.seconds:.1f} s"
+    )
+    lines.append(f"  attack: {m.attack}")
+    for key, label in (("image", "worst-case image (PNG)"), ("perturbation", "perturbation (.h5)")):
+        path = artifacts.get(key)
+        if path is not None:
+            lines.append(f"  {label}: {path}")
+        elif key in artifacts.get("errors", {}):
+            lines.append(f"  {label}: not saved ({artifacts['errors'][key]})")
+    if artifacts.get("perturbation") is not None:
+        lines.append("    (re-load with kspace_attacks.data.read_perturbed_kspace(path): "
+                     ".y_adv, .y_clean, .physics())")
+    return "\n".join(lines)
+
+
+def assert_robust(
+    model: Any,
+    batch: Any,
+    eps: float | None = None,
+    max_delta_ssim: float | None = None,
+    *,
+    max_delta_psnr: float | None = None,
+    steps: int | None = None,
+    attack: str | Attack | None = None,
+    device: str | torch.device | None = None,
+    normalization: str = "minmax",
+    seed: int | None = None,
+    name: str | None = None,
+    artifacts_dir: str | os.PathLike | None = None,
+) -> RobustnessMeasurement:
+    """Fail with :class:`RobustnessError` if a worst-case k-space perturbation of relative
+    size ``eps`` costs ``model`` more than ``max_delta_ssim`` SSIM (or ``max_delta_psnr`` dB).
+
+    The message shows the SSIM / PSNR lost (and those of equal-norm noise), the
+    attack settings and where the worst-case image panel (PNG) and the perturbed k-space
+    (fastMRI ``.h5``) were saved. Returns the :class:`RobustnessMeasurement` when robust.
+
+    :param model: reconstructor ``model(y, physics) -> x``.
+    :param batch: ``(x, y, physics)``, e.g. ``kspace_attacks.data.demo_batch(2)``.
+    :param float eps: relative l2 budget (default 0.02).
+    :param float max_delta_ssim: largest allowed SSIM loss, worst sample (default 0.05).
+    :param float max_delta_psnr: largest allowed PSNR loss in dB (default: not checked).
+    :param int steps: attack iterations (default 10).
+    :param attack: ``"apgd"`` (default), ``"pgd"``, ``"adam"``, ``"fgm"``, ``"noise"`` or an Attack template.
+    :param device: device to run on (moves model and physics there).
+    :param str normalization: metric normalisation.
+    :param int seed: attack seed.
+    :param str name: model name in messages.
+    :param artifacts_dir: where failure artifacts go (default: ``--kspace-artifacts``, pytest's
+        temporary directory, or ``./.kspace-attacks/artifacts`` outside pytest).
+
+    Precedence of settings: command-line option > argument > ``kspace_robustness`` marker >
+    default.
+
+    :Example:
+
+        >>> from kspace_attacks.data import demo_batch
+        >>> from kspace_attacks.testing import assert_robust
+        >>> zero_filled = lambda y, physics: physics.A_adjoint(y)
+        >>> m = assert_robust(zero_filled, demo_batch(1), eps=0.01, max_delta_ssim=0.5, steps=2)
+        >>> m.ssim_lost < 0.5
+        True
+    """
+    __tracebackhide__ = True  # pytest shows the user's call, not this function's body
+    settings = current_settings()
+    limit, _ = resolve("max_delta_ssim", max_delta_ssim, DEFAULT_MAX_DELTA_SSIM, settings)
+    limit = check_nonneg_float("max_delta_ssim", limit)
+    psnr_limit, _ = resolve("max_delta_psnr", max_delta_psnr, None, settings)
+    if psnr_limit is not None:
+        psnr_limit = check_nonneg_float("max_delta_psnr", psnr_limit)
+    sources = {k: resolve(k, v, None, settings)[1]
+               for k, v in (("eps", eps), ("steps", steps), ("device", device))}
+    x, y, physics = check_batch(batch)
+    m = measure_robustness(model, (x, y, physics), eps=eps, steps=steps, attack=attack,
+                           device=device, normalization=normalization, seed=seed, name=name)
+    failed = []
+    if not m.ssim_lost <= limit:  # NaN fails too
+        failed.append("ssim")
+    if psnr_limit is not None and not (m.psnr_lost <= psnr_limit):
+        failed.append("psnr")
+    artifacts: dict[str, Any] = {}
+    if failed:
+        directory = Path(artifacts_dir) if artifacts_dir is not None else settings.resolve_artifacts_dir()
+        stem = f"{settings.test_id or 'assert_robust'}-{m.model}"
+        artifacts = save_artifacts(m, (x, y, physics), directory, stem)
+    if settings.recorder is not None:
+        settings.recorder.record(
+            m, max_delta_ssim=limit, max_delta_psnr=psnr_limit, passed=not failed,
+            image=artifacts.get("image"), perturbation=artifacts.get("perturbation"),
+        )
+    if failed:
+        limits = {"max_delta_ssim": limit, "max_delta_psnr": psnr_limit}
+        raise RobustnessError(_message(m, limits, failed, sources, artifacts), m, artifacts)
+    return m
+

@@ -1,0 +1,313 @@
+"""Measure a model's worst-case quality loss on a batch: the attack, the noise control and the
+numbers (:class:`RobustnessMeasurement`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import metrics as _metrics
+from .._checks import check_image, check_kspace, check_nonneg_float, check_physics, check_positive_int, describe
+from ..attacks import ATTACKS, DEFAULT_ATTACK, Attack, GaussianNoise, attack_class
+from ..result import AttackResult
+from ..threat import KSpaceL2
+from .settings import DEFAULT_EPS, DEFAULT_STEPS, current_settings, resolve
+
+__all__ = ["RobustnessMeasurement", "BoundAttack", "build_attack", "measure_robustness", "METHODS"]
+
+#: Attack names accepted by ``attack=`` / ``method=`` (the attacks' own names).
+METHODS = tuple(ATTACKS)
+
+
+@dataclass(frozen=True)
+class RobustnessMeasurement:
+    """Numbers measured by :func:`measure_robustness` (worst sample unless named ``_mean``).
+
+    :param str model: name of the model.
+    :param float eps: relative l2 budget, ``||delta|| <= eps ||y||`` per sample.
+    :param int steps: gradient steps of the attack (0 for noise).
+    :param str attack: ``repr`` of the attack that was run.
+    :param int n_samples: batch size.
+    :param str reference: ``"ground truth"`` or ``"clean reconstruction"``.
+    :param float ssim_lost: SSIM lost to the attack, worst sample, ``clean - adv`` (positive =
+        degradation; the record columns' ``delta_ssim`` is ``adv - clean``, i.e. minus this).
+    :param float psnr_lost: PSNR lost in dB, worst sample (NaN without ground truth).
+    :param float ssim_lost_mean: mean over samples.
+    :param float psnr_lost_mean: mean over samples.
+    :param float noise_ssim_lost: the same for equal-norm Gaussian noise, worst sample.
+    :param float noise_psnr_lost: likewise in dB.
+    :param int worst_index: index of the sample with the largest ``ssim_lost``.
+    :param float ssim_clean: SSIM of the clean reconstruction of the worst sample.
+    :param float ssim_adv: SSIM of its attacked reconstruction.
+    :param float psnr_clean: PSNR of the clean reconstruction of the worst sample.
+    :param float psnr_adv: PSNR of its attacked reconstruction.
+    :param float ratio: largest ``||delta|| / ||y||`` in the batch (``<= eps``).
+    :param float seconds: wall-clock time of the measurement.
+    :param str device: device the attack ran on.
+    :param result: the :class:`~kspace_attacks.AttackResult` (not part of :meth:`as_dict`).
+    """
+
+    model: str
+    eps: float
+    steps: int
+    attack: str
+    n_samples: int
+    reference: str
+    ssim_lost: float
+    psnr_lost: float
+    ssim_lost_mean: float
+    psnr_lost_mean: float
+    noise_ssim_lost: float
+    noise_psnr_lost: float
+    worst_index: int
+    ssim_clean: float
+    ssim_adv: float
+    psnr_clean: float
+    psnr_adv: float
+    ratio: float
+    seconds: float
+    device: str
+    result: AttackResult | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def delta_ssim(self) -> float:
+        """``SSIM(adv) - SSIM(clean)`` of the worst sample (the package's sign: ``-ssim_lost``)."""
+        return -self.ssim_lost
+
+    @property
+    def delta_psnr(self) -> float:
+        """``PSNR(adv) - PSNR(clean)`` in dB of the worst sample (``-psnr_lost``)."""
+        return -self.psnr_lost
+
+    def as_dict(self) -> dict[str, Any]:
+        """The numbers (and names) as a JSON-friendly dict, without the attack result."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "result"}
+
+
+def build_attack(eps: float | None = DEFAULT_EPS, steps: int | None = DEFAULT_STEPS,
+                 method: str | Attack = DEFAULT_ATTACK, seed: int = 0, **kwargs: Any) -> Attack:
+    """An attack with budget ``eps`` (relative l2, measured k-space) and ``steps`` iterations.
+
+    :param float eps: relative budget, ``||delta|| <= eps ||y||`` per sample; ``None`` keeps a
+        template's own budget (else 0.02).
+    :param int steps: gradient evaluations (PGD ``steps``, ProjectedAdam ``max_steps``);
+        ``None`` keeps a template's own (else 10).
+    :param method: ``"apgd"`` (default, the strongest per evaluation), ``"pgd"``, ``"adam"`` (the study's runner), ``"fgm"``, ``"noise"``
+        (equal-norm baseline), or an :class:`~kspace_attacks.Attack` template (a copy gets
+        the budget and step count; its seed is kept).
+    :param int seed: seed of the random start / noise.
+    :param kwargs: more options of the attack class (e.g. ``restarts=2``) or, for the threat
+        model, ``per``/``support``/``relative``.
+
+    :Example:
+
+        >>> from kspace_attacks.testing import build_attack
+        >>> atk = build_attack(0.02, 5)
+        >>> atk.threat.eps, atk.steps
+        (0.02, 5)
+    """
+    eps = None if eps is None else check_nonneg_float("eps", eps)
+    steps = None if steps is None else check_positive_int("steps", steps)
+    if isinstance(method, Attack):
+        if kwargs:
+            raise TypeError(f"kwargs: not accepted with an Attack template, got {sorted(kwargs)}")
+        atk = method if eps is None else method.replace(eps=eps)
+        return atk if steps is None else atk.replace(steps=steps)
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {list(METHODS)} or an Attack, got {method!r}")
+    eps = DEFAULT_EPS if eps is None else eps
+    steps = DEFAULT_STEPS if steps is None else steps
+    threat_kw = {k: kwargs.pop(k) for k in ("per", "support", "relative") if k in kwargs}
+    cls = attack_class(method)
+    atk = cls(KSpaceL2(eps=eps, **threat_kw), seed=seed, **kwargs)
+    return atk.replace(steps=steps)
+
+
+class BoundAttack:
+    """An attack bound to a model and a physics: ``bound(y, x_true=None, target=None)``.
+
+    Built by the ``kspace_attack`` pytest fixture; ``.attack``, ``.model``, ``.physics`` are
+    the parts.
+    """
+
+    def __init__(self, attack: Attack, model: Any, physics: Any, device: str | None = None):
+        if not isinstance(attack, Attack):
+            raise TypeError(f"attack: expected a kspace_attacks.Attack, got {describe(attack)}")
+        if not callable(model):
+            raise TypeError(f"model: expected a callable model(y, physics), got {describe(model)}")
+        self.attack, self.model, self.physics, self.device = attack, model, physics, device
+        if device is not None:
+            _to_device(model, device)
+            _to_device(physics, device)
+
+    def __call__(self, y: Tensor, x_true: Tensor | None = None,
+                 target: Tensor | None = None) -> AttackResult:
+        y = check_kspace("y", y)
+        if self.device is not None:
+            y = y.to(self.device)
+            x_true = None if x_true is None else x_true.to(self.device)
+            target = None if target is None else target.to(self.device)
+        return self.attack(self.model, y, self.physics, x_true=x_true, target=target)
+
+    def __repr__(self) -> str:
+        return f"BoundAttack({self.attack!r}, model={_model_name(self.model)}, device={self.device})"
+
+
+def _model_name(model: Any) -> str:
+    if isinstance(model, torch.nn.Module):
+        return type(model).__name__
+    return getattr(model, "__name__", None) or type(model).__name__
+
+
+def _to_device(obj: Any, device: str | torch.device) -> Any:
+    if isinstance(obj, torch.nn.Module):
+        obj.to(device)
+    return obj
+
+
+def check_batch(batch: Any) -> tuple[Tensor | None, Tensor, Any]:
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 3):
+        raise TypeError(
+            f"batch: expected an (x, y, physics) tuple as kspace_attacks.data.demo_batch returns, "
+            f"got {describe(batch)}"
+        )
+    x, y, physics = batch
+    y = check_kspace("batch[1] (y)", y)
+    if x is not None:
+        x = check_image("batch[0] (x)", x)
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"batch[0] (x): expected {y.shape[0]} images to match y, got shape {tuple(x.shape)}"
+            )
+    physics = check_physics("batch[2] (physics)", physics)
+    return x, y, physics
+
+
+def _drops(x_adv: Tensor, x_clean: Tensor, x_true: Tensor | None,
+           normalization: str) -> dict[str, Tensor]:
+    if x_true is not None:
+        s_clean = _metrics.ssim(x_clean, x_true, normalization)
+        s_adv = _metrics.ssim(x_adv, x_true, normalization)
+        p_clean = _metrics.psnr(x_clean, x_true, normalization)
+        p_adv = _metrics.psnr(x_adv, x_true, normalization)
+    else:
+        s_clean = torch.ones(x_adv.shape[0], device=x_adv.device)
+        s_adv = _metrics.ssim(x_adv, x_clean, normalization)
+        p_clean = torch.full_like(s_clean, float("nan"))
+        p_adv = _metrics.psnr(x_adv, x_clean, normalization)
+    return {
+        "ssim_clean": s_clean, "ssim_adv": s_adv, "psnr_clean": p_clean, "psnr_adv": p_adv,
+        "ssim_lost": s_clean - s_adv, "psnr_lost": p_clean - p_adv,
+    }
+
+
+def _nanmax(t: Tensor) -> float:
+    t = t[~torch.isnan(t)]
+    return float(t.max()) if t.numel() else float("nan")
+
+
+def _nanmean(t: Tensor) -> float:
+    t = t[~torch.isnan(t)]
+    return float(t.mean()) if t.numel() else float("nan")
+
+
+def measure_robustness(
+    model: Any,
+    batch: Any,
+    eps: float | None = None,
+    steps: int | None = None,
+    attack: str | Attack | None = None,
+    device: str | torch.device | None = None,
+    normalization: str = "minmax",
+    seed: int | None = None,
+    name: str | None = None,
+) -> RobustnessMeasurement:
+    """Attack ``model`` on ``batch`` and measure the worst-case quality loss.
+
+    :param model: reconstructor ``model(y, physics) -> x`` (``(B, 1|2, H, W)``).
+    :param batch: ``(x, y, physics)`` as :func:`kspace_attacks.data.demo_batch` returns;
+        ``x`` may be ``None`` (then the clean reconstruction is the reference).
+    :param float eps: relative l2 budget (default 0.02; ``--kspace-eps`` overrides).
+    :param int steps: attack iterations (default 10; ``--kspace-steps`` overrides).
+    :param attack: ``"apgd"`` (default), ``"pgd"``, ``"adam"``, ``"fgm"``, ``"noise"`` or an
+        :class:`~kspace_attacks.Attack` template (a copy gets ``eps`` / ``steps`` when they
+        are given; otherwise its own are kept).
+    :param device: run on this device (moves ``model`` and the physics there in place);
+        ``--kspace-device`` overrides.
+    :param str normalization: metric normalisation (:mod:`kspace_attacks.metrics`).
+    :param int seed: seed of the attack's random start and of the noise baseline (default 0).
+    :param str name: model name used in messages (default: its class name).
+    :return: a :class:`RobustnessMeasurement`.
+
+    :Example:
+
+        >>> from kspace_attacks.data import demo_batch
+        >>> from kspace_attacks.testing import measure_robustness
+        >>> zero_filled = lambda y, physics: physics.A_adjoint(y)
+        >>> m = measure_robustness(zero_filled, demo_batch(1), eps=0.02, steps=2)
+        >>> m.ratio <= 0.02 + 1e-6, m.steps
+        (True, 2)
+    """
+    start = time.perf_counter()
+    if not callable(model):
+        raise TypeError(f"model: expected a callable model(y, physics), got {describe(model)}")
+    x, y, physics = check_batch(batch)
+    settings = current_settings()
+    attack, _ = resolve("attack", attack, DEFAULT_ATTACK, settings)
+    template = isinstance(attack, Attack)
+    # An Attack template keeps its own budget / steps unless they are set explicitly.
+    eps, _ = resolve("eps", eps, None if template else DEFAULT_EPS, settings)
+    steps, _ = resolve("steps", steps, None if template else DEFAULT_STEPS, settings)
+    device, _ = resolve("device", device, None, settings)
+    seed, _ = resolve("seed", seed, 0, settings)
+    if normalization not in _metrics.NORMALIZATIONS:
+        raise ValueError(
+            f"normalization: expected one of {list(_metrics.NORMALIZATIONS)}, got {normalization!r}"
+        )
+    atk = build_attack(eps, steps, attack, seed=seed)
+    if device is not None:
+        _to_device(model, device)
+        _to_device(physics, device)
+        y = y.to(device)
+        x = None if x is None else x.to(device)
+    res = atk(model, y, physics)
+    noise = GaussianNoise(atk.threat, seed=seed)(model, y, physics, x_clean=res.x_clean)
+    return _measurement(name or _model_name(model), atk, res, noise, x, normalization,
+                        time.perf_counter() - start)
+
+
+def _measurement(name: str, atk: Attack, res: AttackResult, noise: AttackResult, x: Tensor | None,
+                 normalization: str, seconds: float) -> "RobustnessMeasurement":
+    """The numbers of one measurement: worst sample, means and the noise control."""
+    d = _drops(res.x_adv, res.x_clean, x, normalization)
+    dn = _drops(noise.x_adv, res.x_clean, x, normalization)
+    worst = int(torch.nan_to_num(d["ssim_lost"], nan=-float("inf")).argmax())
+    return RobustnessMeasurement(
+        model=name,
+        eps=atk.threat.eps if isinstance(atk.threat.eps, float) else float(res.eps.max()),
+        steps=atk.max_grad_evals,
+        attack=repr(atk),
+        n_samples=int(res.x_clean.shape[0]),
+        reference="ground truth" if x is not None else "clean reconstruction",
+        ssim_lost=_nanmax(d["ssim_lost"]),
+        psnr_lost=_nanmax(d["psnr_lost"]),
+        ssim_lost_mean=_nanmean(d["ssim_lost"]),
+        psnr_lost_mean=_nanmean(d["psnr_lost"]),
+        noise_ssim_lost=_nanmax(dn["ssim_lost"]),
+        noise_psnr_lost=_nanmax(dn["psnr_lost"]),
+        worst_index=worst,
+        ssim_clean=float(d["ssim_clean"][worst]),
+        ssim_adv=float(d["ssim_adv"][worst]),
+        psnr_clean=float(d["psnr_clean"][worst]),
+        psnr_adv=float(d["psnr_adv"][worst]),
+        ratio=float(res.ratio.max()),
+        seconds=seconds,
+        device=str(res.x_clean.device),
+        result=res,
+    )
+
+

@@ -1,0 +1,162 @@
+"""Versioned robustness protocols: what a robustness card measures, fixed once and named.
+
+A protocol fixes everything that decides a card's numbers: the budget grid, the threat model,
+the attack and its hyperparameters, the objectives it maximises, the metrics, the noise
+control, the data (unless the user brings their own) and the bootstrap. A card names its
+protocol version and stores the full definition, so two cards of the same version compare.
+
+Protocol ``v1`` (:data:`PROTOCOL_V1`):
+
+- budgets eps = 0.01, 0.02, 0.05, 0.08, relative l2 per sample on the measured k-space
+  (``||delta||_2 <= eps ||y||_2``, ``delta`` zero off the sampling mask);
+- attack: APGD (the package's strongest measured attack per gradient evaluation,
+  :func:`kspace_attacks.attacks.default_attack`), 20 steps, 1 restart, initial step 2 budgets,
+  momentum 0.75, rho 0.75, seeded; the monotone envelope over the grid is on (a slice's worst
+  case never decreases with eps);
+- two objectives, each its own attack: ``deviation`` (``||f(y+delta) - f(y)||^2``) and
+  ``ssim`` (``1 - SSIM(|f(y+delta)|, |f(y)|)``); per slice and eps the card's "attack" row
+  takes the worse of the two in each metric;
+- metrics against the ground truth, minmax normalisation, magnitude images: Delta SSIM and
+  Delta PSNR (``adv - clean``, negative = degradation) and the relative deviation
+  ``||f(y+delta) - f(y)|| / ||f(y)||``;
+- noise control: one equal-norm Gaussian draw per slice and eps in the same threat model;
+- data: 8 evenly spaced slices of the embedded test split (``demo_batch(8)``: T1, single
+  coil, 64 x 64, the embedded preset's mask and noise);
+- statistics: per eps the worst slice and the mean with a percentile bootstrap 95 % CI
+  (10,000 resamples, seed 0); one torch thread (float sums depend on the thread count).
+
+Example:
+
+    >>> from kspace_attacks.testing.protocol import get_protocol
+    >>> p = get_protocol("v1")
+    >>> p.eps, p.steps, p.objectives
+    ((0.01, 0.02, 0.05, 0.08), 20, ('deviation', 'ssim'))
+    >>> p.attack_for("ssim", 0.02, seed=0)
+    APGD(threat=KSpaceL2(eps=0.02, ...), steps=20, ..., loss=SSIMDeviation(normalization='minmax'), ...)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+from .._checks import describe
+from ..attacks import Attack, attack_class
+from ..losses import LOSSES
+from ..threat import KSpaceL2, KSpaceLinf, ThreatModel
+
+__all__ = ["Protocol", "PROTOCOL_V1", "PROTOCOLS", "get_protocol"]
+
+_THREATS = {"KSpaceL2": KSpaceL2, "KSpaceLinf": KSpaceLinf}
+
+
+def _frozen(d: Mapping[str, Any]) -> Any:
+    return field(default_factory=lambda: dict(d))
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A fixed measurement procedure for robustness cards (see the module's docstring).
+
+    Make a variant with :func:`dataclasses.replace` and a new ``version`` (tests use a tiny
+    one); a card records the whole definition (:meth:`as_dict`), whatever its name.
+    """
+
+    version: str
+    eps: tuple[float, ...]
+    steps: int = 20
+    attack: str = "apgd"
+    attack_options: dict[str, Any] = _frozen({"restarts": 1, "initial_step": 2.0, "momentum": 0.75,
+                                              "rho": 0.75, "monotone": True})
+    objectives: tuple[str, ...] = ("deviation", "ssim")
+    threat: dict[str, Any] = _frozen({"type": "KSpaceL2", "relative": True, "per": "sample",
+                                      "support": "measured"})
+    normalization: str = "minmax"
+    data: dict[str, Any] = _frozen({"source": "embedded", "n_slices": 8, "split": "test",
+                                    "preset": "embedded", "contrast": "t1", "seed": 0})
+    bootstrap: dict[str, Any] = _frozen({"level": 0.95, "resamples": 10000, "seed": 0})
+    threads: int = 1
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.eps or any(not (isinstance(e, (int, float)) and e > 0) for e in self.eps):
+            raise ValueError(f"eps: expected budgets > 0, got {self.eps!r}")
+        unknown = [o for o in self.objectives if o not in LOSSES or o in ("ground_truth", "targeted")]
+        if not self.objectives or unknown:
+            raise ValueError(f"objectives: expected some of ['deviation', 'ssim'], got {self.objectives!r}")
+        attack_class(self.attack)  # raises for an unknown attack name
+        if self.threat.get("type") not in _THREATS:
+            raise ValueError(f"threat: type must be one of {sorted(_THREATS)}, got {self.threat!r}")
+
+    def threat_model(self, eps: float | Tensor) -> ThreatModel:
+        """The protocol's threat model at budget(s) ``eps`` (a float or one per row)."""
+        spec = dict(self.threat)
+        return _THREATS[spec.pop("type")](eps=eps, **spec)
+
+    def attack_for(self, objective: str, eps: float | Tensor, seed: int = 0) -> Attack:
+        """The protocol's attack maximising ``objective`` at budget(s) ``eps``."""
+        if objective not in self.objectives:
+            raise ValueError(f"objective: expected one of {list(self.objectives)}, got {objective!r}")
+        cls = attack_class(self.attack)
+        atk = cls(self.threat_model(eps), loss=objective, seed=seed, **self.attack_options)
+        return atk.replace(steps=self.steps)
+
+    def data_batch(self) -> tuple[Tensor, Tensor, Any]:
+        """The protocol's own data, ``(x, y, physics)``."""
+        from ..data import demo_batch
+
+        d = self.data
+        if d.get("source") != "embedded":
+            raise ValueError(f"data: protocol {self.version!r} has no built-in data ({d!r}); pass data=")
+        return demo_batch(d["n_slices"], preset=d["preset"], split=d["split"], seed=d["seed"],
+                          contrast=d["contrast"])
+
+    def data_call(self) -> str:
+        """The call that builds :meth:`data_batch`, as text (recorded on cards)."""
+        d = self.data
+        return (f"kspace_attacks.data.demo_batch({d['n_slices']}, preset={d['preset']!r}, "
+                f"split={d['split']!r}, seed={d['seed']}, contrast={d['contrast']!r})")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The full definition (JSON-friendly), with the attack as it is built."""
+        out = dataclasses.asdict(self)
+        out["eps"] = list(self.eps)
+        out["objectives"] = list(self.objectives)
+        out["attack_repr"] = {o: repr(self.attack_for(o, max(self.eps))) for o in self.objectives}
+        out["grad_evals_per_objective"] = self.attack_for(self.objectives[0], 0.01).max_grad_evals
+        out["data_call"] = self.data_call() if self.data.get("source") == "embedded" else None
+        out["noise_control"] = ("one equal-norm Gaussian draw per slice and eps in the protocol's "
+                                "threat model (kspace_attacks.GaussianNoise, same seed)")
+        out["metrics"] = {
+            "delta_ssim": "SSIM(f(y+delta), x) - SSIM(f(y), x); magnitude, minmax; negative = degradation",
+            "delta_psnr": "PSNR(f(y+delta), x) - PSNR(f(y), x) in dB; negative = degradation",
+            "relative_deviation": "||f(y+delta) - f(y)||_2 / ||f(y)||_2 (complex images)",
+        }
+        return out
+
+
+PROTOCOL_V1 = Protocol(
+    version="v1",
+    eps=(0.01, 0.02, 0.05, 0.08),
+    description=("APGD, 20 steps, on two objectives (deviation, SSIM) at eps 0.01/0.02/0.05/0.08 "
+                 "relative l2 per sample on the measured k-space; 8 embedded test slices; "
+                 "equal-norm noise control; bootstrap 95 % CIs"),
+)
+
+#: Protocol versions by name.
+PROTOCOLS: dict[str, Protocol] = {"v1": PROTOCOL_V1}
+
+
+def get_protocol(protocol: str | Protocol) -> Protocol:
+    """A protocol by version name (``"v1"``), or ``protocol`` itself if it is one."""
+    if isinstance(protocol, Protocol):
+        return protocol
+    if isinstance(protocol, str) and protocol in PROTOCOLS:
+        return PROTOCOLS[protocol]
+    if isinstance(protocol, str):
+        raise ValueError(f"protocol: unknown version {protocol!r}; known: {sorted(PROTOCOLS)}")
+    raise TypeError(f"protocol: expected a version name such as 'v1' or a Protocol, got {describe(protocol)}")
