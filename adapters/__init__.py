@@ -16,6 +16,7 @@ from .registry import (
     UnknownReconstructorError,
     list_reconstructors,
     load_reconstructor,
+    resolve_model,
 )
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "UnknownReconstructorError",
     "list_reconstructors",
     "load_reconstructor",
+    "resolve_model",
 ]

@@ -116,3 +116,63 @@ def load_reconstructor(name: str, weights: Any = "embedded", device: str | torch
     if isinstance(model, nn.Module):
         model.eval()
     return model
+
+
+def resolve_model(spec: str, device: str | torch.device = "cpu", **kwargs: Any) -> Any:
+    """A model from a command-line SPEC: a registered name (:func:`load_reconstructor`, with
+    ``kwargs``) or ``"module:callable"`` / ``"path/to/file.py:callable"``, a factory called
+    without arguments that returns a model ``model(y, physics) -> x``.
+
+    Raises ``ValueError`` (bad ``module:callable``) or :class:`UnknownReconstructorError` (a
+    ``KeyError``; unknown name), each naming the SPEC and what is accepted.
+
+    >>> from kspace_attacks.adapters.registry import resolve_model
+    >>> type(resolve_model("zero_filled")).__name__
+    'ZeroFilled'
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise TypeError(f"model: expected a registered name or 'module:callable', got {describe(spec)}")
+    if ":" not in spec:
+        try:
+            return load_reconstructor(spec, device=device, **kwargs)
+        except UnknownReconstructorError:
+            raise UnknownReconstructorError(
+                f"model: unknown reconstructor {spec!r}; expected a registered name "
+                f"({', '.join(list_reconstructors())}) or 'module:callable' returning a model"
+            ) from None
+    module, _, attr = spec.rpartition(":")
+    if not module or not attr:
+        raise ValueError(f"model: expected 'module:callable', got {spec!r}")
+    factory = _load_factory(spec, module, attr)
+    if not callable(factory):
+        raise ValueError(f"model: {spec!r} is {describe(factory)}, not a callable returning a model")
+    model = factory()
+    if not callable(model):
+        raise ValueError(f"model: {spec!r} returned {describe(model)}, not a model(y, physics)")
+    if isinstance(model, nn.Module):
+        model.to(device).eval()
+    return model
+
+
+def _load_factory(spec: str, module: str, attr: str) -> Any:
+    import importlib.util
+    from pathlib import Path
+
+    try:
+        if module.endswith(".py"):
+            path = Path(module)
+            if not path.is_file():
+                raise ValueError(f"model: {spec!r}: file {path} does not exist")
+            loader_spec = importlib.util.spec_from_file_location(path.stem, path)
+            mod: Any = importlib.util.module_from_spec(loader_spec)
+            loader_spec.loader.exec_module(mod)
+        else:
+            mod = importlib.import_module(module)
+    except ImportError as e:
+        raise ValueError(f"model: {spec!r}: cannot import module {module!r} ({e})") from e
+    obj: Any = mod
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"model: {spec!r}: module {module!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj

@@ -54,3 +54,57 @@ def reproducible_numerics(threads: int) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(previous_det, warn_only=previous_warn)
         torch.set_num_threads(previous_threads)
+
+
+def _distribution_version(name: str) -> str:
+    """The installed version of distribution ``name`` (``"unknown"`` if it is not installed);
+    read from the package metadata, so nothing is imported."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _package_version() -> str:
+    """This package's version as imported (installed metadata can be stale in an editable
+    install)."""
+    from . import __version__
+
+    return __version__
+
+
+def runtime_provenance(threads: int | None = None, device: str = "cpu", world_size: int = 1) -> dict:
+    """What, besides the configuration and the seed, decides a run's floating-point results.
+
+    :param threads: torch intra-op threads of the run (default: the current count).
+    :param device: the torch device the run computes on.
+    :param world_size: the number of processes (torchrun ranks) sharing the run.
+    :return: a JSON-ready dict: versions of kspace-attacks, torch, deepinv and numpy, python,
+        platform and processor, ``threads``, ``deterministic`` (torch's deterministic-algorithms
+        mode, as currently set), ``device`` and ``world_size``.
+    """
+    import os
+    import platform
+
+    import numpy
+
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads: expected an int >= 1 or None, got {threads!r}")
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise ValueError(f"world_size: expected an int >= 1, got {world_size!r}")
+    return {
+        "kspace_attacks": _package_version(),
+        "torch": torch.__version__,
+        "deepinv": _distribution_version("deepinv"),
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads() if threads is None else threads,
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "device": str(device),
+        "world_size": world_size,
+    }

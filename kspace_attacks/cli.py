@@ -2,7 +2,9 @@
 
     kspace-attacks demo [--out DIR] [--print-config]   the study on the embedded default
     kspace-attacks sweep --config FILE --out DIR       any models, data, attack and eps grid
-    kspace-attacks report DIR                          re-render tables and plots of saved results
+    kspace-attacks study [--out DIR] [--print-config]  the study at scale (16 slices, white-box diffusion)
+    kspace-attacks report DIR                          tables, plots, verdicts and report.html of results
+    kspace-attacks evaluate --model SPEC --out DIR     a robustness card under a fixed protocol
     kspace-attacks train NAME [...]                    train a shipped reconstructor
     kspace-attacks models                              list the registered reconstructors
 
@@ -43,9 +45,9 @@ def _print_tables(report) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .study.config import DEMO_CONFIG, STUDY_CONFIG, dump_toml, validate_config
+    from .study.config import DEMO_CONFIG, DEMO_OVERRIDES, STUDY_CONFIG, dump_toml, validate_config
 
-    base = STUDY_CONFIG if args.command == "study" else DEMO_CONFIG
+    base = STUDY_CONFIG if args.command == "study" else {**DEMO_CONFIG, **DEMO_OVERRIDES}
     cfg = validate_config(dict(base, device=args.device) if args.device else base)
     if args.print_config:
         sys.stdout.write(dump_toml(cfg))
@@ -97,6 +99,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.device:
         cfg["device"] = args.device
+    if args.dry_run:  # the plan and a timed estimate; nothing is written to --out
+        from .study.plan import plan_sweep
+
+        print(f"Plan of {args.config} (dry run: nothing is written to {args.out})")
+        print(plan_sweep(cfg).text())
+        return EXIT_OK
     report = run_sweep(cfg, args.out, progress=not args.quiet)
     failures = _failures(Path(args.out), report)
     code = EXIT_OK
@@ -127,7 +135,62 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if items:
         print("Verdicts (verdict.md has every claim with its CI):")
         print("\n".join(f"  {line}" for line in summary_lines(items)))
+    from .study.html import write_html_report
+
+    page = write_html_report(args.dir, _report_models(args, report.config), max_slices=args.max_slices)
+    print(f"Report: {page.resolve()} (self-contained: open it in a browser)")
     return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .adapters import resolve_model
+    from .testing.card import CardError, evaluate
+
+    device = args.device or "cpu"
+    model = resolve_model(args.model, device=device)
+    attack_model = resolve_model(args.attack_model, device=device) if args.attack_model else None
+    data = _evaluate_data(args.data, device) if args.data else None
+    try:
+        card = evaluate(model, data=data, protocol=args.protocol, out=args.out, name=args.name or args.model,
+                        seed=args.seed, attack_model=attack_model,
+                        attack_model_note=f"--attack-model {args.attack_model}" if args.attack_model else None)
+    except CardError as e:
+        print(f"kspace-attacks evaluate: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    s = card["summary"]
+    print(f"{card['name']} under protocol {card['protocol']['version']}: worst slice loses "
+          f"{s['ssim_lost']:.3f} SSIM ({s['psnr_lost']:.2f} dB PSNR) at eps {s['worst_eps']:g}; at eps "
+          f"{s['max_eps']:g} the attack changes the image {s['attack_over_noise_deviation_at_max_eps']:.1f}x "
+          f"as much as equal-norm noise ({card['cost']['total_seconds']:.0f} s)")
+    print(f"Card in {Path(args.out).resolve()} (card.json, card.md)")
+    return EXIT_OK
+
+
+def _evaluate_data(spec: str, device: str) -> list:
+    """``--data``: a NIfTI volume (8 evenly spaced slices) or fastMRI file / folder (first 8 slices),
+    simulated / cropped with the embedded preset, as for a sweep's data table."""
+    from .study.config import build_data, validate_config
+
+    kind = "nifti" if spec.endswith((".nii", ".nii.gz")) else "fastmri"
+    cfg = validate_config({"data": {kind: spec}, "n_slices": 8, "batch_size": 8, "device": device})
+    batches, _ = build_data(cfg)
+    return batches
+
+
+def _report_models(args: argparse.Namespace, cfg: dict) -> dict | None:
+    """The configuration's models for the HTML image panels, when they are registered names."""
+    from .adapters import list_reconstructors
+    from .study.config import build_models
+
+    names = {*cfg.get("surrogates", []), *cfg.get("targets", [])}
+    if args.no_panels or not names or not names <= set(list_reconstructors()):
+        return None
+    try:
+        return build_models(cfg)
+    except Exception as e:  # noqa: BLE001 - the page is still written, without panels
+        print(f"kspace-attacks report: image panels skipped, the models could not be built "
+              f"({type(e).__name__}: {e})", file=sys.stderr)
+        return None
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -155,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                "failed slices (see sweep --help), 130 interrupted",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the study on the embedded default (about 6 min on 2 CPU cores)")
+    demo = sub.add_parser("demo", help="run the study on the embedded default (4 slices; 35 min on a loaded 2-core CPU)")
     demo.add_argument("--out", default="kspace-attacks-demo", help="output folder (default: %(default)s)")
     demo.add_argument("--print-config", action="store_true", help="print the demo's settings as a sweep config and exit")
     demo.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
@@ -171,11 +234,38 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--config", required=True, help="sweep configuration (.toml, .yaml)")
     sweep.add_argument("--out", required=True, help="output folder")
     sweep.add_argument("--device", default=None, help="override the config's device")
-    sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    sweep.add_argument("--quiet", action="store_true",
+                       help="no progress (bars on a terminal, one log line per finished step otherwise)")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="print the plan (batches, rows, units, gradient evaluations, reconstructions) and "
+                            "a wall time estimated from a short timing here, then exit; writes nothing")
     sweep.add_argument("--allow-failures", action="store_true",
                        help="exit 0 (with a warning) when some but not all slices failed")
-    report = sub.add_parser("report", help="re-render tables and plots of saved results")
+    report = sub.add_parser("report", help="re-render tables, plots, verdicts and report.html of saved results")
     report.add_argument("dir", help="folder written by demo or sweep")
+    report.add_argument("--no-panels", action="store_true",
+                        help="no per-slice image panels in report.html (they rebuild the models and "
+                             "reconstruct the saved perturbations: minutes with the diffusion model)")
+    report.add_argument("--max-slices", type=int, default=8, help="slices with image panels (default: %(default)s)")
+    evaluate = sub.add_parser(
+        "evaluate", help="robustness card of a model under a fixed protocol (card.json, card.md)",
+        description="Attack a model under a fixed, versioned protocol (v1: APGD 20 steps on two "
+                    "objectives, eps 0.01/0.02/0.05/0.08, 8 embedded test slices, noise control) "
+                    "and write its robustness card.")
+    evaluate.add_argument("--model", required=True, metavar="SPEC",
+                          help="a registered name (see `kspace-attacks models`) or module:callable / "
+                               "file.py:callable returning a model(y, physics)")
+    evaluate.add_argument("--out", required=True, help="folder for card.json and card.md")
+    evaluate.add_argument("--data", default=None, metavar="PATH",
+                          help="a NIfTI volume or fastMRI file/folder instead of the protocol's data "
+                               "(recorded as non-standard)")
+    evaluate.add_argument("--protocol", default="v1", help="protocol version (default: %(default)s)")
+    evaluate.add_argument("--name", default=None, help="model name on the card (default: SPEC)")
+    evaluate.add_argument("--seed", type=int, default=0, help="attack and noise seed (default: %(default)s)")
+    evaluate.add_argument("--attack-model", default=None, metavar="SPEC",
+                          help="craft the perturbations on this model instead (slow or stochastic models; "
+                               "recorded on the card as non-standard)")
+    evaluate.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
     sub.add_parser("models", help="list the registered reconstructors")
     train = sub.add_parser("train", help="train a reconstructor on the embedded data (see train NAME --help)",
                            add_help=False)
@@ -195,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _cmd_train(args, rest)
-        return {"demo": _cmd_demo, "study": _cmd_demo, "sweep": _cmd_sweep, "report": _cmd_report, "models": _cmd_models}[args.command](args)
+        return {"demo": _cmd_demo, "study": _cmd_demo, "sweep": _cmd_sweep, "report": _cmd_report, "evaluate": _cmd_evaluate, "models": _cmd_models}[args.command](args)
     except (ConfigError, FileNotFoundError, KeyError, ValueError, TypeError) as e:
         if os.environ.get("KSPACE_ATTACKS_DEBUG"):
             raise

@@ -198,12 +198,12 @@ def test_report_of_empty_results_exits_2(tmp_path, capsys):
 
 
 def test_sweep_where_every_batch_fails_is_reported(tmp_path, capsys, monkeypatch):
-    from kspace_attacks.study import sweep
+    from kspace_attacks.study import units
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated failure")
 
-    monkeypatch.setattr(sweep, "transfer", broken)
+    monkeypatch.setattr(units, "craft_surrogate", broken)
     config = _bad_config(tmp_path, TINY)
     code, out, err = _run(capsys, "sweep", "--config", config, "--out", str(tmp_path / "o"), "--quiet")
     assert (tmp_path / "o" / "failed.csv").is_file()  # the failure is on disk ...
@@ -218,10 +218,10 @@ def test_installed_script():
 
 # ---------------------------------------------------------------------------------- exit codes
 def _fail_batches(monkeypatch, failing: set[int]) -> None:
-    """Make the sweep's transfer raise on the given (1-based) calls, i.e. batches."""
-    from kspace_attacks.study import sweep
+    """Make the sweep's crafting raise on the given (1-based) calls, i.e. batches (one surrogate)."""
+    from kspace_attacks.study import units
 
-    real, calls = sweep.transfer, {"n": 0}
+    real, calls = units.craft_surrogate, {"n": 0}
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
@@ -229,7 +229,7 @@ def _fail_batches(monkeypatch, failing: set[int]) -> None:
             raise RuntimeError(f"simulated failure in call {calls['n']}")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sweep, "transfer", flaky)
+    monkeypatch.setattr(units, "craft_surrogate", flaky)
 
 
 def _two_batches(tmp_path) -> str:

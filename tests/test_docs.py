@@ -30,6 +30,10 @@ MODULES = [
     "kspace_attacks.interop.deepinv",
     "kspace_attacks._compat",
     "kspace_attacks.data.selection",
+    "kspace_attacks.stats",
+    "kspace_attacks.testing.protocol",
+    "kspace_attacks.testing.card",
+    "kspace_attacks.testing.card_render",
 ]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kspace_attacks.study import sweep
+from kspace_attacks.study import units
 from kspace_attacks.study.sweep import DEMO_CONFIG, ConfigError, run_sweep, validate_config
 
 TINY = {"n_slices": 2, "batch_size": 1, "eps": [0.0, 0.05], "surrogates": ["zero_filled"],
@@ -26,14 +26,14 @@ def test_threads_default_and_validation():
 
 def test_sweep_fixes_threads_and_determinism_then_restores(tmp_path, monkeypatch):
     seen = []
-    real = sweep.transfer
+    real = units.craft_surrogate
 
     def spy(*args, **kwargs):
         seen.append((torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
                      torch.is_deterministic_algorithms_warn_only_enabled()))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sweep, "transfer", spy)
+    monkeypatch.setattr(units, "craft_surrogate", spy)
     torch.set_num_threads(1)  # conftest restores the session's value after the test
     before = torch.are_deterministic_algorithms_enabled()
     run_sweep(validate_config(dict(TINY, threads=2)), tmp_path / "two", progress=False)

@@ -5,6 +5,7 @@
 - :mod:`.config`, :mod:`.sweep`, :mod:`.journal`: configured, durable, resumable sweeps;
 - :mod:`.sources`: a sweep's data (embedded, NIfTI, fastMRI files) as batches with ids;
 - :mod:`.report`, :mod:`.plots`: records, summaries, files and figures;
+- :mod:`.html`, :mod:`.html_panels`: ``report.html``, one self-contained page per result folder;
 - :mod:`.artifacts`: statistics of the change a perturbation causes;
 - :mod:`.targeted`: insertion of a structure; :mod:`.verdicts`: the study's claims;
 - :mod:`.demo`: the demo run on the embedded data.

@@ -20,7 +20,8 @@ from .plots import plot_panel
 from ..data import read_perturbed_kspace
 from ..io import atomic_write_text
 from .report import perturbation_filename, records_to_csv
-from .sweep import DEMO_CONFIG, build_data, build_models, run_sweep, validate_config
+from .config import DEMO_CONFIG, DEMO_OVERRIDES, build_data, build_models, validate_config
+from .sweep import run_sweep
 from .targeted import targeted_transfer, targeted_verdicts
 from .verdicts import mean as _mean, write_verdicts
 
@@ -31,7 +32,7 @@ def run_demo(out: str | os.PathLike = "kspace-attacks-demo", config: dict | None
              progress: bool = True, targeted: bool = True,
              title: str = "Verdicts of the demo (small sample: 4 slices)") -> dict[str, Any]:
     """Run the demo and write everything to ``out``; returns paths and verdicts."""
-    cfg = validate_config(config if config is not None else DEMO_CONFIG)
+    cfg = validate_config(config if config is not None else {**DEMO_CONFIG, **DEMO_OVERRIDES})
     out = Path(out)
     models = build_models(cfg)
     report = run_sweep(cfg, out, progress=progress, models=models)

@@ -106,10 +106,13 @@ class TransferReport:
     """
 
     def __init__(self, records: Iterable[dict] | None = None, normalization: str = "minmax",
-                 config: dict | None = None) -> None:
+                 config: dict | None = None, provenance: dict | None = None) -> None:
         self.records: list[dict] = list(records or [])
         self.normalization = normalization
         self.config = dict(config or {})
+        #: versions, platform, threads, deterministic mode, device and world size of the run
+        #: that computed the records (:func:`kspace_attacks._runtime.runtime_provenance`)
+        self.provenance: dict | None = dict(provenance) if provenance is not None else None
         self._perturbations: list[dict] = []
 
     # ------------------------------------------------------------------ building
@@ -163,8 +166,9 @@ class TransferReport:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike, perturbations: bool = True) -> Path:
-        """Write ``records.csv``, ``summary.json`` (and ``summary.csv``) and, if kept, the
-        perturbed k-space as fastMRI-format files ``perturbations/<surrogate>-<attack>-eps<e>.h5``.
+        """Write ``records.csv``, ``summary.json`` (and ``summary.csv``), ``provenance.json``
+        (when :attr:`provenance` is known; also in ``summary.json``) and, if kept, the perturbed
+        k-space as fastMRI-format files ``perturbations/<surrogate>-<attack>-eps<e>.h5``.
 
         Every file is written atomically.
         """
@@ -175,13 +179,21 @@ class TransferReport:
         atomic_write_text(d / "summary.csv", records_to_csv(summary))
         meta = {"normalization": self.normalization, "config": self.config, "n_records": len(self.records),
                 "summary": summary}
+        if self.provenance is not None:
+            meta["provenance"] = self.provenance
+            atomic_write_json(d / "provenance.json", self.provenance, indent=1, default=str)
         atomic_write_json(d / "summary.json", meta, indent=1, default=str)
         if perturbations and self._perturbations:
-            self.save_perturbations(d / "perturbations")
+            self.save_perturbations(d / "perturbations", provenance=self.provenance)
         return d
 
-    def save_perturbations(self, folder: str | os.PathLike) -> list[Path]:
-        """Write the kept perturbations as fastMRI files ``<surrogate>-<attack>-eps<e>.h5``."""
+    def save_perturbations(self, folder: str | os.PathLike,
+                           provenance: dict | None = None) -> list[Path]:
+        """Write the kept perturbations as fastMRI files ``<surrogate>-<attack>-eps<e>.h5``;
+        ``provenance`` goes into each file's provenance attrs, over
+        :func:`~kspace_attacks.data.default_provenance`."""
+        if provenance is not None and not isinstance(provenance, dict):
+            raise TypeError(f"provenance: expected a dict or None, got {type(provenance).__name__}")
         from ..data.fastmri import write_perturbed_kspace  # h5 writer; imported on demand
 
         folder = Path(folder)
@@ -206,6 +218,7 @@ class TransferReport:
             paths.append(write_perturbed_kspace(
                 folder / perturbation_filename(s, a, e), y_clean, y_adv, mask, eps=e,
                 attack_settings={"attack": p["attack_repr"], "surrogate": s, "name": a, "sample_ids": entry["ids"]},
+                provenance=provenance,
             ))
         return paths
 
@@ -218,8 +231,9 @@ class TransferReport:
         meta = {}
         if (d / "summary.json").is_file():
             meta = read_json(d / "summary.json")
+        provenance = read_json(d / "provenance.json") if (d / "provenance.json").is_file() else None
         return cls(records_from_csv(d / "records.csv"), normalization=meta.get("normalization", "minmax"),
-                   config=meta.get("config"))
+                   config=meta.get("config"), provenance=provenance)
 
     def plot(self, directory: str | os.PathLike) -> list[Path]:
         """Delta SSIM / PSNR vs eps figures (see :mod:`kspace_attacks.study.plots`)."""

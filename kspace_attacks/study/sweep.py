@@ -1,4 +1,4 @@
-"""Running a configured sweep: durable per-batch journals, resume after a kill, torchrun ranks.
+"""Running a configured sweep: durable per-unit journals, resume after a kill, torchrun ranks.
 
 The execution half of ``kspace-attacks sweep`` and ``kspace-attacks demo``; configurations are
 :mod:`kspace_attacks.study.config` (re-exported here).
@@ -6,16 +6,18 @@ The execution half of ``kspace-attacks sweep`` and ``kspace-attacks demo``; conf
 
 from __future__ import annotations
 
+import datetime
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+import torch
 
-from .._runtime import flush_denormals, reproducible_numerics
-from ..io import atomic_write_text
+from .._runtime import flush_denormals, reproducible_numerics, runtime_provenance
+from ..io import atomic_write_json, atomic_write_text, read_json
 from .config import (
     DEMO_CONFIG,
     ConfigError,
@@ -29,8 +31,11 @@ from .config import (
     load_config,
     validate_config,
 )
+from .journal import Journal, read_journal
+from .progress import Progress
 from .report import TransferReport, records_to_csv
-from .transfer import transfer
+from .transfer import TransferPlan
+from .units import Claims, SweepWork, clear_scratch, done_units, merge_records, run_units, units_of
 
 __all__ = ["run_sweep", "DEMO_CONFIG", "ConfigError", "load_config", "dump_toml", "validate_config",
            "build_threat", "build_attacks", "build_models", "build_data"]
@@ -46,7 +51,8 @@ def _distributed(cfg: Mapping[str, Any]) -> tuple[int, int]:
 
         if not dist.is_initialized():
             backend = "nccl" if str(cfg["device"]).startswith("cuda") else "gloo"
-            dist.init_process_group(backend)
+            # ranks wait at barriers for the slowest unit of the others: hours on a CPU
+            dist.init_process_group(backend, timeout=datetime.timedelta(days=7))
     return rank, world
 
 
@@ -79,16 +85,23 @@ def run_sweep(cfg: Mapping[str, Any], out: str | os.PathLike, progress: bool = T
               models: Mapping[str, Any] | None = None) -> TransferReport:
     """Run the configured sweep and save its report (records, summary, perturbations, plots).
 
-    Work is split into batches of slices. Each finished batch is appended durably to
+    Work is split into units: per batch of slices (fixed by the configuration), one unit with
+    every target's clean reconstructions, noise null and equal-norm baseline, and one per
+    surrogate and attack (:mod:`kspace_attacks.study.units`). Each finished unit is appended durably to
     ``records.rank<r>.jsonl`` (with its perturbations under ``perturbations/batch<b>/``), so a
-    run killed at any point resumes where it stopped when started again with the same ``out``.
-    Under ``torchrun`` each rank takes every ``world_size``-th batch and rank 0 merges the
-    journals; the merged records equal a single-process run's (timing columns aside). A batch
-    that raises is recorded in ``failed.csv`` and the sweep goes on, unless ``fail_fast``.
+    run killed at any point resumes where it stopped when started again with the same ``out``
+    (journals of earlier versions, which hold whole batches, resume too). Under ``torchrun``
+    the ranks claim units as they become free, and rank 0 merges the journals; the merged
+    records equal a single-process run's (timing columns aside). A unit that raises is
+    recorded (its batch in ``failed.csv``) and the sweep goes on, unless ``fail_fast``.
 
     For the duration of the sweep torch uses ``cfg["threads"]`` intra-op threads (in every
     rank) and deterministic algorithms where it has them; both are restored afterwards, so
-    records depend on the configuration and the seed only.
+    records depend on the configuration and the seed only. ``provenance.json`` records the
+    versions, platform, threads, device and world size.
+
+    :param progress: nested bars on a terminal, one log line per finished piece of work when
+        stderr is not a terminal, nothing when ``False``.
     """
     cfg = validate_config(cfg)
     # denormals make CPU attack loops many times slower; the thread count changes float sums
@@ -96,64 +109,113 @@ def run_sweep(cfg: Mapping[str, Any], out: str | os.PathLike, progress: bool = T
         return _run_sweep(cfg, Path(out), progress, models)
 
 
-def _run_sweep(cfg: dict[str, Any], out: Path, progress: bool, models: Mapping[str, Any] | None) -> TransferReport:
-    from .journal import Journal, read_journal
-
-    rank, world = _distributed(cfg)
-    if world > 1 and str(cfg["device"]).startswith("cuda"):
-        cfg = dict(cfg, device=f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}")
+def _start(cfg: dict[str, Any], out: Path, rank: int, world: int) -> tuple[dict, Claims]:
+    """Rank 0 checks the folder, writes the configuration and provenance, resets claims."""
+    provenance = dict(runtime_provenance(threads=cfg["threads"], device=cfg["device"], world_size=world),
+                      seed=cfg["seed"])
+    claims = Claims(out / "claims", world)
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         _check_out(out, cfg)
         atomic_write_text(out / "config.toml", dump_toml(cfg))
+        provenance = _write_provenance(out, provenance)
+        if world > 1:
+            claims.reset()
     _barrier(world)
+    if rank != 0:
+        provenance = read_json(out / "provenance.json")
+    return provenance, claims
+
+
+def _run_sweep(cfg: dict[str, Any], out: Path, progress: bool, models: Mapping[str, Any] | None) -> TransferReport:
+    rank, world = _distributed(cfg)
+    if world > 1 and str(cfg["device"]).startswith("cuda"):
+        cfg = dict(cfg, device=f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}")
+    provenance, claims = _start(cfg, out, rank, world)
     start = time.perf_counter()
     models = dict(models) if models is not None else build_models(cfg)
     surrogates, attack_options = build_surrogates(cfg, models)
     batches, ids = build_data(cfg)
-    attacks = build_attacks(cfg)
+    plan = TransferPlan.of(surrogates, {n: models[n] for n in cfg["targets"]}, build_attacks(cfg), cfg["baseline"],
+                           cfg["normalization"], None, True, cfg["null_draws"], attack_options)
     journal = Journal(out / f"records.rank{rank}.jsonl")
-    done = set()
-    for path in out.glob("records.rank*.jsonl"):
-        done |= set(read_journal(path))
-    todo = [b for b in range(len(batches)) if b % world == rank and b not in done]
-    first = [0]
-    for x_, _, _ in batches:
-        first.append(first[-1] + (x_.shape[0] if x_ is not None else 1))
-    for b in tqdm(todo, desc=f"sweep (rank {rank}/{world})" if world > 1 else "sweep", unit="batch",
-                  disable=not progress):
-        x, y, physics = batches[b]
-        batch_ids = ids[first[b] : first[b + 1]]
-        try:
-            rep = transfer(surrogates, {n: models[n] for n in cfg["targets"]},
-                           (x, y, physics), eps=cfg["eps"], attack=attacks, baseline=cfg["baseline"],
-                           normalization=cfg["normalization"], sample_ids=batch_ids, progress=False,
-                           null_draws=cfg["null_draws"], attack_options=attack_options)
-            rep.save_perturbations(out / "perturbations" / f"batch{b:04d}")
-            records = [dict(r, batch=b) for r in rep.records]
-        except Exception as e:  # noqa: BLE001 - a failing slice must not stop the sweep
-            if cfg["fail_fast"]:
-                raise
-            records = [{"batch": b, "status": "failed", "sample_ids": " ".join(map(str, batch_ids)),
-                        "error": f"{type(e).__name__}: {e}"}]
-        journal.append(b, records)
+    crafts, cost = _crafts(plan)
+    done = done_units(_all_journals(out), out, crafts)
+    _barrier(world)  # every rank knows what is done before any rank adds to it
+    units = units_of(len(batches), crafts, cost)
+    todo = [(i, u) for i, u in enumerate(units) if u not in done]
+    shown = Progress(progress, label=f"sweep rank {rank}/{world}" if world > 1 else "sweep")
+    work = SweepWork(out, plan, batches, _batch_ids(batches, ids), [float(e) for e in cfg["eps"]], provenance,
+                     shown, cfg["fail_fast"], marker={"rank": rank, "threads": torch.get_num_threads(),
+                                                      "deterministic": torch.are_deterministic_algorithms_enabled()})
+    with shown.task("sweep", total=len(todo), unit="units") as bar:
+        run_units(work, todo, claims, journal, bar)
     _barrier(world)
-    merged: list[dict] = []
-    for path in sorted(out.glob("records.rank*.jsonl")):
-        for b, recs in read_journal(path).items():
-            merged.extend(dict(r, _key=(b, i)) for i, r in enumerate(recs))
-    merged.sort(key=lambda r: r.pop("_key"))
-    ok = [r for r in merged if r.get("status") != "failed"]
-    failed = [r for r in merged if r.get("status") == "failed"]
-    report = TransferReport(ok, normalization=cfg["normalization"],
+    journals = _all_journals(out, merged=False)
+    ok, failed = merge_records(journals, crafts)
+    report = TransferReport(ok, normalization=cfg["normalization"], provenance=provenance,
                             config=dict(cfg, seconds=time.perf_counter() - start, world_size=world))
     if rank == 0:
-        report.save(out, perturbations=False)
-        if failed:
-            atomic_write_text(out / "failed.csv", records_to_csv(failed))
-        else:  # a failed.csv of an earlier run must not outlive its failures
-            (out / "failed.csv").unlink(missing_ok=True)
-        if ok:
-            report.plot(out)
+        _finish(out, report, failed)
+        if len(done_units(_all_journals(out), out, crafts)) == len(units):
+            clear_scratch(out)  # every unit is journaled: shared files and claims are spent
     _barrier(world)
     return report
+
+
+def _crafts(plan: TransferPlan) -> tuple[list[tuple[str, str]], dict[tuple[str, str], int]]:
+    """Every (surrogate, attack) in record order, and its gradient evaluations (claim order)."""
+    crafts = [(s, a) for s in plan.surrogates for a in plan.attacks]
+    cost = {(s, a): plan.attacks[a].replace(**plan.attack_options.get(s, {})).max_grad_evals for s, a in crafts}
+    return crafts, cost
+
+
+def _batch_ids(batches: list, ids: list) -> list[list]:
+    """The sample ids of each batch."""
+    out, first = [], 0
+    for _, y_, _ in batches:
+        out.append(list(ids[first : first + y_.shape[0]]))
+        first += y_.shape[0]
+    return out
+
+
+def _all_journals(out: Path, merged: bool = True) -> Any:
+    """Every rank's journal: merged into one ``{key: records}``, or a list (sorted by file)."""
+    journals = [read_journal(p) for p in sorted(out.glob("records.rank*.jsonl"))]
+    if not merged:
+        return journals
+    return {k: v for j in journals for k, v in j.items()}
+
+
+def _finish(out: Path, report: TransferReport, failed: list[dict]) -> None:
+    """Rank 0: save the report, ``failed.csv`` (or remove a stale one) and the figures."""
+    report.save(out, perturbations=False)
+    if failed:
+        atomic_write_text(out / "failed.csv", records_to_csv(failed))
+    else:  # a failed.csv of an earlier run must not outlive its failures
+        (out / "failed.csv").unlink(missing_ok=True)
+    if report.records:
+        report.plot(out)
+
+
+# what decides float results besides the configuration (world size and time do not)
+_NUMERICS = ("kspace_attacks", "torch", "deepinv", "numpy", "python", "platform", "processor", "threads",
+             "deterministic", "device")
+
+
+def _write_provenance(out: Path, provenance: dict) -> dict:
+    """Write ``provenance.json``; when resuming a folder whose records were computed in another
+    environment, warn and keep the earlier environments under ``"previous"``."""
+    path = out / "provenance.json"
+    if path.is_file() and any(out.glob("records.rank*.jsonl")):
+        old = read_json(path)
+        previous = list(old.pop("previous", []))
+        changed = [k for k in _NUMERICS if old.get(k) != provenance.get(k)]
+        if changed or previous:
+            provenance = dict(provenance, previous=[*previous, old] if changed else previous)
+        if changed:
+            warnings.warn(f"out: {out} holds records computed with different {', '.join(changed)} "
+                          f"({', '.join(f'{k}={old.get(k)!r}' for k in changed)}); records resumed here may "
+                          f"differ from a fresh run's (see provenance.json)", RuntimeWarning, stacklevel=4)
+    atomic_write_json(path, provenance, indent=1, default=str)
+    return provenance

@@ -18,19 +18,20 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
-
 from .. import metrics as _metrics
 from .._checks import check_image, check_kspace, describe
+from .._runtime import runtime_provenance
 from .._stack import repeat_physics as _repeat_physics, repeat_rows as _repeat
 from ..attacks import Attack, default_attack
 from ..attacks.base import frozen_eval
 from . import records as R
 from .artifacts import artifact_stats, residual
 from .null import Null, fit_null, spectrum_distance, structure_fraction, value_distance
+from .progress import Progress, as_progress
 from .report import TransferReport
 
-__all__ = ["transfer", "iter_batches", "Stacked", "target_null", "baseline_threat"]
+__all__ = ["transfer", "iter_batches", "Stacked", "target_null", "baseline_threat", "TransferPlan", "Shared",
+           "batch_shared", "craft_surrogate", "noise_baseline", "reconstruct_crafted", "crafted_records"]
 
 BASELINE = R.BASELINE_SURROGATE
 
@@ -40,7 +41,7 @@ Model = Callable[[Tensor, Any], Tensor]
 
 def iter_batches(data: Any) -> Iterator[Batch]:
     """Yield ``(x, y, physics)`` batches from one batch or an iterable of batches."""
-    if isinstance(data, tuple) and len(data) == 3 and isinstance(data[1], Tensor):
+    if _is_batch(data):
         yield data
         return
     if not isinstance(data, Iterable):
@@ -133,7 +134,9 @@ def transfer(
     :param int | None target_batch_size: reconstruct at most this many samples at once.
     :param sample_ids: ids of the samples in data order (default 0, 1, ...).
     :param bool keep_perturbations: keep clean/perturbed k-space for saving as fastMRI files.
-    :param bool progress: show a tqdm progress bar.
+    :param bool progress: show progress: nested tqdm bars (batches, each surrogate's attacks in
+        gradient evaluations, the targets in reconstructions) on a terminal, one log line per
+        finished piece of work otherwise (:mod:`kspace_attacks.study.progress`).
     :param on_records: called with each finished batch of records (e.g. to write them durably).
     :param int null_draws: equal-norm noise draws per target, slice and eps that calibrate the
         artifact statistics (``structure_fraction``, ``spectrum_distance``, ``value_distance``:
@@ -159,27 +162,37 @@ def transfer(
         >>> len(report.records)  # 2 samples x 2 eps x (attack + noise baseline) x 1 target
         8
     """
-    plan = _Plan.of(surrogates, targets, attack, baseline, normalization, target_batch_size,
-                    keep_perturbations, null_draws, attack_options)
-    grid = _check_eps_grid(eps)
-    report = TransferReport(normalization=normalization)
-    first_id = 0
-    bar = tqdm(desc="transfer", unit="batch", disable=not progress)
-    for b, (x, y, physics) in enumerate(iter_batches(data)):
-        y = check_kspace(f"data[{b}].y", y)
-        if x is not None:
-            x = check_image(f"data[{b}].x", x)
-        n = y.shape[0]
-        ids = _ids(sample_ids, first_id, n)
-        first_id += n
-        stacked = Stacked.of(x, y, physics, grid, ids)
-        batch_records = _transfer_batch(report, plan, stacked, b)
-        report.extend(batch_records)
-        if on_records is not None:
-            on_records(batch_records)
-        bar.update(1)
-    bar.close()
+    plan = TransferPlan.of(surrogates, targets, attack, baseline, normalization, target_batch_size,
+                           keep_perturbations, null_draws, attack_options)
+    return _run_batches(plan, _check_eps_grid(eps), data, sample_ids, on_records, as_progress(progress, "transfer"))
+
+
+def _run_batches(plan: TransferPlan, grid: list[float], data: Any, sample_ids: Sequence[Any] | None,
+                 on_records: Callable[[list[dict]], None] | None, shown: Progress) -> TransferReport:
+    """:func:`transfer`'s loop over batches."""
+    report = TransferReport(normalization=plan.normalization)
+    first_id, device = 0, "cpu"
+    total = len(data) if isinstance(data, Sequence) and not _is_batch(data) else (1 if _is_batch(data) else None)
+    with shown.task("transfer", total=total, unit="batches") as bar:
+        for b, (x, y, physics) in enumerate(iter_batches(data)):
+            y = check_kspace(f"data[{b}].y", y)
+            if x is not None:
+                x = check_image(f"data[{b}].x", x)
+            n = y.shape[0]
+            ids = _ids(sample_ids, first_id, n)
+            first_id += n
+            stacked, device = Stacked.of(x, y, physics, grid, ids), str(y.device)
+            batch_records = _transfer_batch(report, plan, stacked, shown)
+            report.extend(batch_records)
+            if on_records is not None:
+                on_records(batch_records)
+            bar.advance(1, f"batch {b}: {n} slice(s) x {len(grid)} eps, {len(batch_records)} records")
+    report.provenance = runtime_provenance(device=device)
     return report
+
+
+def _is_batch(data: Any) -> bool:
+    return isinstance(data, tuple) and len(data) == 3 and isinstance(data[1], Tensor)
 
 
 def _ids(sample_ids: Sequence[Any] | None, first: int, n: int) -> list:
@@ -210,8 +223,11 @@ class Stacked:
 
 
 @dataclass
-class _Plan:
-    """What one transfer evaluates: models, attacks and options (shared by every batch)."""
+class TransferPlan:
+    """What one transfer evaluates: models, attacks and options (shared by every batch).
+
+    A sweep builds one with :meth:`of` and runs its units from the same pieces as
+    :func:`transfer` (:mod:`kspace_attacks.study.units`)."""
 
     surrogates: Mapping[str, Model]
     targets: Mapping[str, Model]
@@ -225,7 +241,7 @@ class _Plan:
 
     @classmethod
     def of(cls, surrogates: Any, targets: Any, attack: Any, baseline: bool, normalization: str,
-           chunk: int | None, keep_perturbations: bool, null_draws: Any, attack_options: Any) -> "_Plan":
+           chunk: int | None, keep_perturbations: bool, null_draws: Any, attack_options: Any) -> "TransferPlan":
         """Validate :func:`transfer`'s arguments into a plan."""
         surrogates = _check_models("surrogates", surrogates)
         if BASELINE in surrogates:
@@ -241,25 +257,41 @@ class _Plan:
                    normalization, chunk, keep_perturbations, null_draws, options)
 
 
-def _transfer_batch(report: TransferReport, plan: _Plan, stacked: "Stacked", b: int) -> list[dict]:
+def _transfer_batch(report: TransferReport, plan: TransferPlan, stacked: "Stacked", progress: Progress) -> list[dict]:
     """Craft on every surrogate, evaluate on every target: the records of one batch."""
+    shared = batch_shared(plan, stacked, progress)
+    crafted = [c for s_name in plan.surrogates for c in craft_surrogate(plan, stacked, s_name, progress)]
+    if plan.baseline:
+        crafted.append(noise_baseline(plan, stacked))
+    return crafted_records(report, plan, stacked, crafted, shared, progress)
+
+
+@dataclass
+class Shared:
+    """What every record of a batch is measured against: each target's clean reconstruction of
+    the stacked batch and its noise null (``None`` without null draws)."""
+
+    clean: dict[str, Tensor]
+    nulls: dict[str, Null | None]
+
+
+def batch_shared(plan: TransferPlan, st: "Stacked", progress: Progress) -> Shared:
+    """Each target's clean reconstruction and noise null (``plan.null_draws`` draws per row)."""
     # Each target's clean reconstruction of the stacked batch: a stochastic target (a diffusion
     # sampler) then draws the same noise for row i of the clean and of every perturbed batch
     # (common random numbers), so differences measure the perturbation, not sampler noise.
-    clean = {t: _reconstruct(m, stacked.y, stacked.physics, plan.chunk) for t, m in plan.targets.items()}
+    clean: dict[str, Tensor] = {}
+    nulls: dict[str, Null | None] = {}
     template = next(iter(plan.attacks.values()))
-    nulls = {t: _target_null(m, clean[t], template, stacked, b, plan) for t, m in plan.targets.items()}
-    crafted = _craft(plan, stacked)
-    if plan.baseline:
-        crafted.append(_noise_baseline(template, stacked, b))
-    records: list[dict] = []
-    for c in crafted:
-        if plan.keep_perturbations:
-            report.add_perturbation(c.surrogate, c.attack, stacked.ids, stacked.grid, stacked.y,
-                                    c.y_adv, stacked.physics, c.attack_repr)
-        for t_name, t_model in plan.targets.items():
-            records += _evaluate_target(c, t_name, t_model, clean[t_name], nulls[t_name], stacked, plan)
-    return records
+    per_target = 1 + plan.null_draws
+    with progress.task("clean + null", total=per_target * len(plan.targets), unit="reconstructions",
+                       level=1) as bar:
+        for t, m in plan.targets.items():
+            clean[t] = _reconstruct(m, st.y, st.physics, plan.chunk)
+            nulls[t] = (target_null(m, clean[t], template, st, plan.null_draws, plan.chunk)
+                        if plan.null_draws else None)
+            bar.advance(per_target, f"{t}: {per_target} reconstruction(s) of {st.y.shape[0]} rows")
+    return Shared(clean, nulls)
 
 
 def baseline_threat(template: Attack, eps: Tensor) -> Any:
@@ -273,14 +305,6 @@ def baseline_threat(template: Attack, eps: Tensor) -> Any:
     """
     threat = template.threat.with_eps(eps)
     return threat.replace(support="measured") if threat.support == "full" else threat
-
-
-def _target_null(model: Model, x_clean: Tensor, template: Attack, st: "Stacked", batch: int,
-                 plan: _Plan) -> Null | None:
-    """The target's response to ``null_draws`` equal-norm noise draws per row (rows with eps > 0)."""
-    if plan.null_draws == 0:
-        return None
-    return target_null(model, x_clean, template, st, plan.null_draws, plan.chunk)
 
 
 def target_null(model: Model, x_clean: Tensor, template: Attack, st: "Stacked", draws: int = 8,
@@ -317,21 +341,31 @@ class _Crafted:
     attack_repr: str
 
 
-def _craft(plan: _Plan, st: Stacked) -> list[_Crafted]:
-    """One batched attack per (surrogate, attack) over the whole eps grid."""
+def craft_surrogate(plan: TransferPlan, st: Stacked, s_name: str, progress: Progress,
+                    attacks: Sequence[str] | None = None) -> list[_Crafted]:
+    """One batched attack per attack (all, or those named in ``attacks``) on surrogate
+    ``s_name``, over the whole eps grid; each is seeded, so independent of the others."""
     out = []
-    for s_name, s_model in plan.surrogates.items():
-        for a_name, template in plan.attacks.items():
-            atk = template.replace(eps=st.eps, **plan.attack_options.get(s_name, {}))
+    s_model = plan.surrogates[s_name]
+    options = plan.attack_options.get(s_name, {})
+    names = list(plan.attacks) if attacks is None else list(attacks)
+    chosen = {a: plan.attacks[a].replace(eps=st.eps, **options) for a in names}
+    rows = st.y.shape[0]
+    with progress.task(f"craft on {s_name}", total=sum(a.max_grad_evals for a in chosen.values()),
+                       unit="grad evals", level=1) as bar:
+        for a_name, atk in chosen.items():
             res = atk(s_model, st.y, st.physics)
             out.append(_Crafted(s_name, a_name, res.y_adv, res.ratio, res.loss, res.seconds,
                                 res.grad_evals, res.attack))
+            bar.advance(atk.max_grad_evals, f"{a_name}: {res.grad_evals} gradient evaluation(s) of "
+                                            f"{rows} rows in {res.seconds:.1f} s")
     return out
 
 
-def _noise_baseline(template: Attack, st: Stacked, batch: int) -> _Crafted:
+def noise_baseline(plan: TransferPlan, st: Stacked) -> _Crafted:
     """Equal-norm noise in the first attack's threat model (same norm and budget, delivered on
     the measured entries: :func:`baseline_threat`)."""
+    template = next(iter(plan.attacks.values()))
     threat = baseline_threat(template, st.eps)
     start = time.perf_counter()
     delta = threat.sphere(st.y, st.physics, _row_generators(template.seed, st, 0))
@@ -341,13 +375,54 @@ def _noise_baseline(template: Attack, st: Stacked, batch: int) -> _Crafted:
                     time.perf_counter() - start, 0, f"GaussianNoise({threat!r})")
 
 
-def _evaluate_target(c: _Crafted, t_name: str, t_model: Model, x_clean: Tensor, null: Null | None,
-                     st: Stacked, plan: _Plan) -> list[dict]:
-    """Reconstruct ``c``'s perturbed k-space with one target; one record per stacked row."""
-    normalization = plan.normalization
+def _timed_reconstruct(model: Model, y: Tensor, physics: Any, chunk: int | None) -> tuple[Tensor, float]:
     start = time.perf_counter()
-    x_adv = _reconstruct(t_model, c.y_adv, st.physics, plan.chunk)
-    t_seconds = time.perf_counter() - start
+    return _reconstruct(model, y, physics, chunk), time.perf_counter() - start
+
+
+def reconstruct_crafted(plan: TransferPlan, st: Stacked, crafted: Sequence[_Crafted], progress: Progress,
+                        ) -> dict[tuple[int, str], tuple[Tensor, float]]:
+    """Every target's reconstruction of every crafted k-space: ``(index, target) -> (x, seconds)``."""
+    out = {}
+    with progress.task("targets", total=len(crafted) * len(plan.targets), unit="reconstructions",
+                       level=1) as bar:
+        for t_name, t_model in plan.targets.items():
+            for i, c in enumerate(crafted):
+                out[(i, t_name)] = _timed_reconstruct(t_model, c.y_adv, st.physics, plan.chunk)
+            bar.advance(len(crafted), f"{t_name}: {len(crafted)} reconstruction(s) of {st.y.shape[0]} rows")
+    return out
+
+
+def crafted_records(report: TransferReport, plan: TransferPlan, st: Stacked, crafted: Sequence[_Crafted],
+                    shared: Shared, progress: Progress,
+                    recons: Mapping[tuple[int, str], tuple[Tensor, float]] | None = None) -> list[dict]:
+    """The records of ``crafted`` on every target, in crafted-major, target-minor order; keeps the
+    perturbations if asked to.
+
+    Reconstructs one crafted k-space at a time (so only one is held), unless ``recons`` (from
+    :func:`reconstruct_crafted`) already holds them: the records are the same either way.
+    """
+    if plan.keep_perturbations:
+        for c in crafted:
+            report.add_perturbation(c.surrogate, c.attack, st.ids, st.grid, st.y, c.y_adv, st.physics,
+                                    c.attack_repr)
+    pairs: dict[tuple[int, str], list[dict]] = {}
+    total = 0 if recons is not None else len(crafted) * len(plan.targets)
+    with progress.task("targets", total=total, unit="reconstructions", level=1) as bar:
+        for t_name, t_model in plan.targets.items():
+            for i, c in enumerate(crafted):
+                x_adv, seconds = recons[(i, t_name)] if recons is not None else \
+                    _timed_reconstruct(t_model, c.y_adv, st.physics, plan.chunk)
+                pairs[(i, t_name)] = _target_records(c, t_name, x_adv, seconds, shared.clean[t_name],
+                                                     shared.nulls[t_name], st, plan.normalization)
+            if recons is None:
+                bar.advance(len(crafted), f"{t_name}: {len(crafted)} reconstruction(s) of {st.y.shape[0]} rows")
+    return [r for i in range(len(crafted)) for t_name in plan.targets for r in pairs[(i, t_name)]]
+
+
+def _target_records(c: _Crafted, t_name: str, x_adv: Tensor, t_seconds: float, x_clean: Tensor,
+                    null: Null | None, st: Stacked, normalization: str) -> list[dict]:
+    """The records of ``c``'s perturbed k-space reconstructed by one target: one per stacked row."""
     vals: dict[str, Tensor] = dict(_metrics.deltas(x_clean, x_adv, st.x, normalization))
     if st.x is not None:
         vals.update(_scalar_metrics("clean_", _metrics.metric_table(x_clean, st.x, normalization)))

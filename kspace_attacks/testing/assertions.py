@@ -3,6 +3,7 @@ worst-case perturbation costs a model more quality than allowed."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -147,7 +148,7 @@ def _message(m: RobustnessMeasurement, limits: Mapping[str, float | None], faile
 
 def assert_robust(
     model: Any,
-    batch: Any,
+    batch: Any = None,
     eps: float | None = None,
     max_delta_ssim: float | None = None,
     *,
@@ -159,6 +160,7 @@ def assert_robust(
     seed: int | None = None,
     name: str | None = None,
     artifacts_dir: str | os.PathLike | None = None,
+    protocol: Any = None,
 ) -> RobustnessMeasurement:
     """Fail with :class:`RobustnessError` if a worst-case k-space perturbation of relative
     size ``eps`` costs ``model`` more than ``max_delta_ssim`` SSIM (or ``max_delta_psnr`` dB).
@@ -180,6 +182,12 @@ def assert_robust(
     :param str name: model name in messages.
     :param artifacts_dir: where failure artifacts go (default: ``--kspace-artifacts``, pytest's
         temporary directory, or ``./.kspace-attacks/artifacts`` outside pytest).
+    :param protocol: ``"v1"`` (or a :class:`~kspace_attacks.testing.protocol.Protocol`):
+        measure with the protocol's attack, objectives and budgets instead (``eps``, ``steps``
+        and ``attack`` must then be left out, and ``--kspace-eps`` / ``--kspace-steps`` do not
+        apply); ``batch=None`` uses the protocol's data. The limits apply to the worst budget's
+        worst slice (the worse objective per slice), the session's robustness table gets the
+        robustness card (``--kspace-report`` writes it).
 
     Precedence of settings: command-line option > argument > ``kspace_robustness`` marker >
     default.
@@ -195,33 +203,77 @@ def assert_robust(
     """
     __tracebackhide__ = True  # pytest shows the user's call, not this function's body
     settings = current_settings()
-    limit, _ = resolve("max_delta_ssim", max_delta_ssim, DEFAULT_MAX_DELTA_SSIM, settings)
-    limit = check_nonneg_float("max_delta_ssim", limit)
-    psnr_limit, _ = resolve("max_delta_psnr", max_delta_psnr, None, settings)
-    if psnr_limit is not None:
-        psnr_limit = check_nonneg_float("max_delta_psnr", psnr_limit)
+    limits = _limits(max_delta_ssim, max_delta_psnr, settings)
+    protocol, _ = resolve("protocol", protocol, None, settings)
+    if protocol is not None:
+        return _assert_protocol(model, batch, protocol, limits,
+                                dict(eps=eps, steps=steps, attack=attack, device=device, seed=seed,
+                                     name=name, artifacts_dir=artifacts_dir))
+    if batch is None:
+        raise TypeError("batch: expected an (x, y, physics) batch (e.g. kspace_attacks.data.demo_batch(2)); "
+                        "only a protocol (protocol='v1') brings its own data")
     sources = {k: resolve(k, v, None, settings)[1]
                for k, v in (("eps", eps), ("steps", steps), ("device", device))}
     x, y, physics = check_batch(batch)
     m = measure_robustness(model, (x, y, physics), eps=eps, steps=steps, attack=attack,
                            device=device, normalization=normalization, seed=seed, name=name)
+    return _decide(m, limits, settings, artifacts_dir, sources, (m, (x, y, physics)))
+
+
+def _limits(max_delta_ssim: float | None, max_delta_psnr: float | None, settings: Any) -> dict[str, float | None]:
+    limit, _ = resolve("max_delta_ssim", max_delta_ssim, DEFAULT_MAX_DELTA_SSIM, settings)
+    psnr_limit, _ = resolve("max_delta_psnr", max_delta_psnr, None, settings)
+    return {"max_delta_ssim": check_nonneg_float("max_delta_ssim", limit),
+            "max_delta_psnr": None if psnr_limit is None else check_nonneg_float("max_delta_psnr", psnr_limit)}
+
+
+def _decide(m: RobustnessMeasurement, limits: Mapping[str, float | None], settings: Any,
+            artifacts_dir: Any, sources: Mapping[str, str], artifact_source: tuple[RobustnessMeasurement, Any],
+            record: Mapping[str, Any] | None = None, note: str = "") -> RobustnessMeasurement:
+    """Check ``m`` against the limits: save failure artifacts (of ``artifact_source``: a
+    measurement and its batch), record the row, raise :class:`RobustnessError` if it failed."""
+    __tracebackhide__ = True
     failed = []
-    if not m.ssim_lost <= limit:  # NaN fails too
+    if not m.ssim_lost <= limits["max_delta_ssim"]:  # NaN fails too
         failed.append("ssim")
-    if psnr_limit is not None and not (m.psnr_lost <= psnr_limit):
+    if limits["max_delta_psnr"] is not None and not (m.psnr_lost <= limits["max_delta_psnr"]):
         failed.append("psnr")
     artifacts: dict[str, Any] = {}
     if failed:
         directory = Path(artifacts_dir) if artifacts_dir is not None else settings.resolve_artifacts_dir()
         stem = f"{settings.test_id or 'assert_robust'}-{m.model}"
-        artifacts = save_artifacts(m, (x, y, physics), directory, stem)
+        artifacts = save_artifacts(*artifact_source, directory, stem)
     if settings.recorder is not None:
         settings.recorder.record(
-            m, max_delta_ssim=limit, max_delta_psnr=psnr_limit, passed=not failed,
-            image=artifacts.get("image"), perturbation=artifacts.get("perturbation"),
+            m, max_delta_ssim=limits["max_delta_ssim"], max_delta_psnr=limits["max_delta_psnr"],
+            passed=not failed, image=artifacts.get("image"), perturbation=artifacts.get("perturbation"),
+            **(record or {}),
         )
     if failed:
-        limits = {"max_delta_ssim": limit, "max_delta_psnr": psnr_limit}
-        raise RobustnessError(_message(m, limits, failed, sources, artifacts), m, artifacts)
+        raise RobustnessError(_message(m, limits, failed, sources, artifacts) + note, m, artifacts)
     return m
+
+
+def _assert_protocol(model: Any, batch: Any, protocol: Any, limits: Mapping[str, float | None],
+                     kw: Mapping[str, Any]) -> RobustnessMeasurement:
+    """``assert_robust(..., protocol=...)``: the card's worst budget against the limits."""
+    __tracebackhide__ = True
+    from .card import measure_card
+    from .protocol_measure import protocol_measurement
+
+    given = sorted(k for k in ("eps", "steps", "attack") if kw[k] is not None)
+    if given:
+        raise TypeError(f"{', '.join(given)}: not accepted with protocol={getattr(protocol, 'version', protocol)!r} (the protocol "
+                        f"fixes budgets, attack and steps)")
+    settings = current_settings()
+    device, _ = resolve("device", kw["device"], None, settings)
+    seed, _ = resolve("seed", kw["seed"], 0, settings)
+    card, run = measure_card(model, batch, protocol, name=kw["name"], seed=seed, device=device)
+    m, worst_batch, local = protocol_measurement(run, card)
+    note = (f"\n  protocol {card['protocol']['version']}: worst of objectives "
+            f"{', '.join(card['protocol']['objectives'])} at eps {card['summary']['worst_eps']:g} "
+            f"(grid {', '.join(f'{e:g}' for e in card['eps'])})")
+    return _decide(m, limits, settings, kw["artifacts_dir"], {},
+                   (dataclasses.replace(m, worst_index=local), worst_batch),
+                   record={"protocol": card["protocol"]["version"], "card": card}, note=note)
 

@@ -20,13 +20,14 @@ Fixtures
 
 Marker
     ``@pytest.mark.kspace_robustness(eps=..., steps=..., max_delta_ssim=..., max_delta_psnr=...,
-    attack=..., seed=..., preset=..., n=..., coils=..., contrast=...)``: the test's defaults
+    attack=..., seed=..., protocol=..., preset=..., n=..., coils=..., contrast=...)``: the test's defaults
     (explicit arguments win; command-line options win over both). Select such tests with
     ``-m kspace_robustness``.
 
 Options
     ``--kspace-eps``, ``--kspace-steps``, ``--kspace-device`` (override every attack),
-    ``--kspace-report=PATH`` (JSON of all measurements), ``--kspace-artifacts=DIR`` (failure
+    ``--kspace-report=PATH`` (JSON of all measurements, with the robustness card of every
+    model asserted with ``protocol="v1"`` under ``"cards"``), ``--kspace-artifacts=DIR`` (failure
     PNG / ``.h5``; default: ``<pytest basetemp>/kspace-artifacts``).
 
 The summary table of all measurements is printed at the end of the session.
@@ -46,7 +47,8 @@ import pytest
 
 MARKER = "kspace_robustness"
 _BATCH_KEYS = ("preset", "n", "coils", "contrast", "split", "seed")
-_MARKER_KEYS = ("eps", "steps", "max_delta_ssim", "max_delta_psnr", "attack", "seed") + _BATCH_KEYS
+_MARKER_KEYS = ("eps", "steps", "max_delta_ssim", "max_delta_psnr", "attack", "seed",
+                "protocol") + _BATCH_KEYS
 _STATE = pytest.StashKey[dict]()
 
 
@@ -81,7 +83,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kspace-device", default=None, metavar="DEVICE",
                     help="torch device for attacks and kspace_batch (e.g. cpu, cuda:0)")
     group.addoption("--kspace-report", default=None, metavar="PATH",
-                    help="write all robustness measurements of the session to this JSON file")
+                    help="write all robustness measurements of the session to this JSON file "
+                         "(with the robustness card of each model asserted with a protocol)")
     group.addoption("--kspace-artifacts", default=None, metavar="DIR",
                     help="directory for failure artifacts (worst-case PNG and perturbed "
                          "k-space .h5); default: <pytest basetemp>/kspace-artifacts")
@@ -91,7 +94,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(eps=None, steps=None, max_delta_ssim=None, max_delta_psnr=None, attack=None, "
-        "seed=None, preset=None, n=None, coils=None, contrast=None): defaults of the "
+        "seed=None, protocol=None, preset=None, n=None, coils=None, contrast=None): defaults of the "
         "kspace-attacks robustness assertions and fixtures of this test",
     )
     device = config.getoption("kspace_device")

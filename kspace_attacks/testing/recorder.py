@@ -31,6 +31,7 @@ class RobustnessRecorder:
         ("psnr_lost", "PSNR lost", ">"),
         ("noise_ssim_lost", "noise SSIM lost", ">"),
         ("max_delta_ssim", "limit", ">"),
+        ("protocol", "protocol", "<"),
         ("status", "status", "<"),
     )
 
@@ -86,9 +87,15 @@ class RobustnessRecorder:
         rule = "  ".join("-" * w for w in widths)
         return "\n".join([line(heads), rule] + [line(c) for c in cells])
 
+    def cards(self) -> dict[str, Any]:
+        """The robustness card of every model measured with a protocol, by model name (the
+        last one recorded for a name wins)."""
+        return {r["model"]: r["card"] for r in self.rows if r.get("card") is not None}
+
     def to_json(self, path: str | os.PathLike, **meta: Any) -> Path:
-        """Write ``{"kspace_attacks_version", **meta, "results": rows}`` to ``path`` atomically."""
+        """Write ``{"kspace_attacks_version", **meta, "results": rows, "cards": cards}`` to
+        ``path`` atomically (``cards``: :meth:`cards`, from ``assert_robust(protocol=...)``)."""
         from .. import __version__ as version
 
-        doc = {"kspace_attacks_version": version, **meta, "results": self.rows}
+        doc = {"kspace_attacks_version": version, **meta, "results": self.rows, "cards": self.cards()}
         return atomic_write_json(path, doc, indent=2, default=str)  # Paths as text, NaN -> null

@@ -24,6 +24,7 @@ from deepinv.physics import MRI, MultiCoilMRI
 from torch import Tensor
 
 from kspace_attacks._checks import check_kspace, check_nonneg_float, check_tensor, describe
+from kspace_attacks._runtime import runtime_provenance
 from kspace_attacks.data.fastmri.attrs import _encode_attrs, _json, _read_attrs
 from kspace_attacks.data.fastmri.errors import FastMRIFileError
 from kspace_attacks.data.fastmri.files import (
@@ -55,17 +56,23 @@ PERTURBED_FORMAT = "kspace-attacks/perturbed-kspace/1"
 
 
 def _package_version() -> str:
-    try:
-        from importlib.metadata import version
+    from kspace_attacks import __version__  # the imported package's (metadata can be stale)
 
-        return version("kspace-attacks")
-    except Exception:  # noqa: BLE001 - provenance must never make a write fail
-        return "unknown"
+    return __version__
 
 
 def default_provenance(seed: int | None = None) -> dict[str, Any]:
-    """Package/library versions, UTC time and seed recorded with every perturbed file."""
-    return {
+    """Package/library versions, UTC time and seed recorded with every perturbed file.
+
+    Also what decides floating-point results besides the inputs (see
+    :func:`kspace_attacks._runtime.runtime_provenance`): numpy version, platform, processor,
+    torch's current thread count and deterministic mode. A sweep passes its own ``provenance``
+    (the configured threads, device, world size) on top of these.
+    """
+    runtime = runtime_provenance()
+    for key in ("device", "world_size"):  # known to the caller only (a sweep passes them)
+        runtime.pop(key)
+    return runtime | {
         "package": "kspace-attacks",
         "version": _package_version(),
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),

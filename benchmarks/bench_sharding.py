@@ -1,0 +1,108 @@
+"""Sharding a sweep over torchrun ranks: one process vs 2 ranks, same records.
+
+    python benchmarks/bench_sharding.py [--repeats 5] [--config demo|reduced] [--out benchmarks/results]
+
+Runs ``kspace-attacks sweep`` on the same configuration as one process
+(``python -m kspace_attacks sweep``) and as ``torchrun --nproc_per_node 2``, alternately,
+``--repeats`` times each (wall time includes process start-up), checks that the two give
+identical records (timing columns aside), and writes ``sharding_<config>.csv`` with min and
+median times and their ratio (target: 2 ranks <= 0.6x one process on 2 cores).
+
+Configurations (both with ``threads = 1``, one core per rank): ``demo`` is the sweep default,
+:data:`~kspace_attacks.study.config.DEMO_CONFIG` (4 slices in one batch: when work was split by
+batch, one rank did all of it); ``reduced`` is its structure (one batch of 4 slices x 9
+budgets, both surrogates, both attacks, all four targets, 8 null draws) with a fifth of its
+iterative work (attack steps, diffusion sampler steps 50 -> 10), so that 5 repetitions fit in
+reasonable time on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from kspace_attacks.study.sweep import DEMO_CONFIG, dump_toml, validate_config
+
+# the demo's iterative work / 5: attack steps and diffusion sampler steps (50 -> 10)
+REDUCED = dict(DEMO_CONFIG, attacks={"apgd": {"type": "apgd", "steps": 4},
+                                     "adam": {"type": "adam", "lr": 0.1, "max_steps": 20, "max_rescales": 20}},
+               models={"diffusion": {"steps": 10}})
+CONFIGS = {"demo": DEMO_CONFIG, "reduced": REDUCED}
+
+
+def _records(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return [{k: v for k, v in r.items() if "seconds" not in k} for r in csv.DictReader(f)]
+
+
+def _timed(cmd: list[str], env: dict) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per setting (>= 1; quote >= 5)")
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="reduced")
+    parser.add_argument("--out", default="benchmarks/results", help="folder of sharding_<config>.csv")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats: expected >= 1, got {args.repeats}")
+    torchrun = Path(sysconfig.get_path("scripts")) / "torchrun"
+    if not torchrun.exists():
+        parser.error(f"torchrun not found at {torchrun}")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    times: dict[int, list[float]] = {1: [], 2: []}
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as d:
+        cfg = Path(d) / "cfg.toml"
+        cfg.write_text(dump_toml(validate_config(CONFIGS[args.config])))
+        for i in range(args.repeats):
+            one = [sys.executable, "-m", "kspace_attacks", "sweep", "--config", str(cfg), "--out", f"{d}/one{i}", "--quiet"]
+            two = [str(torchrun), "--nproc_per_node", "2", "--master_port", str(29650 + i), "-m", "kspace_attacks",
+                   "sweep", "--config", str(cfg), "--out", f"{d}/two{i}", "--quiet"]
+            times[1].append(_timed(one, env))
+            times[2].append(_timed(two, env))
+            print(f"run {i + 1}/{args.repeats}: 1 process {times[1][-1]:.1f} s, 2 ranks {times[2][-1]:.1f} s",
+                  flush=True)
+        identical = all(_records(Path(d) / f"two{i}" / "records.csv") == _records(Path(d) / "one0" / "records.csv")
+                        and _records(Path(d) / f"one{i}" / "records.csv") == _records(Path(d) / "one0" / "records.csv")
+                        for i in range(args.repeats))
+    load_after = os.getloadavg()[0]
+    med = {k: statistics.median(v) for k, v in times.items()}
+    row = {"config": args.config, "runs": args.repeats, "one_process_min_s": min(times[1]),
+           "one_process_median_s": med[1], "two_ranks_min_s": min(times[2]), "two_ranks_median_s": med[2],
+           "ratio_median": med[2] / med[1], "ratio_min": min(times[2]) / min(times[1]),
+           "records_identical": identical,
+           "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+           "load_avg_1min_before_after": f"{load_before:.2f} / {load_after:.2f}",
+           "all_one_process_s": " ".join(f"{t:.1f}" for t in times[1]),
+           "all_two_ranks_s": " ".join(f"{t:.1f}" for t in times[2])}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f"sharding_{args.config}.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        w.writeheader()
+        w.writerow(row)
+    print(f"{args.config}: 1 process min {row['one_process_min_s']:.1f} s / median {med[1]:.1f} s; "
+          f"2 ranks min {row['two_ranks_min_s']:.1f} s / median {med[2]:.1f} s; ratio (median) "
+          f"{row['ratio_median']:.2f}, (min) {row['ratio_min']:.2f}; records identical: {identical}")
+    return 0 if identical else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

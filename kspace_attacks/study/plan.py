@@ -1,0 +1,203 @@
+"""What a sweep will compute, and roughly how long it will take here (``sweep --dry-run``).
+
+:func:`plan_sweep` counts, from a configuration, the batches and rows (a row is one slice at
+one budget; a batch of ``n`` slices makes ``n x len(eps)`` rows), the units ranks share
+(:mod:`kspace_attacks.study.units`), the gradient evaluations of every surrogate x attack
+(rows x the attack's ``max_grad_evals``) and the reconstructions of every target (rows x
+(clean + crafted + noise baseline + null draws)). With ``timing``, it times one gradient
+evaluation of each surrogate and one reconstruction of each target on one slice and on the
+first batch's slices, at the configuration's thread count, fits a cost per call plus a cost per
+row, and multiplies by the counts: an *estimate* (the sweep's calls hold more rows than were
+timed; attacks that stop early cost less than their budget; other load on the machine counts).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._runtime import flush_denormals, reproducible_numerics
+from ..attacks.base import frozen_eval
+from .config import build_attacks, build_data, build_models, build_surrogates, validate_config
+from .units import units_of
+
+__all__ = ["SweepPlan", "plan_sweep"]
+
+
+@dataclass
+class SweepPlan:
+    """Counts of a sweep's work, and (when timed) per-row costs measured on this machine.
+
+    ``grad_evals[(surrogate, attack)]`` and ``reconstructions[target]`` count rows (a batched
+    call on ``r`` rows counts ``r``); ``grad_cost`` / ``recon_cost`` hold, per model, the
+    measured ``(seconds per call, seconds per row)``.
+    """
+
+    n_slices: int
+    batch_rows: list[int]
+    n_eps: int
+    threads: int
+    surrogates: list[str]
+    attacks: dict[str, dict[str, int]]  # surrogate -> attack -> max_grad_evals
+    targets: list[str]
+    per_row_recons: dict[str, int]  # "clean", "crafted", "baseline", "null draws" -> count per row
+    grad_cost: dict[str, tuple[float, float]] = field(default_factory=dict)
+    recon_cost: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.batch_rows)
+
+    @property
+    def grad_evals(self) -> dict[tuple[str, str], int]:
+        return {(s, a): self.rows * n for s, atk in self.attacks.items() for a, n in atk.items()}
+
+    @property
+    def reconstructions(self) -> dict[str, int]:
+        return {t: self.rows * sum(self.per_row_recons.values()) for t in self.targets}
+
+    def unit_seconds(self) -> list[tuple[str, float]]:
+        """Estimated seconds of every unit, in claiming order (needs timings)."""
+        def call(cost: tuple[float, float], rows: int) -> float:
+            return cost[0] + cost[1] * rows
+
+        out = []
+        for u in units_of(len(self.batch_rows), list(self.grad_evals), self.grad_evals):
+            r = self.batch_rows[u.batch]
+            if u.attack is None:
+                k = self.per_row_recons["clean"] + self.per_row_recons["null draws"] + self.per_row_recons["baseline"]
+                sec = sum(k * call(self.recon_cost[t], r) for t in self.targets)
+            else:
+                sec = self.attacks[u.surrogate][u.attack] * call(self.grad_cost[u.surrogate], r)
+                sec += sum(call(self.recon_cost[t], r) for t in self.targets)
+            out.append((str(u), sec))
+        return out
+
+    def seconds(self, ranks: int = 1) -> float:
+        """Estimated wall time with ``ranks`` processes claiming units in order (start-up aside)."""
+        free = [0.0] * ranks
+        for _, sec in self.unit_seconds():
+            i = free.index(min(free))
+            free[i] += sec
+        return max(free)
+
+    def text(self) -> str:
+        """The plan as ``kspace-attacks sweep --dry-run`` prints it."""
+        k = self.n_eps
+        per_batch = 1 + len(self.grad_evals)
+        lines = [f"data: {self.n_slices} slice(s) in {len(self.batch_rows)} batch(es); {k} eps -> rows per batch "
+                 f"(slices x eps): {', '.join(map(str, self.batch_rows))}",
+                 f"units: {len(self.batch_rows) * per_batch} ({per_batch} per batch: clean + null + noise, and one "
+                 f"per surrogate x attack); torchrun ranks share them",
+                 "gradient evaluations per surrogate x attack (rows x max_grad_evals):"]
+        for (s, a), n in self.grad_evals.items():
+            lines.append(f"  {s} / {a}: {self.rows} x {self.attacks[s][a]} = {n}")
+        per_row = " + ".join(f"{n} {name}" for name, n in self.per_row_recons.items())
+        lines.append(f"reconstructions per target (rows x ({per_row})):")
+        for t, n in self.reconstructions.items():
+            lines.append(f"  {t}: {self.rows} x {sum(self.per_row_recons.values())} = {n}")
+        if self.recon_cost:
+            costs = [(f"{s} gradient", c) for s, c in self.grad_cost.items()]
+            costs += [(f"{t} reconstruction", c) for t, c in self.recon_cost.items()]
+            lines.append(f"timed on this machine (threads = {self.threads}; seconds per call + per row):")
+            lines += [f"  {name}: {c[0]:.3g} + {c[1]:.3g} x rows" for name, c in costs]
+            lines += [f"  {name}: about {_duration(sec)}" for name, sec in self.unit_seconds()]
+            lines.append(f"estimated wall time: {_duration(self.seconds())} in one process, about "
+                         f"{_duration(self.seconds(2))} with 2 ranks (start-up aside). An estimate: the timings "
+                         f"above x the counts; attacks that stop early use fewer gradient evaluations, and "
+                         f"other load on the machine slows the run.")
+        return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _one_slice(physics: Any, n: int) -> Any:
+    """The physics of the first of ``n`` slices (per-slice masks and coil maps cut to it)."""
+    updates = {}
+    for name, min_dim in (("mask", 3), ("coil_maps", 4)):
+        t = getattr(physics, name, None)
+        if isinstance(t, Tensor) and t.dim() >= min_dim and t.shape[0] == n > 1:
+            updates[name] = t[:1]
+    if not updates:
+        return physics
+    one = copy.deepcopy(physics)
+    one.update_parameters(**updates)
+    return one
+
+
+def _cost(fn: Callable[[Tensor, Any], Any], y: Tensor, physics: Any) -> tuple[float, float]:
+    """``(seconds per call, seconds per row)`` of ``fn(y, physics)``, from one call on the first
+    slice and one on all of ``y``'s slices (after a warm-up call on one slice)."""
+    one = _one_slice(physics, y.shape[0])
+
+    def timed(*args: Any) -> float:
+        start = time.perf_counter()
+        fn(*args)
+        return time.perf_counter() - start
+
+    fn(y[:1], one)
+    t1 = timed(y[:1], one)
+    if y.shape[0] == 1:
+        return 0.0, t1
+    per_row = max(timed(y, physics) - t1, 0.0) / (y.shape[0] - 1)
+    return max(t1 - per_row, 0.0), per_row
+
+
+def _time_models(plan: SweepPlan, surrogates: Mapping[str, Any], targets: Mapping[str, Any],
+                 y: Tensor, physics: Any) -> None:
+    def grad(model: Any) -> Callable[[Tensor, Any], None]:
+        def step(y_: Tensor, physics_: Any) -> None:
+            y_ = y_.detach().clone().requires_grad_(True)
+            with frozen_eval(model):
+                model(y_, physics_).pow(2).sum().backward()
+        return step
+
+    def recon(model: Any) -> Callable[[Tensor, Any], None]:
+        @torch.no_grad()
+        def step(y_: Tensor, physics_: Any) -> None:
+            with frozen_eval(model):
+                model(y_, physics_)
+        return step
+
+    plan.grad_cost = {s: _cost(grad(m), y, physics) for s, m in surrogates.items()}
+    plan.recon_cost = {t: _cost(recon(m), y, physics) for t, m in targets.items()}
+
+
+def plan_sweep(cfg: Mapping[str, Any], timing: bool = True, models: Mapping[str, Any] | None = None) -> SweepPlan:
+    """Count a sweep's work and, with ``timing``, time its models here (writes nothing).
+
+    :param cfg: a sweep configuration (validated here).
+    :param bool timing: time one gradient evaluation per surrogate and one reconstruction per
+        target on the first slice and on the first batch (loads the models; seconds, up to
+        minutes for a diffusion model).
+    :param models: models by name, as :func:`~kspace_attacks.study.sweep.run_sweep` takes them.
+    """
+    cfg = validate_config(cfg)
+    with flush_denormals(), reproducible_numerics(cfg["threads"]):
+        batches, _ = build_data(cfg)
+        attacks = build_attacks(cfg)
+        k = len(cfg["eps"])
+        eot = {s: dict(cfg["surrogate_models"].get(s, {})).get("eot") for s in cfg["surrogates"]}
+        per_attack = {s: {a: (atk.replace(eot=eot[s]) if eot[s] else atk).max_grad_evals for a, atk in attacks.items()}
+                      for s in cfg["surrogates"]}
+        crafted = len(cfg["surrogates"]) * len(attacks)
+        plan = SweepPlan(sum(y.shape[0] for _, y, _ in batches), [y.shape[0] * k for _, y, _ in batches], k,
+                         cfg["threads"], list(cfg["surrogates"]), per_attack, list(cfg["targets"]),
+                         {"clean": 1, "crafted": crafted, "baseline": int(cfg["baseline"]),
+                          "null draws": cfg["null_draws"]})
+        if timing:
+            models = dict(models) if models is not None else build_models(cfg)
+            surrogates, _ = build_surrogates(cfg, models)
+            _, y, physics = batches[0]
+            _time_models(plan, surrogates, {t: models[t] for t in cfg["targets"]}, y, physics)
+    return plan
