@@ -10,7 +10,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import sysconfig
 from pathlib import Path
 
