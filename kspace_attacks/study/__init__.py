@@ -3,6 +3,8 @@
 - :mod:`.records`: the record schema (every column once; ``delta_* = adv - clean``);
 - :mod:`.transfer`: craft on surrogates, evaluate on targets (:func:`transfer`);
 - :mod:`.config`, :mod:`.sweep`, :mod:`.journal`: configured, durable, resumable sweeps;
+- :mod:`.units`: a sweep's units of work, shared by torchrun ranks; :mod:`.plan`: its
+  ``--dry-run`` plan and estimate; :mod:`.progress`: bars on a terminal, log lines otherwise;
 - :mod:`.sources`: a sweep's data (embedded, NIfTI, fastMRI files) as batches with ids;
 - :mod:`.report`, :mod:`.plots`: records, summaries, files and figures;
 - :mod:`.html`, :mod:`.html_panels`: ``report.html``, one self-contained page per result folder;
