@@ -1,44 +1,38 @@
-"""Attack optimality: how close each attack gets to the best-known worst case, per gradient evaluation.
+"""How close the worst-case search gets to the best-known worst case, per budget, slice and seed.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_strength.py [--models irim resunetpp dinv_unet diffusion]
-        [--slices 2] [--eps 0.02 0.08] [--out benchmarks/results] [--quick]
+    OMP_NUM_THREADS=1 python benchmarks/bench_strength.py --models resunetpp --objectives deviation
+    python benchmarks/bench_strength.py --report            # merge every part into the tables
+    python benchmarks/bench_strength.py --quick             # a smoke run of a few seconds
 
-For each model and objective (``deviation`` = :class:`~kspace_attacks.losses.ReconDeviation`,
-``ssim`` = :class:`~kspace_attacks.losses.SSIMDeviation`) one batch holds every test slice at
-every budget (rows = eps x slices, relative l2 per sample on the measured k-space, per-sample
-``KSpaceL2(eps=(B,))``). On it we run
+For each model and objective (``deviation`` = ``||f(y+delta) - f(y)||^2``, ``ssim`` =
+``1 - SSIM(|f(y+delta)|, |f(y)|)``) one batch holds every test slice at every budget (rows =
+eps x slices, ``demo_batch(--slices)``, relative l2 per sample on the measured k-space). On it:
 
-* FGM (1 gradient evaluation);
-* PGD (default step ``max(2.5 / N, 0.25)`` = 0.25 budgets for every N >= 10, so the step does
-  not depend on N and one run of ``max(N)`` steps gives every N from its ``history``);
-* ProjectedAdam (``max_steps = max(N)``; its schedule does not depend on N: read from ``history``);
-* APGD, one separate run per N (its checkpoint schedule depends on N);
-* a reference: APGD ``ref_steps`` x 2 restarts and PGD ``ref_steps`` steps of 0.1 budgets
-  (attack seed 1, i.e. other random starts).
+* ``apgd`` 20 and 100 steps (the v1 protocol's search: one uniform random start);
+* ``worst_case`` (:class:`kspace_attacks.WorstCase`, preset ``default``) at budgets 20, 100
+  and 500 gradient evaluations per row, and at its default budget (100) with 5 seeds;
+* ``strong``: the ``strong`` preset at its default budget (500);
+* the reference: the ``strong`` preset at ``--ref-budget`` (5,000) evaluations per row (spectral,
+  sphere, warm and cross-objective starts) and APGD 100 x 5 uniform random restarts.
 
-Best-known per row = max over every run made. ``ratio = reached / best-known`` per row, then mean
-and min over the slices of one budget. Values read from a history are the best objective after N
-gradient evaluations (a standalone N-step run would add one forward-only evaluation of its last
-iterate). Every value gets the package's monotone envelope (``monotone=True``): when the rows of
-a slice share their clean reconstruction, a budget also takes the smaller budget's perturbation
-if it is worse for the model.
+Best-known per row = max over every run. ``ratio = reached / best-known`` in the objective's own
+scale (the deviation norm ``||f(y+delta) - f(y)||`` for ``deviation``, ``1 - SSIM`` for
+``ssim``), then per eps the worst slice and the mean. ``seed_spread`` = per slice
+``max / min - 1`` of the default's value over the 5 seeds, worst slice. ``restart_spread`` =
+mean over rows of ``(best - median) / best`` over the search's starts. Every attack uses the
+monotone envelope (a budget also takes the smaller budget's perturbation of the same slice).
 
 Models: ``irim`` and ``resunetpp`` (shipped weights), ``dinv_unet`` =
 ``deepinv.models.ArtifactRemoval(deepinv.models.UNet(in_channels=2, out_channels=2, scales=2))``
-at ``torch.manual_seed(0)``, untrained, and ``diffusion`` (shipped weights) attacked white-box
-through its differentiable sampler with ``--sampler-steps`` reverse steps (default 100 in the
-weights) and EOT as ``n_samples = --diffusion-eot`` sampler runs averaged inside every call with
-a fixed seed (a deterministic objective: the expectation over that many fixed noise draws; one
-attack gradient evaluation = one batched call of the sampler over all draws). Diffusion is
-expensive, so it gets its own slices and N grid (``--diffusion-slices``, ``--diffusion-ns``).
+at ``torch.manual_seed(0)`` (untrained), and ``diffusion`` (shipped weights) attacked white-box
+through its differentiable sampler with ``--sampler-steps`` reverse steps and ``n_samples =
+--diffusion-eot`` fixed-seed draws averaged in every call; it is expensive, so it gets
+``--diffusion-slices`` slices, budgets 20 and 100, 2 seeds and a reference of
+``--diffusion-ref-budget`` evaluations (stated in the tables).
 
-Writes ``strength_optimality.csv`` / ``.png`` / ``.md`` into ``--out``. ``--combine DIR ...``
-merges the CSVs of runs made separately (e.g. two processes, one per core) into ``--out``.
-Time here (2-core CPU shared with other jobs, one thread per process, nice 10): 23 min wall for the
-committed results, run as separate processes (2-3 at a time) merged with ``--combine``: resunetpp
-(2 slices, reference 100) 13 min, irim (2 slices, reference 50) 7 min, dinv_unet (1 slice,
-reference 50) 5 min, diffusion (1 slice, 5 sampler steps, EOT 2, N up to 50, no reference) 15 min;
-``--quick`` is a smoke run of a few seconds.
+Each (model, objective) writes ``strength/<model>_<objective>.csv`` under ``--out`` when done
+(parts already written are skipped: the benchmark resumes); ``--report`` merges them into
+``strength_optimality.csv``, ``.md`` and ``.png``.
 """
 
 from __future__ import annotations
@@ -57,27 +51,15 @@ import kspace_attacks as ka
 from kspace_attacks.adapters import load_reconstructor
 from kspace_attacks.data import demo_batch, get_preset
 
-FIELDS = ["model", "objective", "eps", "attack", "grad_evals", "ratio_mean", "ratio_min", "n_slices",
-          "seconds", "s_per_eval_batch", "s_per_eval_sample", "rows", "setup"]
-ATTACK_ORDER = ["fgm", "pgd", "apgd", "adam"]
-NOTES = [
-    "ratio = reached / best-known per row (one slice at one eps); best-known = max over every run made on "
-    "that batch (FGM, PGD, ProjectedAdam, APGD at every N, and the reference runs named in the setup line).",
-    "PGD and ProjectedAdam at N: best-so-far after N gradient evaluations of one run of max(N) steps (PGD's "
-    "default step is 0.25 budgets for every N >= 10, so an N-step run is the same prefix); APGD: one "
-    "separate run per N (its checkpoint schedule depends on N); FGM: its one call (N=1).",
-    "ProjectedAdam (study defaults lr=0.1, max_rescales=100, patience=200) stops a row after 100 "
-    "rescalings onto the ball; a stopped row keeps its best, so its N=200 value can equal N=100.",
-    "seconds: wall time of the run; for values read from a history, the run's time x N / (evaluations it "
-    "used), i.e. N evaluations at its measured rate (also past an Adam stop); the CPU was shared "
-    "with other jobs, so times are upper bounds and vary between models run at different moments.",
-]
+FIELDS = ["model", "objective", "eps", "run", "budget", "seed", "grad_evals", "ratio_worst", "ratio_mean",
+          "seed_spread", "restart_spread", "seconds", "n_slices", "setup"]
 MODEL_NOTES = {
     "irim": "i-RIM, shipped weights",
     "resunetpp": "ResUnet++, shipped weights",
     "dinv_unet": "deepinv ArtifactRemoval(UNet(2, 2, scales=2)), torch.manual_seed(0), untrained",
     "diffusion": "score-based diffusion, shipped weights, differentiable sampler",
 }
+GOALS = {"default_worst": 0.90, "default_mean": 0.95, "strong_worst": 0.97, "seed_spread": 0.05}
 
 
 def load_model(name: str, args: argparse.Namespace):
@@ -92,7 +74,7 @@ def load_model(name: str, args: argparse.Namespace):
         model = load_reconstructor("diffusion", steps=args.sampler_steps, seed=0,
                                    n_samples=args.diffusion_eot, differentiable=True)
         return model, (f"{MODEL_NOTES[name]}: {args.sampler_steps} sampler steps (default 100), "
-                       f"EOT n_samples={args.diffusion_eot} fixed-seed draws averaged per call")
+                       f"n_samples={args.diffusion_eot} fixed-seed draws averaged per call")
     return load_reconstructor(name), MODEL_NOTES[name]
 
 
@@ -104,269 +86,226 @@ def make_batch(n_slices: int, eps: list[float]):
     return y.repeat(len(eps), *([1] * (y.dim() - 1))), eps_rows, physics
 
 
-def envelope(values: torch.Tensor, n_slices: int, n_eps: int, pool: bool) -> torch.Tensor:
-    """Monotone envelope over the (ascending) budgets of each slice, along the last dim."""
-    if not pool:
-        return values
-    shape = values.shape[:-1] + (n_eps, n_slices)
-    return values.reshape(shape).cummax(dim=-2).values.reshape(values.shape)
+def scale(objective: str, loss: torch.Tensor) -> torch.Tensor:
+    """The objective in its reported scale: the deviation norm, or 1 - SSIM as it is."""
+    return loss.clamp_min(0).sqrt() if objective == "deviation" else loss
 
 
-def padded_history(res, length: int) -> torch.Tensor:
-    """``(length, B)`` best-so-far after each gradient evaluation (eot=1), padded if it stopped early."""
-    h = res.history
-    if h.shape[0] < length:
-        h = torch.cat([h, h[-1:].expand(length - h.shape[0], -1)])
-    return h[:length]
+def plan_runs(diffusion: bool, ref_budget: int) -> list[tuple[str, int, int, object]]:
+    """``(run, budget, seed, factory(threat, loss))`` of one (model, objective)."""
+    runs = []
+    apgd_steps = (20,) if diffusion else (20, 100)
+    for n in apgd_steps:
+        runs.append(("apgd", n, 0, lambda t, l, n=n: ka.APGD(t, steps=n, loss=l)))
+    budgets = (20, 100) if diffusion else (20, 100, 500)
+    for b in budgets:
+        runs.append(("worst_case", b, 0, lambda t, l, b=b: ka.WorstCase(t, budget=b, loss=l)))
+    for s in range(1, 2 if diffusion else 5):
+        runs.append(("worst_case", 100, s, lambda t, l, s=s: ka.WorstCase(t, budget=100, loss=l, seed=s)))
+    if not diffusion:
+        runs.append(("strong", 500, 0, lambda t, l: ka.WorstCase(t, preset="strong", loss=l)))
+    runs.append(("reference", ref_budget, 1000,
+                 lambda t, l: ka.WorstCase(t, budget=ref_budget, preset="strong", loss=l, seed=1000)))
+    if not diffusion:
+        runs.append(("reference_apgd", 500, 1001,
+                     lambda t, l: ka.APGD(t, steps=100, restarts=5, loss=l, seed=1001)))
+    return runs
 
 
-def run_curves(model, y, eps_rows, physics, loss: str, ns: list[int], ref_steps: int, n_slices: int,
-               n_eps: int) -> tuple[dict, torch.Tensor, dict]:
-    """All runs for one (model, objective): ``{(attack, N): (values (B,), seconds)}``, best-known
-    ``(B,)`` and the measured cost ``{"evals", "seconds"}``."""
-    threat = ka.KSpaceL2(eps=eps_rows)
-    reached, finals, cost = {}, [], {"evals": 0, "seconds": 0.0}
-
-    def call(attack):
-        res = attack(model, y, physics)
-        cost["evals"] += res.grad_evals
-        cost["seconds"] += res.seconds
-        finals.append(res.loss)
-        return res
-
-    res = call(ka.FGM(threat, loss=loss))
-    pool = all(torch.equal(res.x_clean[:n_slices], res.x_clean[k * n_slices:(k + 1) * n_slices])
-               for k in range(n_eps))
-    reached[("fgm", 1)] = (res.loss, res.seconds)
-    n_max = max(ns)
-    for name, attack in (("pgd", ka.PGD(threat, steps=n_max, loss=loss)),
-                         ("adam", ka.ProjectedAdam(threat, max_steps=n_max, loss=loss))):
-        res = call(attack)
-        hist = envelope(padded_history(res, n_max), n_slices, n_eps, pool)
-        for n in ns:  # seconds: the run's time prorated to N evaluations
-            reached[(name, n)] = (hist[n - 1], res.seconds * n / max(res.grad_evals, 1))
-    for n in ns:
-        res = call(ka.APGD(threat, steps=n, loss=loss))
-        reached[("apgd", n)] = (res.loss, res.seconds)
-    if ref_steps > 0:
-        call(ka.APGD(threat, steps=ref_steps, restarts=2, loss=loss, seed=1))
-        call(ka.PGD(threat, steps=ref_steps, step_size=0.1, loss=loss, seed=1))
-    best = torch.stack(finals).max(dim=0).values
-    best = torch.maximum(best, torch.stack([v for v, _ in reached.values()]).max(dim=0).values)
-    return reached, best, cost
-
-
-def rows_for(model_name: str, objective: str, eps: list[float], n_slices: int, reached: dict,
-             best: torch.Tensor, cost: dict, setup: str) -> list[dict]:
-    """CSV rows of one (model, objective)."""
-    b = best.shape[0]
-    per_eval = cost["seconds"] / max(cost["evals"], 1)
-    out = []
-    for (attack, n), (values, seconds) in reached.items():
-        ratio = (values / best).reshape(len(eps), n_slices)
-        for k, e in enumerate(eps):
-            out.append({"model": model_name, "objective": objective, "eps": e, "attack": attack,
-                        "grad_evals": n, "ratio_mean": round(ratio[k].mean().item(), 4),
-                        "ratio_min": round(ratio[k].min().item(), 4), "n_slices": n_slices,
-                        "seconds": round(seconds, 2), "s_per_eval_batch": round(per_eval, 4),
-                        "s_per_eval_sample": round(per_eval / b, 4), "rows": b, "setup": setup})
-    return out
-
-
-def noise_level(model, y, physics) -> float:
-    """Mean ||f_seed0(y) - f_seed1(y)||^2 of the diffusion sampler (sampler noise in deviation units)."""
-    with torch.no_grad():
-        a = model(y, physics, differentiable=False, seed=0)
-        b = model(y, physics, differentiable=False, seed=1)
-    return (a - b).pow(2).flatten(1).sum(1).mean().item()
-
-
-def run_model(name: str, args: argparse.Namespace, log) -> list[dict]:
-    """Every objective of one model; returns CSV rows."""
+def run_part(name: str, objective: str, args: argparse.Namespace, log) -> list[dict]:
+    """Every run for one (model, objective); rows of the CSV."""
     diffusion = name == "diffusion"
     n_slices = args.diffusion_slices if diffusion else args.slices
-    ns = args.diffusion_ns if diffusion else args.ns
-    ref_steps = args.diffusion_ref_steps if diffusion else args.ref_steps
+    ref_budget = args.diffusion_ref_budget if diffusion else args.ref_budget
     model, setup = load_model(name, args)
     y, eps_rows, physics = make_batch(n_slices, args.eps)
-    if diffusion:
-        setup += f"; seed-0 vs seed-1 clean deviation {noise_level(model, y[:n_slices], physics):.4g}"
-    setup += f"; reference APGD {ref_steps}x2 + PGD {ref_steps} (step 0.1)" if ref_steps else "; no reference run"
-    rows = []
-    for objective in args.objectives:
+    threat = ka.KSpaceL2(eps=eps_rows)
+    results = {}
+    for run, budget, seed, factory in plan_runs(diffusion, ref_budget):
         start = time.perf_counter()
-        reached, best, cost = run_curves(model, y, eps_rows, physics, objective, ns, ref_steps,
-                                         n_slices, len(args.eps))
-        rows += rows_for(name, objective, args.eps, n_slices, reached, best, cost, setup)
-        log(f"{name} {objective}: {cost['evals']} grad evals in {time.perf_counter() - start:.1f}s "
-            f"({cost['seconds'] / max(cost['evals'], 1):.3f} s/eval for {y.shape[0]} rows)")
+        res = factory(threat, objective)(model, y, physics)
+        seconds = time.perf_counter() - start
+        if res.grad_evals > budget:
+            raise AssertionError(f"{run} {budget}: used {res.grad_evals} gradient evaluations")
+        results[(run, budget, seed)] = res, seconds
+        log(f"{name} {objective} {run} budget {budget} seed {seed}: {res.grad_evals} evals, {seconds:.1f} s, "
+            f"mean loss {float(res.loss.mean()):.4g}")
+    best = torch.stack([r.loss for r, _ in results.values()]).amax(dim=0)
+    best_scaled = scale(objective, best)
+    n_eps = len(args.eps)
+    rows = []
+    setup_line = (f"{setup}; {n_slices} slices; reference: strong preset {ref_budget} evals/row"
+                  + ("" if diffusion else " + APGD 100 x 5 uniform restarts"))
+    seeds = [r for (run, b, _), (r, _) in results.items() if run == "worst_case" and b == 100]
+    seed_vals = scale(objective, torch.stack([r.loss for r in seeds])).reshape(len(seeds), n_eps, n_slices)
+    seed_spread = (seed_vals.amax(0) / seed_vals.amin(0).clamp_min(1e-30) - 1).amax(dim=1)  # (n_eps,)
+    for (run, budget, seed), (res, seconds) in results.items():
+        ratio = (scale(objective, res.loss) / best_scaled.clamp_min(1e-30)).reshape(n_eps, n_slices)
+        spread = res.restart_spread
+        for k, eps in enumerate(args.eps):
+            rows.append({
+                "model": name, "objective": objective, "eps": eps, "run": run, "budget": budget, "seed": seed,
+                "grad_evals": res.grad_evals, "ratio_worst": round(float(ratio[k].min()), 4),
+                "ratio_mean": round(float(ratio[k].mean()), 4),
+                "seed_spread": round(float(seed_spread[k]), 4) if run == "worst_case" and budget == 100 else "",
+                "restart_spread": "" if spread is None else
+                round(float(spread.reshape(n_eps, n_slices)[k].mean()), 4),
+                "seconds": round(seconds, 2), "n_slices": n_slices, "setup": setup_line,
+            })
     return rows
 
 
 def read_csv(path: Path) -> list[dict]:
     with open(path, newline="") as f:
-        return list(csv.DictReader(line for line in f if not line.startswith("#")))
+        return list(csv.DictReader(f))
 
 
-def write_csv(rows: list[dict], path: Path, header: list[str]) -> None:
-    with open(path, "w", newline="") as f:
-        for line in header:
-            f.write(f"# {line}\n")
+def write_csv(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
         w.writerows(rows)
+    os.replace(tmp, path)  # atomic: a killed run never leaves half a part
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Per (model, objective, eps): the default, strong and APGD-20 ratios against the goals."""
+    out = []
+    keys = sorted({(r["model"], r["objective"], r["eps"]) for r in rows})
+    for model, objective, eps in keys:
+        sub = [r for r in rows if (r["model"], r["objective"], r["eps"]) == (model, objective, eps)]
+
+        def get(run, budget, seed="0"):
+            hit = [r for r in sub if r["run"] == run and str(r["budget"]) == str(budget) and str(r["seed"]) == seed]
+            return hit[0] if hit else None
+
+        d, s, a = get("worst_case", 100), get("strong", 500), get("apgd", 20)
+        out.append({
+            "model": model, "objective": objective, "eps": eps,
+            "apgd20_worst": a["ratio_worst"] if a else "", "apgd20_mean": a["ratio_mean"] if a else "",
+            "default_worst": d["ratio_worst"], "default_mean": d["ratio_mean"],
+            "seed_spread": d["seed_spread"], "restart_spread": d["restart_spread"],
+            "strong_worst": s["ratio_worst"] if s else "", "strong_mean": s["ratio_mean"] if s else "",
+            "default_seconds": d["seconds"],
+        })
+    return out
+
+
+def write_md(rows: list[dict], path: Path) -> None:
+    summ = summary(rows)
+    lines = ["# Worst-case search: reached / best-known", "",
+             "Written by `benchmarks/bench_strength.py --report`. Ratios in the objective's scale "
+             "(deviation norm; 1 - SSIM); best-known = max over every run of the part, incl. a reference "
+             "portfolio (setup column of the CSV). Goals: default (100 evals/row) >= 0.90 worst slice and "
+             ">= 0.95 mean; strong >= 0.97 worst slice; 5 seeds of the default within 5 % per slice.", "",
+             "| model | objective | eps | APGD 20 worst / mean | default worst / mean | seed spread | restart spread | strong worst / mean | goals |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in summ:
+        met = []
+        met.append("ok" if float(r["default_worst"]) >= GOALS["default_worst"] else "worst<0.90")
+        met.append("ok" if float(r["default_mean"]) >= GOALS["default_mean"] else "mean<0.95")
+        if r["strong_worst"] != "":
+            met.append("ok" if float(r["strong_worst"]) >= GOALS["strong_worst"] else "strong<0.97")
+        if r["seed_spread"] != "":
+            met.append("ok" if float(r["seed_spread"]) <= GOALS["seed_spread"] else "seeds>5%")
+        goal = "met" if all(m == "ok" for m in met) else ", ".join(m for m in met if m != "ok")
+        lines.append(f"| {r['model']} | {r['objective']} | {r['eps']} | {r['apgd20_worst']} / {r['apgd20_mean']} | "
+                     f"{r['default_worst']} / {r['default_mean']} | {r['seed_spread']} | {r['restart_spread']} | "
+                     f"{r['strong_worst']} / {r['strong_mean']} | {goal} |")
+    lines += ["", "## Per budget (seed 0)", "", "| model | objective | eps | run | budget | evals | worst | mean | seconds |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if str(r["seed"]) in ("0", "1000", "1001"):
+            lines.append(f"| {r['model']} | {r['objective']} | {r['eps']} | {r['run']} | {r['budget']} | "
+                         f"{r['grad_evals']} | {r['ratio_worst']} | {r['ratio_mean']} | {r['seconds']} |")
+    lines += ["", "## Setups", ""]
+    for setup in sorted({(r["model"], r["setup"]) for r in rows}):
+        lines.append(f"- {setup[0]}: {setup[1]}")
+    path.write_text("\n".join(lines) + "\n")
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    """One panel per (model, objective): ratio vs gradient evaluations, eps 0.02 solid / others dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = list(dict.fromkeys((r["model"], r["objective"]) for r in rows))
-    eps_list = sorted({float(r["eps"]) for r in rows})
-    cols = min(4, len(keys))
-    nrows = -(-len(keys) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 3.2 * nrows), squeeze=False)
-    colors = dict(zip(ATTACK_ORDER, ["C3", "C0", "C2", "C1"]))
-    for ax, (m, o) in zip(axes.flat, keys):
-        for attack in ATTACK_ORDER:
-            for k, e in enumerate(eps_list):
-                pts = sorted((int(r["grad_evals"]), float(r["ratio_mean"])) for r in rows
-                             if (r["model"], r["objective"], r["attack"]) == (m, o, attack)
-                             and float(r["eps"]) == e)
+    parts = sorted({(r["model"], r["objective"]) for r in rows})
+    fig, axes = plt.subplots(1, len(parts), figsize=(3.2 * len(parts), 3.0), squeeze=False)
+    for ax, (model, objective) in zip(axes[0], parts, strict=True):
+        for run, style in (("worst_case", "o-"), ("apgd", "s--")):
+            for eps in sorted({r["eps"] for r in rows}):
+                pts = sorted((int(r["budget"]), float(r["ratio_worst"])) for r in rows
+                             if (r["model"], r["objective"], r["run"], r["eps"], str(r["seed"])) ==
+                             (model, objective, run, eps, "0"))
                 if pts:
-                    ax.plot(*zip(*pts), color=colors[attack], ls="-" if k == 0 else "--",
-                            marker="o", ms=3, label=f"{attack} eps {e:g}")
+                    ax.plot(*zip(*pts, strict=True), style, label=f"{run} eps {eps}", ms=3)
+        ax.axhline(0.9, color="grey", lw=0.5)
         ax.set_xscale("log")
-        ax.set_title(f"{m}, {o}", fontsize=9)
-        ax.set_xlabel("gradient evaluations")
-        ax.set_ylabel("reached / best-known")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=6)
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"{model} / {objective}", fontsize=8)
+        ax.set_xlabel("gradient evaluations per row", fontsize=7)
+    axes[0][0].set_ylabel("worst slice: reached / best-known", fontsize=7)
+    axes[0][-1].legend(fontsize=5)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def _table(sub: list[dict]) -> list[str]:
-    """Markdown table attack x N of ratio_mean (ratio_min) for one (model, objective, eps)."""
-    ns = sorted({int(r["grad_evals"]) for r in sub})
-    lines = ["| attack | " + " | ".join(f"N={n}" for n in ns) + " |", "|---" * (len(ns) + 1) + "|"]
-    for attack in ATTACK_ORDER:
-        cells = {int(r["grad_evals"]): f"{float(r['ratio_mean']):.3f} ({float(r['ratio_min']):.2f})"
-                 for r in sub if r["attack"] == attack}
-        if cells:
-            lines.append(f"| {attack} | " + " | ".join(cells.get(n, "") for n in ns) + " |")
-    return lines
-
-
-def _verdict(model: str, rows: list[dict]) -> str:
-    """One sentence: strongest attack per evaluation and whether the 0.95@100 / 0.90@20 goal holds."""
-    mine = [r for r in rows if r["model"] == model and r["attack"] != "fgm"]
-    wins: dict[str, int] = {}
-    groups = {(r["objective"], r["eps"], r["grad_evals"]) for r in mine}
-    for g in groups:
-        top = max((r for r in mine if (r["objective"], r["eps"], r["grad_evals"]) == g),
-                  key=lambda r: float(r["ratio_mean"]))
-        wins[top["attack"]] = wins.get(top["attack"], 0) + 1
-    order = sorted(wins, key=wins.get, reverse=True)
-    parts = [f"**{model}**: strongest per evaluation: {order[0]} (best mean ratio in {wins[order[0]]} of "
-             f"{len(groups)} (objective, eps, N) cells" + "".join(f"; {a}: {wins[a]}" for a in order[1:]) + ")."]
-    for attack in ("pgd", "apgd", "adam"):
-        ok, missing, fails = 0, [], []
-        for o, e in sorted({(r["objective"], r["eps"]) for r in mine}):
-            for n, goal in ((100, 0.95), (20, 0.90)):
-                hit = [r for r in mine if (r["attack"], r["objective"], r["eps"], int(r["grad_evals"]))
-                       == (attack, o, e, n)]
-                if not hit:
-                    missing.append(f"{o}/eps {e}/N={n}")
-                elif float(hit[0]["ratio_mean"]) >= goal:
-                    ok += 1
-                else:
-                    fails.append(f"{o} eps {e} N={n}: {float(hit[0]['ratio_mean']):.3f} < {goal}")
-        status = ("FAILS " + "; ".join(fails) if fails else
-                  "meets the goal in every measured cell" if ok else "goal not measurable")
-        extra = f" (not measured: {', '.join(missing)})" if missing else ""
-        parts.append(f"{attack.upper()} {status}{extra}.")
-    return " ".join(parts)
-
-
-def write_md(rows: list[dict], path: Path, header: list[str]) -> None:
-    lines = ["# Attack optimality: reached / best-known worst case per gradient evaluation", ""]
-    lines += [f"- {h}" for h in header] + [""]
-    lines += ["Cells: mean ratio over slices (min ratio over slices). Goal: >= 0.95 at N=100 and >= 0.90 "
-              "at N=20 (mean ratio).", ""] + [f"- {n}" for n in NOTES] + [""]
-    for model in dict.fromkeys(r["model"] for r in rows):
-        sub_m = [r for r in rows if r["model"] == model]
-        lines += [f"## {model}", "", f"Setup: {sub_m[0]['setup']}. Cost per gradient evaluation: "
-                  f"{float(sub_m[0]['s_per_eval_batch']):.3f} s per batch of {sub_m[0]['rows']} rows = "
-                  f"{float(sub_m[0]['s_per_eval_sample']):.3f} s per row ({sub_m[0]['n_slices']} slices).", ""]
-        for o in dict.fromkeys(r["objective"] for r in sub_m):
-            for e in dict.fromkeys(r["eps"] for r in sub_m if r["objective"] == o):
-                sub = [r for r in sub_m if r["objective"] == o and r["eps"] == e]
-                lines += [f"### {model}, {o}, eps {e}", ""] + _table(sub) + [""]
-        lines += [_verdict(model, rows), ""]
-    path.write_text("\n".join(lines))
-
-
 def parse(argv) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["irim", "resunetpp", "dinv_unet", "diffusion"],
                    choices=["irim", "resunetpp", "dinv_unet", "diffusion"])
-    p.add_argument("--slices", type=int, default=2, help="test slices (non-diffusion models)")
-    p.add_argument("--eps", type=float, nargs="+", default=[0.02, 0.08])
     p.add_argument("--objectives", nargs="+", default=["deviation", "ssim"], choices=["deviation", "ssim"])
-    p.add_argument("--ns", type=int, nargs="+", default=[10, 20, 50, 100, 200])
-    p.add_argument("--ref-steps", type=int, default=100, help="reference APGD steps (x2 restarts) and PGD steps")
-    p.add_argument("--sampler-steps", type=int, default=5, help="diffusion reverse steps (weights default: 100)")
-    p.add_argument("--diffusion-eot", type=int, default=2, help="diffusion n_samples averaged per call")
-    p.add_argument("--diffusion-slices", type=int, default=1)
-    p.add_argument("--diffusion-ns", type=int, nargs="+", default=[10, 20, 50])
-    p.add_argument("--diffusion-ref-steps", type=int, default=0)
+    p.add_argument("--slices", type=int, default=8)
+    p.add_argument("--eps", type=float, nargs="+", default=[0.02, 0.05, 0.08])
+    p.add_argument("--ref-budget", type=int, default=5000)
+    p.add_argument("--sampler-steps", type=int, default=5)
+    p.add_argument("--diffusion-eot", type=int, default=2)
+    p.add_argument("--diffusion-slices", type=int, default=2)
+    p.add_argument("--diffusion-ref-budget", type=int, default=300)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="seconds-long smoke run (numbers not quotable)")
-    p.add_argument("--combine", nargs="*", default=None, help="merge strength_optimality.csv of these dirs")
-    p.add_argument("--note", action="append", default=[], help="extra header line (repeatable)")
-    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    p.add_argument("--report", action="store_true", help="only merge the parts into the tables")
+    p.add_argument("--quick", action="store_true", help="smoke run: 2 slices, tiny budgets, into a temp dir")
     a = p.parse_args(argv)
-    a.eps = sorted(a.eps)
     if a.quick:
-        a.models = [m for m in a.models if m != "diffusion"][:1] or ["resunetpp"]
-        a.slices, a.ns, a.ref_steps, a.objectives = 1, [2, 4], 4, a.objectives[:1]
+        import tempfile
+
+        a.models, a.objectives, a.slices, a.ref_budget, a.eps = ["dinv_unet"], ["deviation"], 2, 120, [0.02, 0.08]
+        a.out = Path(tempfile.mkdtemp(prefix="bench_strength_"))
     return a
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-    torch.set_flush_denormal(True)  # denormals make CPU steps 10-30x slower
+    args = parse(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), "
-               f"torch {torch.__version__}, {args.threads} thread(s) per process")
-    if args.combine is not None:
-        rows = [r for d in args.combine for r in read_csv(Path(d) / "strength_optimality.csv")]
-        header = [l[2:].strip() for d in args.combine
-                  for l in open(Path(d) / "strength_optimality.csv") if l.startswith("# ")]
-        header = list(dict.fromkeys(header)) + args.note
-    else:
-        start = time.perf_counter()
-        rows = [r for m in args.models for r in run_model(m, args, lambda s: print(s, flush=True))]
-        header = [f"machine: {machine}", f"models {args.models}: {time.perf_counter() - start:.0f} s wall",
-                  f"eps {args.eps}; slices {args.slices} (diffusion {args.diffusion_slices}); N {args.ns} "
-                  f"(diffusion {args.diffusion_ns}); reference steps {args.ref_steps} "
-                  f"(diffusion {args.diffusion_ref_steps})" + ("; QUICK smoke run" if args.quick else "")]
-    write_csv(rows, out / "strength_optimality.csv", header)
-    plot(rows, out / "strength_optimality.png")
-    write_md(rows, out / "strength_optimality.md", header)
-    print("\n".join(header))
+    torch.set_flush_denormal(True)
+    parts_dir = args.out / "strength"
+    log = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)  # noqa: E731
+    if not args.report:
+        log(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{args.threads} thread(s)")
+        for name in args.models:
+            for objective in args.objectives:
+                path = parts_dir / f"{name}_{objective}.csv"
+                if path.exists() and not args.quick:
+                    log(f"{path} exists: skipped")
+                    continue
+                start = time.perf_counter()
+                rows = run_part(name, objective, args, log)
+                write_csv(rows, path)
+                log(f"{name} {objective}: {time.perf_counter() - start:.0f} s -> {path}")
+    rows = [r for f in sorted(parts_dir.glob("*.csv")) for r in read_csv(f)]
+    if rows:
+        write_csv(rows, args.out / "strength_optimality.csv")
+        write_md(rows, args.out / "strength_optimality.md")
+        plot(rows, args.out / "strength_optimality.png")
+        log(f"tables in {args.out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

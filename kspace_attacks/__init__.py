@@ -37,7 +37,7 @@ _compat.install()  # old module paths (kspace_attacks.evaluation, ...) keep work
 _EXPORTS = {
     "Attack": "attacks", "PGD": "attacks", "ProjectedAdam": "attacks", "FGM": "attacks",
     "GaussianNoise": "attacks", "default_attack": "attacks",
-    "APGD": "attacks",
+    "APGD": "attacks", "WorstCase": "attacks",
     "KSpaceL2": "threat", "KSpaceLinf": "threat", "ThreatModel": "threat", "sampling_mask": "threat",
     "AttackResult": "result",
     "TransferReport": "study.report",

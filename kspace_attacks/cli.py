@@ -249,9 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--max-slices", type=int, default=8, help="slices with image panels (default: %(default)s)")
     evaluate = sub.add_parser(
         "evaluate", help="robustness card of a model under a fixed protocol (card.json, card.md)",
-        description="Attack a model under a fixed, versioned protocol (v1: APGD 20 steps on two "
-                    "objectives, eps 0.01/0.02/0.05/0.08, 8 embedded test slices, noise control) "
-                    "and write its robustness card.")
+        description="Attack a model under a fixed, versioned protocol (v2, the default: the "
+                    "WorstCase search, 100 gradient evaluations per row, on two objectives, eps "
+                    "0.01/0.02/0.05/0.08, 8 embedded test slices, noise control, restart spread; "
+                    "v1: one 20-step APGD run) and write its robustness card.")
     evaluate.add_argument("--model", required=True, metavar="SPEC",
                           help="a registered name (see `kspace-attacks models`) or module:callable / "
                                "file.py:callable returning a model(y, physics)")
@@ -259,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", default=None, metavar="PATH",
                           help="a NIfTI volume or fastMRI file/folder instead of the protocol's data "
                                "(recorded as non-standard)")
-    evaluate.add_argument("--protocol", default="v1", help="protocol version (default: %(default)s)")
+    evaluate.add_argument("--protocol", default="v2", help="protocol version (default: %(default)s)")
     evaluate.add_argument("--name", default=None, help="model name on the card (default: SPEC)")
     evaluate.add_argument("--seed", type=int, default=0, help="attack and noise seed (default: %(default)s)")
     evaluate.add_argument("--attack-model", default=None, metavar="SPEC",

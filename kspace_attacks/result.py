@@ -34,6 +34,9 @@ class AttackResult:
         where the row's own search won, a smaller budget of the same sample where the monotone
         envelope took that row's perturbation instead (see :class:`~kspace_attacks.Attack`);
         ``None`` when the envelope was off.
+    :param start_losses: best objective reached from each start (restart) of the search,
+        ``(B, S)`` (before the monotone envelope), or ``None`` for attacks without starts;
+        summarised by :attr:`start_best`, :attr:`start_median` and :attr:`restart_spread`.
     """
 
     delta: Tensor
@@ -49,6 +52,43 @@ class AttackResult:
     history: Tensor | None = None
     attack: str = ""
     source_eps: Tensor | None = None
+    start_losses: Tensor | None = None
+
+    @property
+    def n_starts(self) -> int:
+        """Starts (restarts) the search made per row (0 without starts)."""
+        return 0 if self.start_losses is None else int(self.start_losses.shape[1])
+
+    @property
+    def start_best(self) -> Tensor | None:
+        """Best objective over the starts, ``(B,)`` (``None`` without starts)."""
+        return None if self.start_losses is None else self.start_losses.amax(dim=1)
+
+    @property
+    def start_median(self) -> Tensor | None:
+        """Median objective over the starts (lower median for an even count), ``(B,)``."""
+        return None if self.start_losses is None else self.start_losses.median(dim=1).values
+
+    @property
+    def restart_spread(self) -> Tensor | None:
+        r"""How settled the worst case is: ``(best - median) / |best|`` over the starts, ``(B,)``.
+
+        0 when every start reaches the same objective (the search is not a matter of luck);
+        0.5 when the median start reaches half of the best. ``None`` without starts; 0 for a
+        single start.
+
+        >>> import torch
+        >>> from kspace_attacks import AttackResult
+        >>> t = torch.zeros(2, 1)
+        >>> r = AttackResult(t, t, t, t, t[:, 0], t[:, 0], t[:, 0], 0, 0, 0.0,
+        ...                  start_losses=torch.tensor([[4.0, 2.0, 1.0], [3.0, 3.0, 3.0]]))
+        >>> r.restart_spread.tolist()
+        [0.5, 0.0]
+        """
+        if self.start_losses is None:
+            return None
+        best, med = self.start_best, self.start_median
+        return ((best - med) / best.abs().clamp_min(1e-30)).clamp_min(0.0)
 
     @property
     def deviation(self) -> Tensor:

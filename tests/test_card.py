@@ -169,7 +169,7 @@ def test_a_failing_model_leaves_no_card(tmp_path):
         raise RuntimeError("CUDA out of memory (simulated)")
 
     out = tmp_path / "card"
-    with pytest.raises(CardError, match=r"model 'broken' \(.*broken\) failed under protocol 'v1' on the "
+    with pytest.raises(CardError, match=r"model 'broken' \(.*broken\) failed under protocol 'v2' on the "
                                         r"given data: RuntimeError: CUDA out of memory \(simulated\); "
                                         r"no card was written"):
         ka.evaluate(broken, data=demo_batch(2), out=out)
@@ -208,7 +208,7 @@ def test_an_attack_model_is_recorded_as_non_standard():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match=r"unknown version 'v9'; known: \['v1'\]"):
+    with pytest.raises(ValueError, match=r"unknown version 'v9'; known: \['v1', 'v2'\]"):
         ka.evaluate(zero_filled, protocol="v9")
     with pytest.raises(TypeError, match="model: expected a callable"):
         ka.evaluate("zero_filled")
@@ -291,3 +291,22 @@ def test_the_plugin_report_holds_each_models_card(pytester, monkeypatch):
     card = report["cards"]["zf"]
     assert card["protocol"]["version"] == "test-tiny" and report["results"][0]["protocol"] == "test-tiny"
     assert math.isfinite(card["summary"]["ssim_lost"])
+
+
+def test_v2_is_the_default_protocol_and_runs_the_worst_case_search():
+    from kspace_attacks.testing.protocol import PROTOCOL_V2
+
+    assert get_protocol("v2") is PROTOCOL_V2 and PROTOCOL_V2.attack == "worst_case"
+    atk = PROTOCOL_V2.attack_for("deviation", 0.05)
+    assert isinstance(atk, ka.WorstCase) and atk.budget == 100 and atk.max_grad_evals <= 100
+    small = dataclasses.replace(PROTOCOL_V2, steps=12, eps=(0.02, 0.08))
+    card = ka.evaluate(Fragile(), data=demo_batch(2), protocol=small)
+    assert card["protocol"]["attack"] == "worst_case" and "WorstCase(" in card["protocol"]["attack_repr"]["ssim"]
+    for objective in ("deviation", "ssim"):
+        cost = card["cost"][objective]
+        assert cost["grad_evals"] <= 12  # the budget holds per row (one batched call per evaluation)
+        assert 0.0 <= cost["restart_spread_mean"] <= cost["restart_spread_max"] <= 1.0
+    assert "restart_spread_mean" not in card["cost"]["noise"]
+    # the worst case still beats equal-norm noise on the fragile model
+    last = card["results"]["attack"][-1]["relative_deviation"]["mean"]
+    assert last > 2 * card["results"]["noise"][-1]["relative_deviation"]["mean"]

@@ -43,7 +43,7 @@ def test_demo_config_round_trips_through_toml(tmp_path):
 def test_validate_does_not_touch_the_defaults():
     before = copy.deepcopy(DEMO_CONFIG)
     cfg = validate_config({"eps": [0.1]})
-    cfg["attacks"]["apgd"]["steps"] = 1
+    cfg["attacks"]["worst_case"]["budget"] = 1
     cfg["threat"]["per"] = "coil"
     assert DEMO_CONFIG == before
 
@@ -92,7 +92,7 @@ def test_given_attacks_replace_the_default_attacks():
         ({"threat": {"type": "KSpaceL1"}}, r"threat\.type must be one of \['KSpaceL2', 'KSpaceLinf'\], got 'KSpaceL1'"),
         ({"threat": "KSpaceL2"}, r"threat must be a dict"),
         ({"attacks": {}}, r"attacks must hold at least one attack table"),
-        ({"attacks": {"x": {"type": "CW"}}}, r"attacks\.x\.type must be one of \[.*'adam', (.*, )?'fgm', 'noise', 'pgd'\], got 'CW'"),
+        ({"attacks": {"x": {"type": "CW"}}}, r"attacks\.x\.type must be one of \[.*'adam', (.*, )?'fgm', 'noise', 'pgd', 'worst_case'\], got 'CW'"),
         ({"attacks": {"x": {"steps": 3}}}, r"attacks\.x\.type must be one of"),
         ({"attacks": {"x": "PGD"}}, r"attacks\.x\.type must be one of"),
         ({"data": "fastmri"}, r"data must be 'embedded', \{fastmri = 'dir'\} or \{nifti = 'file'\}, got 'fastmri'"),

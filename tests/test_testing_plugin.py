@@ -323,7 +323,7 @@ def test_build_attack_methods_and_templates():
      "max_delta_ssim: expected a real number"),
     (lambda: assert_robust(zero_filled, (None, torch.zeros(1, 3, 8, 8), None)),
      "batch[1] (y): expected k-space in deepinv layout"),
-    (lambda: build_attack(0.1, 2, "cw"), "method: expected one of ['pgd', 'apgd', 'adam', 'fgm', 'noise']"),
+    (lambda: build_attack(0.1, 2, "cw"), "method: expected one of ['pgd', 'apgd', 'adam', 'fgm', 'noise', 'worst_case']"),
 ])
 def test_validation_messages(isolated, call, message):
     with pytest.raises((TypeError, ValueError)) as info:

@@ -176,9 +176,12 @@ def test_apgd_wrapper_runs_the_core_apgd_and_beats_noise(loss):
     assert (res.loss > noise.loss).all()
 
 
-def test_the_default_attack_is_apgd():
+def test_the_default_search_is_worst_case_and_tests_default_to_apgd():
     from kspace_attacks.attacks import DEFAULT_ATTACK, default_attack
     from kspace_attacks.testing import build_attack
 
-    assert DEFAULT_ATTACK == "apgd" and isinstance(default_attack(), ka.APGD)
+    assert DEFAULT_ATTACK == "worst_case" and isinstance(default_attack(), ka.WorstCase)
+    assert default_attack().budget == 100 and default_attack(budget=30).max_grad_evals <= 30
+    # assertions and the plugin stay at suite scale: APGD with the given steps
     assert isinstance(build_attack(0.02, 5), ka.APGD) and build_attack(0.02, 5).steps == 5
+    assert build_attack(0.02, 40, "worst_case").budget == 40

@@ -13,6 +13,7 @@ from .._checks import check_nonneg_float, check_positive_int, describe
 from ..losses import Loss
 from ..threat import ThreatModel
 from .base import Attack, Problem
+from .starts import check_start, random_start, spectral_cost, start_points
 
 __all__ = ["APGD", "apgd_checkpoints"]
 
@@ -92,6 +93,11 @@ class APGD(Attack):
     :param float initial_step: first step, in budgets (AutoAttack: 2).
     :param float momentum: ``alpha`` in (0, 1]; 1 means no momentum (AutoAttack: 0.75).
     :param float rho: fraction of increasing steps below which the step is halved (0.75).
+    :param start: where each restart starts: ``"uniform"`` (default, uniform in the ball),
+        ``"sphere"``, ``"spectral"`` (top singular vectors of the Jacobian, both signs;
+        adds ``spectral_iterations * ceil(restarts / 2)`` gradient evaluations), ``"zero"`` or
+        a perturbation tensor (see :mod:`kspace_attacks.attacks.starts`).
+    :param int spectral_iterations: power iterations of the ``"spectral"`` start.
     :param loss: objective to maximise (default: deviation from the clean reconstruction).
     :param int seed: seed of the random starts.
     :param int eot: model calls averaged per gradient (stochastic models); each step costs
@@ -127,6 +133,8 @@ class APGD(Attack):
         initial_step: float = 2.0,
         momentum: float = 0.75,
         rho: float = 0.75,
+        start: str | Tensor = "uniform",
+        spectral_iterations: int = 4,
         loss: Loss | str | None = None,
         seed: int = 0,
         eot: int = 1,
@@ -138,20 +146,32 @@ class APGD(Attack):
         self.initial_step = check_nonneg_float("initial_step", initial_step, strictly_positive=True)
         self.momentum = _check_fraction("momentum", momentum, allow_zero=False)
         self.rho = _check_fraction("rho", rho, allow_zero=True)
+        self.start = check_start(start)
+        self.spectral_iterations = check_positive_int("spectral_iterations", spectral_iterations)
 
     def _run(self, problem: Problem, generator: torch.Generator) -> None:
-        for _ in range(self.restarts):
-            self.run_restart(problem, generator)
+        starts = start_points(self.start, problem, self.restarts, generator, self.spectral_iterations)
+        for start in starts:
+            problem.begin_start()
+            self.run_restart(problem, generator, start)
+            problem.end_start()
 
-    def run_restart(self, problem: Problem, generator: torch.Generator) -> Tensor:
-        """One restart; returns the step (budgets) taken after each evaluation, ``(steps, B)``."""
+    def run_restart(
+        self, problem: Problem, generator: torch.Generator, start: Tensor | None = None,
+        initial_step: float | Tensor | None = None,
+    ) -> Tensor:
+        """One restart from ``start`` (default: a draw of the ``start`` kind from ``generator``);
+        returns the step (budgets) taken after each evaluation, ``(steps, B)``.
+
+        ``initial_step`` overrides the first step (a float or one per row, in budgets)."""
         y, physics = problem.y, problem.physics
         checkpoints = set(apgd_checkpoints(self.steps)[1:])
-        x = self.threat.random(y, physics, generator=generator)
+        x = random_start(self.start, problem, generator) if start is None else start
         x_prev = x
         value, grad, _ = problem.evaluate(x)
         problem.record()
-        eta = torch.full_like(value, self.initial_step)
+        first = self.initial_step if initial_step is None else initial_step
+        eta = torch.full_like(value, 1.0) * (first.to(value) if isinstance(first, Tensor) else first)
         best, best_x, best_grad = value.clone(), x.clone(), grad.clone()
         last_value, increases = value, torch.zeros_like(value)
         best_at_last, reduced_at_last, last_check = best.clone(), torch.ones_like(value).bool(), 0
@@ -197,16 +217,25 @@ class APGD(Attack):
 
     @property
     def max_grad_evals(self) -> int:
-        return self.steps * self.restarts * self.eot
+        extra = spectral_cost(self.start, self.restarts, self.spectral_iterations, self.eot)
+        return self.steps * self.restarts * self.eot + extra
 
     def _params(self) -> dict[str, Any]:
-        return {
+        params: dict[str, Any] = {
             "steps": self.steps,
             "restarts": self.restarts,
             "initial_step": self.initial_step,
             "momentum": self.momentum,
             "rho": self.rho,
         }
+        # Shown only when not the default, so that v1 records' attack strings stay as they were.
+        if not (isinstance(self.start, str) and self.start == "uniform"):
+            params["start"] = self.start if isinstance(self.start, str) else "tensor"
+            params["spectral_iterations"] = self.spectral_iterations
+        return params
+
+    def _init_args(self) -> dict[str, Any]:
+        return {**self._params(), "start": self.start, "spectral_iterations": self.spectral_iterations}
 
 
 def _where(cond: Tensor, a: Tensor, b: Tensor) -> Tensor:

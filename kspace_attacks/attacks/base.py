@@ -78,7 +78,28 @@ class Problem:
         self.best_delta = torch.zeros_like(y)
         self.best_x = x_clean.clone()
         self.history: list[Tensor] = []
+        #: best objective of each finished start (restart), one ``(B,)`` tensor per start
+        self.start_losses: list[Tensor] = []
+        self._start_best: Tensor | None = None
+        self._start_delta: Tensor | None = None
         self._support = threat.support_mask(y, physics)
+
+    def begin_start(self) -> None:
+        """Open the bookkeeping of one start (restart): its own best objective per sample."""
+        self._start_best = torch.full_like(self.best_loss, -float("inf"))
+        self._start_delta = torch.zeros_like(self.y)
+
+    def end_start(self, keep: bool = True) -> tuple[Tensor, Tensor]:
+        """Close the current start: its best objective ``(B,)`` and perturbation per sample.
+
+        With ``keep`` the objective joins :attr:`start_losses` (the spread over starts)."""
+        if self._start_best is None or self._start_delta is None:
+            raise RuntimeError("end_start: no start is open (call begin_start first)")
+        best, delta = self._start_best, self._start_delta
+        self._start_best = self._start_delta = None
+        if keep:
+            self.start_losses.append(best)
+        return best, delta
 
     def objective(self, x: Tensor) -> Tensor:
         value = self.loss(x, self.x_clean, x_true=self.x_true, target=self.target)
@@ -125,10 +146,14 @@ class Problem:
 
     def track(self, value: Tensor, delta: Tensor, x: Tensor) -> None:
         """Keep, per sample, the perturbation with the largest objective seen so far."""
+        shape = (-1,) + (1,) * (delta.dim() - 1)
+        if self._start_best is not None and self._start_delta is not None:
+            own = value > self._start_best
+            self._start_best = torch.where(own, value.detach(), self._start_best)
+            self._start_delta = torch.where(own.view(shape), delta.detach(), self._start_delta)
         better = value > self.best_loss
         if better.any():
             self.best_loss = torch.where(better, value, self.best_loss)
-            shape = (-1,) + (1,) * (delta.dim() - 1)
             self.best_delta = torch.where(better.view(shape), delta.detach(), self.best_delta)
             self.best_x = torch.where(better.view((-1, 1, 1, 1)), x, self.best_x)
 
@@ -322,6 +347,7 @@ class Attack(ABC):
             history=history,
             attack=repr(self),
             source_eps=source_eps,
+            start_losses=torch.stack(problem.start_losses, dim=1) if problem.start_losses else None,
         )
 
     @abstractmethod

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from .._checks import check_nonneg_float, check_positive_int, describe
 from ..losses import Loss
 from ..threat import ThreatModel
 from .base import Attack, Problem
+from .starts import check_start, random_start, spectral_cost, start_points
 
 __all__ = ["PGD"]
 
@@ -37,6 +39,11 @@ class PGD(Attack):
         ``max(2.5 / steps, 0.25)``.
     :param bool random_start: start uniformly in the ball (needed for the deviation loss,
         whose gradient vanishes at ``delta = 0``).
+    :param start: where each restart starts: ``"uniform"`` (default), ``"sphere"``,
+        ``"spectral"`` (top singular vectors of the Jacobian, both signs; adds
+        ``spectral_iterations * ceil(restarts / 2)`` gradient evaluations), ``"zero"`` (the same
+        as ``random_start=False``) or a perturbation tensor (:mod:`kspace_attacks.attacks.starts`).
+    :param int spectral_iterations: power iterations of the ``"spectral"`` start.
     :param int | None early_stop: stop a restart when no sample improved its best objective by
         more than ``1e-4`` (relative) for this many steps; ``None`` never stops early.
     :param loss: objective to maximise (default: deviation from the clean reconstruction).
@@ -74,6 +81,8 @@ class PGD(Attack):
         step_size: float | None = None,
         random_start: bool = True,
         early_stop: int | None = None,
+        start: str | torch.Tensor = "uniform",
+        spectral_iterations: int = 4,
         loss: Loss | str | None = None,
         seed: int = 0,
         eot: int = 1,
@@ -91,6 +100,12 @@ class PGD(Attack):
             raise TypeError(f"random_start: expected a bool, got {describe(random_start)}")
         self.random_start = random_start
         self.early_stop = None if early_stop is None else check_positive_int("early_stop", early_stop)
+        self.start = check_start(start)
+        if not random_start and not (isinstance(self.start, str) and self.start in ("uniform", "zero")):
+            raise ValueError(f"random_start: False means start='zero'; it contradicts start={describe(self.start)}"
+                             if isinstance(self.start, Tensor) else
+                             f"random_start: False means start='zero'; it contradicts start={self.start!r}")
+        self.spectral_iterations = check_positive_int("spectral_iterations", spectral_iterations)
 
     @staticmethod
     def default_step_size(steps: int) -> float:
@@ -99,11 +114,10 @@ class PGD(Attack):
 
     def _run(self, problem: Problem, generator: torch.Generator) -> None:
         y, physics, threat = problem.y, problem.physics, self.threat
-        for _ in range(self.restarts):
-            if self.random_start:
-                delta = threat.random(y, physics, generator=generator)
-            else:
-                delta = torch.zeros_like(y)
+        kind = self.start if self.random_start else "zero"
+        for start in start_points(kind, problem, self.restarts, generator, self.spectral_iterations):
+            problem.begin_start()
+            delta = random_start(kind, problem, generator) if start is None else start
             stale, last_best = 0, problem.best_loss.clone()
             for _ in range(self.steps):
                 _, grad, _ = problem.evaluate(delta)
@@ -116,13 +130,17 @@ class PGD(Attack):
                     if stale >= self.early_stop:
                         break
             problem.evaluate(delta, grad=False)  # the last step's iterate
+            problem.end_start()
 
     @property
     def max_grad_evals(self) -> int:
-        return self.steps * self.restarts * self.eot
+        kind = self.start if self.random_start else "zero"
+        extra = spectral_cost(kind, self.restarts, self.spectral_iterations, self.eot)
+        return self.steps * self.restarts * self.eot + extra
 
     def _init_args(self) -> dict[str, Any]:
-        return {**self._params(), "step_size": None if self._default_step else self.step_size}
+        return {**self._params(), "step_size": None if self._default_step else self.step_size,
+                "start": self.start, "spectral_iterations": self.spectral_iterations}
 
     def _params(self) -> dict[str, Any]:
         return {
@@ -131,4 +149,7 @@ class PGD(Attack):
             "step_size": self.step_size,
             "random_start": self.random_start,
             "early_stop": self.early_stop,
+            **({} if isinstance(self.start, str) and self.start == "uniform" else
+               {"start": self.start if isinstance(self.start, str) else "tensor",
+                "spectral_iterations": self.spectral_iterations}),
         }

@@ -10,6 +10,7 @@ from .._checks import check_nonneg_float, check_positive_int
 from ..losses import Loss
 from ..threat import ThreatModel
 from .base import Attack, Problem
+from .starts import check_start, spectral_cost, start_points
 
 __all__ = ["ProjectedAdam"]
 
@@ -34,6 +35,11 @@ class ProjectedAdam(Attack):
     :param int max_rescales: stop a sample after this many projections back onto the ball.
     :param int patience: stop a sample after this many steps without improving its best.
     :param float init_scale: norm of the random start relative to :math:`\|y\|`.
+    :param start: direction of the start (scaled to ``init_scale``): ``"sphere"`` (default, a
+        random direction, the study's start; ``"uniform"`` is the same here), ``"spectral"``
+        (the top singular vector of the Jacobian; adds ``spectral_iterations`` gradient
+        evaluations) or a perturbation tensor used as it is (projected onto the ball).
+    :param int spectral_iterations: power iterations of the ``"spectral"`` start.
     :param loss: objective to maximise (default: deviation from the clean reconstruction).
     :param int seed: seed of the random start.
     :param int eot: model calls averaged per gradient (stochastic models); each step costs
@@ -66,6 +72,8 @@ class ProjectedAdam(Attack):
         max_rescales: int = 100,
         patience: int = 200,
         init_scale: float = 1e-4,
+        start: str | torch.Tensor = "sphere",
+        spectral_iterations: int = 4,
         loss: Loss | str | None = None,
         seed: int = 0,
         eot: int = 1,
@@ -77,12 +85,25 @@ class ProjectedAdam(Attack):
         self.max_rescales = check_positive_int("max_rescales", max_rescales)
         self.patience = check_positive_int("patience", patience)
         self.init_scale = check_nonneg_float("init_scale", init_scale, strictly_positive=True)
+        self.start = check_start(start)
+        if isinstance(self.start, str) and self.start == "zero":
+            raise ValueError("start: ProjectedAdam needs a direction to start from; got 'zero'")
+        self.spectral_iterations = check_positive_int("spectral_iterations", spectral_iterations)
 
     def _run(self, problem: Problem, generator: torch.Generator) -> None:
         y, physics, threat = problem.y, problem.physics, self.threat
-        start = threat.steepest_direction(threat.sphere(y, physics, generator=generator))
-        scale = self.init_scale * threat.reference_norm(y)  # (B, U)
-        delta = torch.nn.Parameter(start * threat.broadcast(scale, y))
+        problem.begin_start()
+        if isinstance(self.start, torch.Tensor):
+            (initial,) = start_points(self.start, problem, 1, generator)
+        else:
+            if self.start == "spectral":
+                (given,) = start_points("spectral", problem, 1, generator, self.spectral_iterations)
+                direction = threat.steepest_direction(given)
+            else:
+                direction = threat.steepest_direction(threat.sphere(y, physics, generator=generator))
+            scale = self.init_scale * threat.reference_norm(y)  # (B, U)
+            initial = direction * threat.broadcast(scale, y)
+        delta = torch.nn.Parameter(initial.clone())
         opt = torch.optim.Adam([delta], lr=self.lr)
         b = y.shape[0]
         rescales = torch.zeros(b, dtype=torch.long, device=y.device)
@@ -107,10 +128,14 @@ class ProjectedAdam(Attack):
             if not bool(active.any()):
                 break
         problem.evaluate(delta.detach(), grad=False)
+        problem.end_start()
 
     @property
     def max_grad_evals(self) -> int:
-        return self.max_steps * self.eot
+        return self.max_steps * self.eot + spectral_cost(self.start, 1, self.spectral_iterations, self.eot)
+
+    def _init_args(self) -> dict[str, Any]:
+        return {**self._params(), "start": self.start, "spectral_iterations": self.spectral_iterations}
 
     def _params(self) -> dict[str, Any]:
         return {
@@ -119,5 +144,8 @@ class ProjectedAdam(Attack):
             "max_rescales": self.max_rescales,
             "patience": self.patience,
             "init_scale": self.init_scale,
+            **({} if isinstance(self.start, str) and self.start in ("sphere", "uniform") else
+               {"start": self.start if isinstance(self.start, str) else "tensor",
+                "spectral_iterations": self.spectral_iterations}),
         }
 

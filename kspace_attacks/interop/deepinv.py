@@ -77,7 +77,7 @@ class AttackedPhysics(Physics):
     :param model: reconstructor ``model(y, physics) -> x`` to craft the perturbation on: the
         model under test (white-box) or a surrogate (transfer; the evaluated model need not be
         differentiable, e.g. DPS / DiffPIR).
-    :param kspace_attacks.Attack attack: default ``PGD(KSpaceL2(eps=0.05), steps=20)``.
+    :param kspace_attacks.Attack attack: default :func:`~kspace_attacks.attacks.default_attack` (``WorstCase(KSpaceL2(eps=0.05), budget=100)``).
     :param float eps: if given, replaces the attack's budget (on a copy).
     :param bool use_ground_truth: pass ``x`` as ``x_true`` to the attack when its loss needs it
         (e.g. :class:`~kspace_attacks.losses.GroundTruthDeviation`). Default True.

@@ -28,8 +28,8 @@ A configuration (every key optional; defaults are the demo's)::
     support = "measured"
 
     [attacks.pgd]                    # one table per attack: type (an attack name) + its arguments
-    type = "pgd"                     # pgd, adam, fgm, noise (class names such as "PGD" work too)
-    steps = 20
+    type = "pgd"                     # worst_case, apgd, pgd, adam, fgm, noise (class names work too)
+    steps = 20                       # (worst_case: budget = 100 gradient evaluations per row)
 
     [models.diffusion]               # keyword arguments for load_reconstructor
     steps = 50
@@ -38,7 +38,9 @@ A configuration (every key optional; defaults are the demo's)::
     final_dc = false
     [surrogate_models.diffusion]     # the surrogate's own arguments (white-box attack), e.g. a
     differentiable = true            # differentiable sampler with fewer steps; "eot" goes to
-    steps = 10                       # the attacks (expectation over the sampler's noise)
+    steps = 10                       # the attacks (expectation over the sampler's noise);
+    attack_steps = 20                # "attack_steps": every attack's steps / budget on this
+                                     # surrogate (an expensive one gets fewer)
 
     null_draws = 8                   # equal-norm noise draws per target that calibrate the
                                      # artifact statistics (0: none)
@@ -97,7 +99,7 @@ DEMO_CONFIG: dict[str, Any] = {
     "normalization": "minmax",
     "threat": {"type": "KSpaceL2", "relative": True, "per": "sample", "support": "measured"},
     "attacks": {
-        "apgd": {"type": "apgd", "steps": 20},
+        "worst_case": {"type": "worst_case", "budget": 100},
         "adam": {"type": "adam", "lr": 0.1, "max_steps": 100, "max_rescales": 100},
     },
     "models": {},
@@ -124,12 +126,15 @@ STUDY_CONFIG: dict[str, Any] = {
     "surrogates": ["irim", "resunetpp", "diffusion"],
     "targets": ["irim", "resunetpp", "diffusion", "diffusion_nodc", "zero_filled"],
     "attacks": {
-        "apgd": {"type": "apgd", "steps": 20},
+        "worst_case": {"type": "worst_case", "budget": 100},
         "adam": {"type": "adam", "lr": 0.1, "max_steps": 100, "max_rescales": 100},
-        "apgd_ssim": {"type": "apgd", "steps": 20, "loss": "ssim"},
+        "worst_case_ssim": {"type": "worst_case", "budget": 100, "loss": "ssim"},
     },
     "models": {"diffusion_nodc": {"model": "diffusion", "final_dc": False}},
-    "surrogate_models": {"diffusion": {"differentiable": True, "steps": 10, "n_samples": 2}},
+    # the differentiable sampler costs ~1 s per gradient evaluation and slice: 20 evaluations
+    # (a WorstCase of budget 20 is one APGD run of 20 steps) keep the white-box attack affordable
+    "surrogate_models": {"diffusion": {"differentiable": True, "steps": 10, "n_samples": 2,
+                                       "attack_steps": 20}},
 }
 
 _THREATS = {"KSpaceL2": KSpaceL2, "KSpaceLinf": KSpaceLinf}
@@ -348,13 +353,20 @@ def build_surrogates(cfg: Mapping[str, Any], models: Mapping[str, Any]) -> tuple
 
     ``surrogate_models.<name>`` changes a surrogate's loading arguments for the attack only
     (e.g. the diffusion sampler's ``differentiable = true`` and fewer ``steps``); the target of
-    the same name stays as ``models.<name>`` says. Its ``eot`` key goes to the attacks instead.
+    the same name stays as ``models.<name>`` says. Its ``eot`` key goes to the attacks instead,
+    and ``attack_steps`` sets every attack's ``steps`` (a :class:`~kspace_attacks.WorstCase`'s
+    budget) on this surrogate.
     """
     surrogates, options = {}, {}
     for name in cfg["surrogates"]:
         spec = dict(cfg["surrogate_models"].get(name, {}))
         if "eot" in spec:
-            options[name] = {"eot": spec.pop("eot")}
+            options.setdefault(name, {})["eot"] = spec.pop("eot")
+        if "attack_steps" in spec:
+            steps = spec.pop("attack_steps")
+            if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+                raise ConfigError(f"surrogate_models.{name}.attack_steps: expected an integer >= 1, got {steps!r}")
+            options.setdefault(name, {})["steps"] = steps
         surrogates[name] = _load(name, {**cfg["models"].get(name, {}), **spec}, cfg["device"]) if spec \
             else models[name]
     return surrogates, options

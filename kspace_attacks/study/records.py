@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "Column", "COLUMNS", "BASELINE_SURROGATE", "BASELINE_ATTACK", "SETTINGS", "STUDY_EPS",
-    "GROUP_KEYS", "SUMMARY_METRICS", "setting_of",
+    "GROUP_KEYS", "SUMMARY_METRICS", "setting_of", "restart_columns",
 ]
 
 
@@ -54,6 +54,8 @@ BATCH = "batch"
 # The attack ------------------------------------------------------------------------------
 RATIO, ATTACK_LOSS, GRAD_EVALS, ATTACK_SECONDS, TARGET_SECONDS = (
     "ratio", "attack_loss", "grad_evals", "attack_seconds", "target_seconds")
+N_STARTS, START_BEST, START_MEDIAN, RESTART_SPREAD = (
+    "n_starts", "start_best", "start_median", "restart_spread")
 # Perturbed vs clean reconstruction (no ground truth needed) ----------------------------------
 SSIM_VS_CLEAN, PSNR_VS_CLEAN, NMSE_VS_CLEAN, DEVIATION = (
     "ssim_vs_clean", "psnr_vs_clean", "nmse_vs_clean", "deviation")
@@ -81,6 +83,11 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column(RATIO, "relative", "||delta|| / ||y|| actually used (<= eps)"),
     Column(ATTACK_LOSS, "loss units", "the attack objective at the returned perturbation (NaN for noise)"),
     Column(GRAD_EVALS, "count", "gradient evaluations the attack used for the whole batch"),
+    Column(N_STARTS, "count", "starts (restarts) of the worst-case search for this row (0: none)"),
+    Column(START_BEST, "loss units", "best attack objective over the search's starts"),
+    Column(START_MEDIAN, "loss units", "median attack objective over the search's starts"),
+    Column(RESTART_SPREAD, "relative",
+           "(start_best - start_median) / |start_best|: 0 = every start found the same worst case"),
     Column(ATTACK_SECONDS, "s", "attack wall time per sample (batch time / batch size)"),
     Column(TARGET_SECONDS, "s", "target reconstruction wall time per sample"),
     Column(SSIM_VS_CLEAN, "", "SSIM(x_adv, x_clean): 1 = unchanged"),
@@ -119,7 +126,7 @@ SUMMARY_METRICS = (
     RATIO, SSIM_VS_CLEAN, PSNR_VS_CLEAN, NMSE_VS_CLEAN, DELTA_SSIM, DELTA_PSNR, DELTA_NMSE,
     CLEAN_SSIM, ADV_SSIM, CLEAN_PSNR, ADV_PSNR, DEVIATION, RELATIVE_DEVIATION, RESIDUAL_RMS,
     SPECTRAL_FLATNESS, EXCESS_KURTOSIS, HALLUCINATION_FRACTION, STRUCTURE_FRACTION,
-    SPECTRUM_DISTANCE, VALUE_DISTANCE, ATTACK_SECONDS, TARGET_SECONDS,
+    SPECTRUM_DISTANCE, VALUE_DISTANCE, RESTART_SPREAD, ATTACK_SECONDS, TARGET_SECONDS,
 )
 
 #: Axis labels of plotted columns.
@@ -140,6 +147,21 @@ def setting_of(surrogate: str, attack: str, target: str) -> str:
     if surrogate == BASELINE_SURROGATE and attack == BASELINE_ATTACK:
         return BASELINE
     return WHITE_BOX if surrogate == target else TRANSFER
+
+
+def restart_columns(n_starts: float = 0.0, best: float = float("nan"),
+                    median: float = float("nan")) -> dict[str, float]:
+    """The restart columns of one record: starts, best and median objective over them, and the
+    spread ``(best - median) / |best|`` (NaN without starts; 0 when best is 0).
+
+    >>> restart_columns(4, 2.0, 1.5)[RESTART_SPREAD]
+    0.25
+    """
+    if n_starts == 0:
+        spread = float("nan")
+    else:
+        spread = max(0.0, (best - median) / abs(best)) if best != 0 else 0.0
+    return {N_STARTS: float(n_starts), START_BEST: best, START_MEDIAN: median, RESTART_SPREAD: spread}
 
 
 def is_baseline(record: dict) -> bool:

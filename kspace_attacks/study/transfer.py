@@ -127,7 +127,7 @@ def transfer(
     :param eps: budget grid (relative to ||y|| for a relative threat model); the default is
         the study's 0, 0.01, ..., 0.08.
     :param attack: attack template(s), an :class:`~kspace_attacks.Attack` or a dict name ->
-        attack; their threat model's ``eps`` is replaced by the grid. Default: 20-step PGD.
+        attack; their threat model's ``eps`` is replaced by the grid. Default: :func:`~kspace_attacks.attacks.default_attack` (``WorstCase``, budget 100).
     :param bool baseline: also evaluate equal-norm random perturbations (surrogate ``"random"``,
         attack ``"noise"``).
     :param str normalization: metric normalisation (see :mod:`kspace_attacks.metrics`).
@@ -339,6 +339,7 @@ class _Crafted:
     seconds: float
     grad_evals: int
     attack_repr: str
+    spread: tuple[Tensor, Tensor, Tensor] | None = None  # (starts, best, median) per row
 
 
 def craft_surrogate(plan: TransferPlan, st: Stacked, s_name: str, progress: Progress,
@@ -355,8 +356,10 @@ def craft_surrogate(plan: TransferPlan, st: Stacked, s_name: str, progress: Prog
                        unit="grad evals", level=1) as bar:
         for a_name, atk in chosen.items():
             res = atk(s_model, st.y, st.physics)
+            spread = None if res.start_losses is None else (
+                torch.full_like(res.ratio, res.n_starts), res.start_best, res.start_median)
             out.append(_Crafted(s_name, a_name, res.y_adv, res.ratio, res.loss, res.seconds,
-                                res.grad_evals, res.attack))
+                                res.grad_evals, res.attack, spread))
             bar.advance(atk.max_grad_evals, f"{a_name}: {res.grad_evals} gradient evaluation(s) of "
                                             f"{rows} rows in {res.seconds:.1f} s")
     return out
@@ -446,12 +449,18 @@ def _target_records(c: _Crafted, t_name: str, x_adv: Tensor, t_seconds: float, x
             R.RATIO: float(c.ratio[i]),
             R.ATTACK_LOSS: float(c.loss[i]),
             R.GRAD_EVALS: c.grad_evals,
+            **_spread_columns(c, i),
             R.ATTACK_SECONDS: c.seconds / rows,
             R.TARGET_SECONDS: t_seconds / rows,
         }
         rec.update({key: float(v[i]) for key, v in vals.items()})
         records.append(rec)
     return records
+
+
+def _spread_columns(c: _Crafted, i: int) -> dict[str, float]:
+    """Row ``i``'s restart columns (NaN for attacks without starts, such as the noise baseline)."""
+    return R.restart_columns(*(float(t[i]) for t in c.spread)) if c.spread else R.restart_columns()
 
 
 def _row_generators(seed: int, st: "Stacked", draw: int) -> list[torch.Generator]:

@@ -134,6 +134,9 @@ def _message(m: RobustnessMeasurement, limits: Mapping[str, float | None], faile
         + f"; max ||delta||/||y|| = {m.ratio:.4g}; {m.seconds:.1f} s"
     )
     lines.append(f"  attack: {m.attack}")
+    if m.n_starts > 1:
+        lines.append(f"  restart spread: {m.restart_spread:.3f} over {m.n_starts} starts "
+                     "((best - median) / best, worst sample; 0 = every start found the same worst case)")
     for key, label in (("image", "worst-case image (PNG)"), ("perturbation", "perturbation (.h5)")):
         path = artifacts.get(key)
         if path is not None:

@@ -14,7 +14,7 @@ Example:
     >>> zero_filled = lambda y, physics: physics.A_adjoint(y)
     >>> card = ka.evaluate(zero_filled, data=demo_batch(2), name="zero_filled")
     >>> card["protocol"]["version"], [r["eps"] for r in card["results"]["attack"]]
-    ('v1', [0.01, 0.02, 0.05, 0.08])
+    ('v2', [0.01, 0.02, 0.05, 0.08])
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from ..attacks.base import frozen_eval
 from ..io import atomic_path, dumps_strict
 from ..stats import bootstrap_ci
 from .measure import _drops, _model_name, check_batch
-from .protocol import Protocol, get_protocol
+from .protocol import PROTOCOLS, Protocol, get_protocol
 
 __all__ = ["evaluate", "measure_card", "write_card", "model_provenance", "CardError", "ProtocolRun",
            "FORMAT", "NOISE", "ATTACK", "METRICS"]
@@ -135,6 +135,8 @@ def _measure_batch(model: Any, attack_model: Any, batch: tuple, p: Protocol, see
         x_adv = _reconstruct(model, res.y_adv, ps, f"the {label} perturbations")
         vals = _row_values(x_adv, x_clean, xs, p.normalization, k)
         vals["ratio"] = res.ratio.detach().double().cpu().reshape(k, n)
+        if res.restart_spread is not None:
+            vals["restart_spread"] = res.restart_spread.detach().double().cpu().reshape(k, n)
         c = conditions.setdefault(label, Condition(values={}, attack=res.attack))
         for m, v in vals.items():
             c.values[m] = v if m not in c.values else torch.cat([c.values[m], v], dim=1)
@@ -174,7 +176,7 @@ def _to_device(batches: list, model: Any, device: Any) -> list:
              physics.to(device) if hasattr(physics, "to") else physics) for x, y, physics in batches]
 
 
-def run_protocol(model: Any, data: Any = None, protocol: str | Protocol = "v1", seed: int = 0,
+def run_protocol(model: Any, data: Any = None, protocol: str | Protocol = "v2", seed: int = 0,
                  attack_model: Any = None, device: Any = None) -> ProtocolRun:
     """Measure ``model`` under ``protocol`` (no files); model errors propagate unchanged."""
     p = get_protocol(protocol)
@@ -263,13 +265,22 @@ def _environment() -> dict[str, Any]:
 
 def _cost(run: ProtocolRun) -> dict[str, Any]:
     cost: dict[str, Any] = {c: {"grad_evals": v.grad_evals, "forward_evals": v.forward_evals,
-                                "seconds": round(v.seconds, 3)} for c, v in run.conditions.items()}
+                                "seconds": round(v.seconds, 3), **_spread(v)} for c, v in run.conditions.items()}
     cost["rows_per_attack"] = len(run.eps) * sum(b[1].shape[0] for b in run.batches)
     cost["total_seconds"] = round(run.seconds, 3)
     cost["note"] = ("grad_evals: forward + backward passes of the attacked model over the stacked batch "
                     "(every slice at every eps at once); forward_evals include the attack's own and "
                     "one re-reconstruction by the model; seconds depend on the machine")
     return cost
+
+
+def _spread(c: Condition) -> dict[str, Any]:
+    """How settled the search's worst case is: mean and largest restart spread over the rows
+    (``(best - median) / best`` over the starts; 0 = every start agreed)."""
+    v = c.values.get("restart_spread")
+    if v is None:
+        return {}
+    return {"restart_spread_mean": round(float(v.mean()), 4), "restart_spread_max": round(float(v.max()), 4)}
 
 
 def _summary(run: ProtocolRun, attack_rows: list[dict], noise_rows: list[dict]) -> dict[str, Any]:
@@ -308,7 +319,7 @@ def _notes(run: ProtocolRun, user_data: bool, seed: int, attack_model_info: dict
                      "undefined (null).")
     if seed != 0:
         notes.append(f"seed {seed}: the protocol's reference numbers use seed 0.")
-    if run.protocol.version not in ("v1",):
+    if run.protocol.version not in PROTOCOLS:
         notes.append(f"NON-STANDARD protocol {run.protocol.version!r}: see its definition below.")
     notes.append("Worst = the worst slice (an order statistic: no CI); CIs are percentile bootstrap "
                  "intervals of the mean over slices. The 'attack' rows take, per slice and eps, the "
@@ -334,7 +345,7 @@ def card_dict(run: ProtocolRun, model_info: dict[str, Any], user_data: bool, see
     }
 
 
-def measure_card(model: Any, data: Any = None, protocol: str | Protocol = "v1", name: str | None = None,
+def measure_card(model: Any, data: Any = None, protocol: str | Protocol = "v2", name: str | None = None,
                  seed: int = 0, attack_model: Any = None, attack_model_note: str | None = None,
                  device: Any = None) -> tuple[dict[str, Any], ProtocolRun]:
     """The card and the run behind it, without writing files (see :func:`evaluate`)."""
@@ -373,16 +384,16 @@ def write_card(card: Mapping[str, Any], out: str | os.PathLike) -> dict[str, Pat
     return paths
 
 
-def evaluate(model: Any, data: Any = None, protocol: str | Protocol = "v1",
+def evaluate(model: Any, data: Any = None, protocol: str | Protocol = "v2",
              out: str | os.PathLike | None = None, name: str | None = None, seed: int = 0, *,
              attack_model: Any = None, attack_model_note: str | None = None,
              device: Any = None) -> dict[str, Any]:
     """Measure ``model`` under a versioned protocol and return its robustness card (a dict).
 
     :param model: reconstructor ``model(y, physics) -> x`` (a function or an ``nn.Module``).
-    :param data: ``None`` (the protocol's data: 8 embedded test slices for ``"v1"``), an
+    :param data: ``None`` (the protocol's data: 8 embedded test slices for ``"v1"`` and ``"v2"``), an
         ``(x, y, physics)`` batch or a list of them (``x`` may be ``None``: no ground truth).
-    :param protocol: ``"v1"`` or a :class:`~kspace_attacks.testing.protocol.Protocol`.
+    :param protocol: ``"v2"`` (default), ``"v1"`` or a :class:`~kspace_attacks.testing.protocol.Protocol`.
     :param out: folder for ``card.json`` and ``card.md`` (nothing is written if ``None``).
     :param str name: the model's name on the card (default: its class or function name).
     :param int seed: seed of the attacks and the noise control (the protocol's reference: 0).

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from .. import metrics as _metrics
 from .._checks import check_image, check_kspace, check_nonneg_float, check_physics, check_positive_int, describe
-from ..attacks import ATTACKS, DEFAULT_ATTACK, Attack, GaussianNoise, attack_class
+from ..attacks import ATTACKS, Attack, GaussianNoise, attack_class
 from ..result import AttackResult
 from ..threat import KSpaceL2
 from .settings import DEFAULT_EPS, DEFAULT_STEPS, current_settings, resolve
@@ -21,6 +21,13 @@ __all__ = ["RobustnessMeasurement", "BoundAttack", "build_attack", "measure_robu
 
 #: Attack names accepted by ``attack=`` / ``method=`` (the attacks' own names).
 METHODS = tuple(ATTACKS)
+
+#: The attack of robustness assertions and the pytest plugin unless one is named: APGD with
+#: ``DEFAULT_STEPS`` (10) gradient evaluations, a check sized for a test suite. The package's
+#: worst-case search (``"worst_case"``, :class:`~kspace_attacks.WorstCase`; ``steps`` is then
+#: its budget) needs about 100 evaluations to be reliable (``benchmarks/bench_strength.py``);
+#: robustness cards use it (protocol ``"v2"``).
+DEFAULT_ATTACK = "apgd"
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,9 @@ class RobustnessMeasurement:
     :param float ratio: largest ``||delta|| / ||y||`` in the batch (``<= eps``).
     :param float seconds: wall-clock time of the measurement.
     :param str device: device the attack ran on.
+    :param int n_starts: starts (restarts) of the search per sample (0 for noise / FGM).
+    :param float restart_spread: largest ``(best - median) / best`` over the starts of a sample
+        (0: every start found the same worst case; NaN with fewer than 2 starts).
     :param result: the :class:`~kspace_attacks.AttackResult` (not part of :meth:`as_dict`).
     """
 
@@ -71,6 +81,8 @@ class RobustnessMeasurement:
     ratio: float
     seconds: float
     device: str
+    n_starts: int = 0
+    restart_spread: float = float("nan")
     result: AttackResult | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -307,6 +319,9 @@ def _measurement(name: str, atk: Attack, res: AttackResult, noise: AttackResult,
         ratio=float(res.ratio.max()),
         seconds=seconds,
         device=str(res.x_clean.device),
+        n_starts=res.n_starts,
+        # one start says nothing about how settled the worst case is: NaN, not 0
+        restart_spread=float(res.restart_spread.max()) if res.n_starts > 1 else float("nan"),
         result=res,
     )
 

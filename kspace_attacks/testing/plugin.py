@@ -235,7 +235,8 @@ def kspace_attack(request: pytest.FixtureRequest):
     default (eps 0.02, 10 steps).
     """
     from .. import testing
-    from ..attacks import DEFAULT_ATTACK, Attack
+    from ..attacks import Attack
+    from .measure import DEFAULT_ATTACK
     from .settings import resolve
 
     settings = _settings(request.config)
@@ -270,7 +271,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for line in settings.recorder.table().splitlines():
         tr.write_line(line)
     tr.write_line("SSIM / PSNR lost: quality lost to the worst-case k-space perturbation (worst "
-                  "sample; positive = degradation); noise SSIM lost: equal-norm Gaussian noise")
+                  "sample; positive = degradation); noise SSIM lost: equal-norm Gaussian noise; "
+                  "restart spread: (best - median) / best over the search's starts (nan: fewer than 2 starts)")
     if state.get("report_path") is not None:
         tr.write_line(f"kspace-attacks report written to {state['report_path']}")
 

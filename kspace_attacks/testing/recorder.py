@@ -30,6 +30,7 @@ class RobustnessRecorder:
         ("ssim_lost", "SSIM lost", ">"),
         ("psnr_lost", "PSNR lost", ">"),
         ("noise_ssim_lost", "noise SSIM lost", ">"),
+        ("restart_spread", "restart spread", ">"),
         ("max_delta_ssim", "limit", ">"),
         ("protocol", "protocol", "<"),
         ("status", "status", "<"),
