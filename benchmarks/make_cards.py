@@ -1,11 +1,12 @@
-"""Robustness cards of the shipped reconstructors under protocol v1, and a table comparing them.
+"""Robustness cards of the shipped reconstructors under a protocol, and a table comparing them.
 
-Writes ``docs/cards/<name>/card.json`` and ``card.md`` for every model (``kspace_attacks.evaluate``
-on the protocol's 8 embedded test slices, seed 0), then ``docs/cards/README.md`` from every card
-found there (so ``--only`` re-runs one model and keeps the others)::
+Writes ``<out>/<name>/card.json`` and ``card.md`` for every model (``kspace_attacks.evaluate``
+on the protocol's 8 embedded test slices, seed 0), then ``<out>/README.md`` from every card
+found there (so ``--only`` re-runs one model and keeps the others). Protocol v1 cards live in
+``docs/cards``, v2 cards (the worst-case search) in ``docs/cards/v2``::
 
-    nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/make_cards.py            # all (~20 min)
-    nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/make_cards.py --only irim
+    nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/make_cards.py --protocol v1 --out docs/cards
+    nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/make_cards.py --only zero_filled irim resunetpp
 
 The diffusion model (100-step seeded sampler, about 1.5 s per slice without gradients) is too
 slow to differentiate under the protocol: a white-box attack through its 100-step sampler
@@ -42,12 +43,12 @@ MODELS = {
 }
 
 
-def make_card(name: str, out: Path) -> dict:
+def make_card(name: str, out: Path, protocol: str = "v2") -> dict:
     spec = MODELS[name]
     model = load_reconstructor(name)
     attack_model = load_reconstructor(name, **spec["attack_model"]) if "attack_model" in spec else None
     start = time.perf_counter()
-    card = evaluate(model, protocol="v1", out=out / name, name=name, attack_model=attack_model,
+    card = evaluate(model, protocol=protocol, out=out / name, name=name, attack_model=attack_model,
                     attack_model_note=spec.get("note"))
     print(f"{name}: {time.perf_counter() - start:.0f} s, SSIM lost {card['summary']['ssim_lost']:.3f} at eps "
           f"{card['summary']['worst_eps']:g}", flush=True)
@@ -83,6 +84,11 @@ def write_readme(out: Path) -> Path:
         "## Mean Δ SSIM [95 % CI] and worst slice, every budget", "", _eps_table(cards),
         "## Non-standard", "",
         *[f"- **{c['name']}**: {c['notes'][0]}" for c in cards if c["model"].get("attack_model")], "",
+        "Restart spread (v2; mean over rows, (best - median) / best over the search's starts, "
+        "per objective): " + "; ".join(
+            f"{c['name']} " + ", ".join(f"{o} {c['cost'][o]['restart_spread_mean']:.2f}"
+                                         for o in c["protocol"]["objectives"] if "restart_spread_mean" in c["cost"][o])
+            for c in cards) + ".", "",
         "Timings (seconds, 2 shared CPU cores, one torch thread): "
         + ", ".join(f"{c['name']} {c['cost']['total_seconds']:.0f}" for c in cards) + ".", ""])
     return atomic_write_text(out / "README.md", text)
@@ -90,13 +96,16 @@ def write_readme(out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "cards")
+    parser.add_argument("--protocol", default="v2", choices=["v1", "v2"])
+    parser.add_argument("--out", type=Path, default=None, help="default: docs/cards (v1), docs/cards/v2 (v2)")
     parser.add_argument("--only", nargs="*", choices=list(MODELS), help="models to (re)make (default: all)")
     parser.add_argument("--readme-only", action="store_true", help="only rewrite README.md from the cards")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = ROOT / "docs" / "cards" / ("" if args.protocol == "v1" else args.protocol)
     if not args.readme_only:
         for name in args.only or list(MODELS):
-            make_card(name, args.out)
+            make_card(name, args.out, args.protocol)
     print(write_readme(args.out))
     return 0
 
