@@ -1,19 +1,21 @@
 """Sharding a sweep over torchrun ranks: one process vs 2 ranks, same records.
 
-    python benchmarks/bench_sharding.py [--repeats 5] [--config demo|reduced] [--out benchmarks/results]
+    python benchmarks/bench_sharding.py [--repeats 3] [--config demo|reduced] [--out benchmarks/results]
+    python benchmarks/bench_sharding.py --plan study     # the study's dry-run plan, 1 vs 2 ranks
 
 Runs ``kspace-attacks sweep`` on the same configuration as one process
 (``python -m kspace_attacks sweep``) and as ``torchrun --nproc_per_node 2``, alternately,
 ``--repeats`` times each (wall time includes process start-up), checks that the two give
 identical records (timing columns aside), and writes ``sharding_<config>.csv`` with min and
-median times and their ratio (target: 2 ranks <= 0.6x one process on 2 cores).
+median times and their ratio.
 
-Configurations (both with ``threads = 1``, one core per rank): ``demo`` is the sweep default,
-:data:`~kspace_attacks.study.config.DEMO_CONFIG` (4 slices in one batch: when work was split by
-batch, one rank did all of it); ``reduced`` is its structure (one batch of 4 slices x 9
-budgets, both surrogates, both attacks, all four targets, 8 null draws) with a fifth of its
-iterative work (attack steps, diffusion sampler steps 50 -> 10), so that 5 repetitions fit in
-reasonable time on 2 cores.
+Configurations, both with the thread budget the demo prints (``threads = 2``: one process uses
+2 threads, each of 2 ranks 1, :func:`~kspace_attacks.study.sweep.rank_threads`): ``demo`` is
+the demo's printed configuration (``kspace-attacks demo --print-config``: 4 slices in one batch,
+9 budgets, both surrogates, both attacks, four targets, 4 null draws); ``reduced`` is its
+structure with a fifth of its iterative work (attack budgets, diffusion sampler steps 50 ->
+10). ``--plan study`` writes the study's ``--dry-run`` plan (per-unit and per-rank estimates,
+timed here at 2 and at 1 thread) to ``sharding_study_plan.txt``; nothing is run.
 """
 
 from __future__ import annotations
@@ -32,13 +34,15 @@ from pathlib import Path
 
 import torch
 
+from kspace_attacks.study.config import DEMO_OVERRIDES, STUDY_CONFIG
 from kspace_attacks.study.sweep import DEMO_CONFIG, dump_toml, validate_config
 
-# the demo's iterative work / 5: attack steps and diffusion sampler steps (50 -> 10)
-REDUCED = dict(DEMO_CONFIG, attacks={"apgd": {"type": "apgd", "steps": 4},
-                                     "adam": {"type": "adam", "lr": 0.1, "max_steps": 20, "max_rescales": 20}},
+PRINTED_DEMO = {**DEMO_CONFIG, **DEMO_OVERRIDES}  # what `kspace-attacks demo --print-config` prints
+# the demo's iterative work / 5: attack budgets and diffusion sampler steps (50 -> 10)
+REDUCED = dict(PRINTED_DEMO, attacks={"worst_case": {"type": "worst_case", "budget": 20},
+                                      "adam": {"type": "adam", "lr": 0.1, "max_steps": 20, "max_rescales": 20}},
                models={"diffusion": {"steps": 10}})
-CONFIGS = {"demo": DEMO_CONFIG, "reduced": REDUCED}
+CONFIGS = {"demo": PRINTED_DEMO, "reduced": REDUCED}
 
 
 def _records(path: Path) -> list[dict]:
@@ -56,16 +60,28 @@ def _timed(cmd: list[str], env: dict) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per setting (>= 1; quote >= 5)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per setting (>= 1; quote >= 3)")
     parser.add_argument("--config", choices=sorted(CONFIGS), default="reduced")
+    parser.add_argument("--plan", choices=["study"], default=None,
+                        help="write the study's dry-run plan for 1 and 2 ranks instead of running")
     parser.add_argument("--out", default="benchmarks/results", help="folder of sharding_<config>.csv")
     args = parser.parse_args(argv)
+    if args.plan:
+        from kspace_attacks.study.plan import plan_sweep
+
+        text = plan_sweep(validate_config(STUDY_CONFIG)).text()
+        note = (f"# the study's dry-run plan on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                f"torch {torch.__version__}; load average {os.getloadavg()[0]:.2f}\n")
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "sharding_study_plan.txt").write_text(note + text + "\n")
+        print(note + text)
+        return 0
     if args.repeats < 1:
         parser.error(f"--repeats: expected >= 1, got {args.repeats}")
     torchrun = Path(sysconfig.get_path("scripts")) / "torchrun"
     if not torchrun.exists():
         parser.error(f"torchrun not found at {torchrun}")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ)
     times: dict[int, list[float]] = {1: [], 2: []}
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:

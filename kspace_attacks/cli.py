@@ -2,7 +2,8 @@
 
     kspace-attacks demo [--out DIR] [--print-config]   the study on the embedded default
     kspace-attacks sweep --config FILE --out DIR       any models, data, attack and eps grid
-    kspace-attacks study [--out DIR] [--print-config]  the study at scale (16 slices, white-box diffusion)
+    kspace-attacks study [--out DIR] [--config FILE] [--print-config] [--dry-run]
+                                                       the study at scale (24 slices, white-box diffusion)
     kspace-attacks report DIR                          tables, plots, verdicts and report.html of results
     kspace-attacks evaluate --model SPEC --out DIR     a robustness card under a fixed protocol
     kspace-attacks train NAME [...]                    train a shipped reconstructor
@@ -45,18 +46,30 @@ def _print_tables(report) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .study.config import DEMO_CONFIG, DEMO_OVERRIDES, STUDY_CONFIG, dump_toml, validate_config
+    from .study.config import DEMO_CONFIG, DEMO_OVERRIDES, STUDY_CONFIG, dump_toml, load_config, validate_config
 
     base = STUDY_CONFIG if args.command == "study" else {**DEMO_CONFIG, **DEMO_OVERRIDES}
-    cfg = validate_config(dict(base, device=args.device) if args.device else base)
+    cfg = load_config(args.config, base) if args.config else validate_config(base)
+    if args.device:
+        cfg["device"] = args.device
     if args.print_config:
         sys.stdout.write(dump_toml(cfg))
         return 0
+    if args.dry_run:  # the plan and a timed estimate; nothing is written to --out
+        from .study.plan import plan_sweep
+
+        print(f"Plan of the {args.command}{f' ({args.config})' if args.config else ''} (dry run: nothing "
+              f"is written to {args.out}; the targeted test and verdicts add a minute or two)")
+        print(plan_sweep(cfg).text())
+        return EXIT_OK
     from .study.demo import run_demo
 
-    title = ("Verdicts of the study (16 test slices)" if args.command == "study"
-             else "Verdicts of the demo (small sample: 4 slices)")
-    result = run_demo(args.out, cfg, progress=not args.quiet, title=title)
+    n = cfg["n_slices"]
+    title = (f"Verdicts of the study ({n} test slices)" if args.command == "study"
+             else f"Verdicts of the demo (small sample: {n} slices)")
+    study = args.command == "study"
+    result = run_demo(args.out, cfg, progress=not args.quiet, title=title, report_html=study,
+                      targeted_slices=min(8, cfg["batch_size"], cfg["n_slices"]) if study else 2)
     from .study.report import TransferReport
 
     _print_tables(TransferReport.load(args.out))
@@ -131,7 +144,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     print("Figures: " + ", ".join(str(p) for p in paths))
     targeted = Path(args.dir) / "targeted.csv"
     extra = targeted_verdicts(records_from_csv(targeted)) if targeted.is_file() else []
-    items = write_verdicts(report, args.dir, extra_rows=extra)
+    previous = Path(args.dir) / "verdict.md"  # keep the title the run gave its verdicts
+    first = previous.read_text(encoding="utf-8").split("\n", 1)[0] if previous.is_file() else ""
+    title = first[2:].strip() if first.startswith("# ") else "Verdicts"
+    items = write_verdicts(report, args.dir, title=title, extra_rows=extra)
     if items:
         print("Verdicts (verdict.md has every claim with its CI):")
         print("\n".join(f"  {line}" for line in summary_lines(items)))
@@ -178,11 +194,13 @@ def _evaluate_data(spec: str, device: str) -> list:
 
 
 def _report_models(args: argparse.Namespace, cfg: dict) -> dict | None:
-    """The configuration's models for the HTML image panels, when they are registered names."""
+    """The configuration's models for the HTML image panels, when they are registered names or
+    variants of them (``models.<name>.model``)."""
     from .adapters import list_reconstructors
     from .study.config import build_models
 
-    names = {*cfg.get("surrogates", []), *cfg.get("targets", [])}
+    tables = cfg.get("models", {}) or {}
+    names = {str((tables.get(n) or {}).get("model", n)) for n in (*cfg.get("surrogates", []), *cfg.get("targets", []))}
     if args.no_panels or not names or not names <= set(list_reconstructors()):
         return None
     try:
@@ -218,17 +236,25 @@ def build_parser() -> argparse.ArgumentParser:
                "failed slices (see sweep --help), 130 interrupted",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the study on the embedded default (4 slices; 35 min on a loaded 2-core CPU)")
+    demo = sub.add_parser("demo", help="run the study on the embedded default (4 slices; 6 min on 2 idle CPU cores)")
     demo.add_argument("--out", default="kspace-attacks-demo", help="output folder (default: %(default)s)")
     demo.add_argument("--print-config", action="store_true", help="print the demo's settings as a sweep config and exit")
     demo.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
-    study = sub.add_parser("study", help="the study at scale: 16 slices, both runners, SSIM objective, "
-                                         "white-box diffusion, sampler ablation (hours on 2 CPU cores; resumable)")
+    study = sub.add_parser("study", help="the study at scale: 24 slices, both runners, SSIM objective, "
+                                         "white-box diffusion, sampler ablation (under an hour on 2 idle "
+                                         "CPU cores; resumable)")
     study.add_argument("--out", default="kspace-attacks-study", help="output folder (default: %(default)s)")
     study.add_argument("--print-config", action="store_true", help="print the study's settings and exit")
     study.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
     study.add_argument("--quiet", action="store_true", help="no progress bars")
+    for p in (demo, study):
+        p.add_argument("--config", default=None, metavar="FILE",
+                       help=f"settings (.toml, .yaml) merged over the {p.prog.split()[-1]}'s own, e.g. an edited "
+                            f"copy of --print-config's output")
+        p.add_argument("--dry-run", action="store_true",
+                       help="print the plan and a wall time estimated from a short timing here, then exit; "
+                            "writes nothing")
     sweep = sub.add_parser("sweep", help="run a sweep from a TOML/YAML config", epilog=SWEEP_EXIT_CODES,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     sweep.add_argument("--config", required=True, help="sweep configuration (.toml, .yaml)")

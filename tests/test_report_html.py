@@ -72,6 +72,20 @@ def test_the_report_shows_config_verdicts_curves_panels_and_failures(folder, pag
     assert "RuntimeError: out of memory on slice test-99" in text  # failed.csv
 
 
+def test_the_report_answers_first(folder, page):
+    _, text = page
+    body = text.split("<main>")[1]
+    # the questions come first, then the matrix, then the overview and the details
+    order = [body.index(h) for h in ("id='answers'", "id='matrix'", "id='overview'", "id='verdicts'")]
+    assert order == sorted(order)
+    assert "<ol class='answers'>" in body and body.count("<li><b>") == 7  # the seven questions
+    assert "Small sample:" in body  # two slices per cell: flagged where the answers are
+    assert "<table class='matrix'>" in body
+    # the run time in the configuration table is rounded, not printed with 16 digits
+    seconds = re.search(r"<code>seconds</code></td><td>([^<]+)</td>", body)
+    assert seconds and len(seconds.group(1).replace(".", "")) <= 5
+
+
 def test_structure_maps_reproduce_the_records(page):
     """The panel's structure map uses the sweep's own noise null: its area is the record's."""
     _, text = page

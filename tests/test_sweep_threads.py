@@ -59,3 +59,35 @@ def test_folder_written_before_the_threads_key_resumes(tmp_path):
     assert strip(again.records) == strip(first.records)
     with pytest.raises(ConfigError, match="holds results of a different configuration"):
         run_sweep(validate_config(dict(TINY, threads=2)), out, progress=False)
+
+
+# ------------------------------------------------------------------ the node's budget, shared by ranks
+def test_a_ranks_threads_times_the_local_world_never_exceed_the_budget():
+    from kspace_attacks.study.sweep import rank_threads
+
+    for budget in range(1, 9):
+        for local in range(1, budget + 1):
+            per_rank = rank_threads(budget, local_world=local, cores=64)
+            assert per_rank >= 1 and per_rank * local <= budget, (budget, local, per_rank)
+            assert per_rank * local > budget - local  # and uses the budget (all but a remainder)
+    with pytest.raises(ConfigError, match=r"threads = 1 is the node's thread budget, shared by its 2 ranks: "
+                                          r"set threads >= 2"):
+        rank_threads(1, local_world=2)
+    with pytest.warns(RuntimeWarning, match=r"threads = 4 exceeds the 2 core\(s\)"):
+        assert rank_threads(4, local_world=1, cores=2) == 4
+    with pytest.raises(ValueError, match="local_world: expected an int >= 1, got 0"):
+        rank_threads(2, local_world=0)
+
+
+def test_a_sweep_under_two_local_ranks_uses_half_the_budget(tmp_path, monkeypatch):
+    seen = []
+    real = units.craft_surrogate
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(units, "craft_surrogate", spy)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # as torchrun sets it (WORLD_SIZE stays 1: no group)
+    report = run_sweep(validate_config(dict(TINY, threads=2)), tmp_path, progress=False)
+    assert seen == [1, 1] and report.provenance["threads"] == 2 and report.provenance["threads_per_rank"] == 1

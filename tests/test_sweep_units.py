@@ -127,7 +127,7 @@ def test_progress_logs_lines_without_a_terminal_and_nothing_when_quiet(tmp_path,
     lines = err.strip().splitlines()
     assert all(line.startswith("[sweep ") for line in lines), err  # plain lines, no bars
     assert any("craft on zero_filled: pgd: 2 gradient evaluation(s) of 2 rows" in line for line in lines)
-    assert any("clean + null: resunetpp: 3 reconstruction(s) of 2 rows" in line for line in lines)
+    assert any("clean + null: zero_filled, resunetpp: 3 reconstruction(s) of 2 rows each" in line for line in lines)
     assert any("sweep: batch 0, zero_filled / pgd: 4 records in" in line and "(2/2 units" in line for line in lines)
     run_sweep(validate_config(dict(TINY, n_slices=1)), tmp_path / "quiet", progress=False)
     assert capsys.readouterr().err == ""
@@ -159,10 +159,10 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     text = capsys.readouterr().out
     assert not out.exists()
     assert "data: 2 slice(s) in 2 batch(es); 2 eps -> rows per batch (slices x eps): 2, 2" in text
-    assert "units: 4 (2 per batch" in text
+    assert "units: 4 (per batch: clean + null + noise, and one per surrogate x attack)" in text
     assert "resunetpp / pgd: 4 x 2 = 8" in text  # rows x max_grad_evals
-    assert "reconstructions per target (rows x (1 clean + 1 crafted + 1 baseline + 2 null draws)):" in text
-    assert "zero_filled: 4 x 5 = 20" in text
+    assert "reconstructions per target (rows x (1 clean + 1 baseline + 2 null draws) + 4 crafted rows):" in text
+    assert "zero_filled: 4 x 4 + 4 = 20" in text
     assert "estimated wall time:" in text and "An estimate" in text
 
 

@@ -14,7 +14,7 @@ A configuration (every key optional; defaults are the demo's)::
     batch_size = 4
     seed = 0
     device = "cpu"
-    threads = 1                      # torch CPU threads during the sweep (records depend on it)
+    threads = 1                      # the node's torch CPU threads, shared by its torchrun ranks
     eps = [0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08]
     surrogates = ["irim", "resunetpp"]
     targets = ["irim", "resunetpp", "diffusion", "zero_filled"]
@@ -40,15 +40,21 @@ A configuration (every key optional; defaults are the demo's)::
     differentiable = true            # differentiable sampler with fewer steps; "eot" goes to
     steps = 10                       # the attacks (expectation over the sampler's noise);
     attack_steps = 20                # "attack_steps": every attack's steps / budget on this
-                                     # surrogate (an expensive one gets fewer)
+                                     # surrogate (an expensive one gets fewer);
+    n_slices = 8                     # "n_slices": attack it on the first 8 slices only
+                                     # (a multiple of batch_size)
 
     null_draws = 8                   # equal-norm noise draws per target that calibrate the
                                      # artifact statistics (0: none)
 
-``threads`` (an int >= 1) fixes torch's intra-op thread count for the whole sweep, so records
-are a function of the configuration and the seed only: float reductions split over a different
-number of threads round differently, and attacks amplify such differences. Configurations
-written before the key existed load with the default, 1.
+``threads`` (an int >= 1) is the thread budget of the machine (node) running the sweep: one
+process uses all of it; ``torchrun --nproc_per_node N`` ranks get ``threads // N`` each
+(:func:`~kspace_attacks.study.sweep.rank_threads`), so ranks never oversubscribe the cores. It
+is fixed for the whole sweep, so records are a function of the configuration, the seed and
+the rank layout's threads (float reductions split over a different number of threads may
+round differently; on this project's CPU the records of 1 and 2 threads are identical, tested
+for 2 ranks vs one process). Configurations written before the key existed load with the
+default, 1.
 
 Data tables (details in :mod:`kspace_attacks.study.sources`)::
 
@@ -81,7 +87,7 @@ from .records import STUDY_EPS
 from .sources import build_data, check_data
 
 __all__ = ["DEMO_CONFIG", "DEMO_OVERRIDES", "STUDY_CONFIG", "ConfigError", "load_config", "dump_toml", "validate_config",
-           "build_threat", "build_attacks", "build_models", "build_surrogates", "build_data", "canonical"]
+           "build_threat", "build_attacks", "build_models", "build_surrogates", "surrogate_batches", "surrogate_options", "build_data", "canonical"]
 
 
 DEMO_CONFIG: dict[str, Any] = {
@@ -113,16 +119,28 @@ DEMO_CONFIG: dict[str, Any] = {
 #: draws per target (``demo --print-config`` shows the result).
 DEMO_OVERRIDES: dict[str, Any] = {"threads": 2, "null_draws": 4}
 
-#: The study at scale (``kspace-attacks study``): the study's eps grid on 16 test slices, both
-#: runners and the SSIM objective, transfer to every model, white-box diffusion through its
-#: differentiable sampler (fewer sampler steps for the attack; the target is the full sampler)
-#: and the sampler ablation without the final hard data consistency.
+#: The study at scale (``kspace-attacks study``), shaped to finish within an hour on 2 idle
+#: cores (``study --dry-run`` shows the plan and its estimate; docs/study/README.md says why
+#: each reduction was chosen and what it costs in power):
+#:
+#: - 24 test slices in 3 batches of 8 for every transfer cell and every target, including the
+#:   diffusion sampler without its final data consistency (it shares the full sampler's run:
+#:   both outputs come from one trajectory);
+#: - the eps grid of the verdicts (0.02, 0.05, 0.08) instead of 0..0.08 in steps of 0.01:
+#:   the claims are decided per eps and "grows with eps" compares the largest with the smallest;
+#: - both runners (the default worst-case search and the study's Adam) and the SSIM objective on
+#:   i-RIM and ResUnet++;
+#: - the white-box diffusion attack through the differentiable sampler (10 steps, 2 averaged
+#:   samples; 20 gradient evaluations per row) on the first 16 slices;
+#: - 8 equal-norm noise draws per target and row for the calibrated statistics;
+#: - 2 threads: the whole machine, in one process.
 STUDY_CONFIG: dict[str, Any] = {
     **DEMO_CONFIG,
-    "threads": 1,
+    "threads": 2,
     "null_draws": 8,
-    "n_slices": 16,
-    "batch_size": 4,
+    "n_slices": 24,
+    "batch_size": 8,
+    "eps": [0.02, 0.05, 0.08],
     "surrogates": ["irim", "resunetpp", "diffusion"],
     "targets": ["irim", "resunetpp", "diffusion", "diffusion_nodc", "zero_filled"],
     "attacks": {
@@ -132,9 +150,9 @@ STUDY_CONFIG: dict[str, Any] = {
     },
     "models": {"diffusion_nodc": {"model": "diffusion", "final_dc": False}},
     # the differentiable sampler costs ~1 s per gradient evaluation and slice: 20 evaluations
-    # (a WorstCase of budget 20 is one APGD run of 20 steps) keep the white-box attack affordable
+    # (a WorstCase of budget 20 is one APGD run of 20 steps) on the first 16 slices
     "surrogate_models": {"diffusion": {"differentiable": True, "steps": 10, "n_samples": 2,
-                                       "attack_steps": 20}},
+                                       "attack_steps": 20, "n_slices": 16}},
 }
 
 _THREATS = {"KSpaceL2": KSpaceL2, "KSpaceLinf": KSpaceLinf}
@@ -145,9 +163,9 @@ _TYPES = {"preset": str, "split": str, "n_slices": int, "batch_size": int, "seed
 
 
 # ---------------------------------------------------------------------------------- files
-def load_config(path: str | os.PathLike) -> dict[str, Any]:
+def load_config(path: str | os.PathLike, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) sweep configuration, merged over
-    :data:`DEMO_CONFIG` and validated."""
+    ``base`` (default :data:`DEMO_CONFIG`) and validated."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"config: file {p} does not exist")
@@ -174,7 +192,7 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"config: expected a .toml, .yaml or .yml file, got {p.name}")
     if not isinstance(raw, dict):
         raise ConfigError(f"config: expected a table of settings in {p}, got {describe(raw)}")
-    return validate_config(raw)
+    return validate_config(raw, base)
 
 
 def _toml_string(v: str) -> str:
@@ -233,11 +251,12 @@ def dump_toml(config: Mapping[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------- checks
-def validate_config(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge ``raw`` over the demo defaults and check every value; raises :class:`ConfigError`."""
+def validate_config(raw: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Merge ``raw`` over ``base`` (default: the demo's defaults, :data:`DEMO_CONFIG`) and check
+    every value; raises :class:`ConfigError`."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config: expected a table of settings, got {describe(raw)}")
-    cfg = copy.deepcopy(DEMO_CONFIG)
+    cfg = copy.deepcopy(dict(DEMO_CONFIG if base is None else base))
     for key, value in raw.items():
         if key not in _TYPES and key != "data":
             raise ConfigError(f"config: unknown key {key!r}; known keys: {sorted([*_TYPES, 'data'])}")
@@ -287,6 +306,8 @@ def validate_config(raw: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"config: models.{name} must be a table of load_reconstructor arguments, got {describe(spec)}")
     # Build the threat model and attacks now, so a bad value fails before models and data load.
     build_attacks(cfg)
+    surrogate_batches(cfg)
+    surrogate_options(cfg)
     check_data(cfg["data"])
     if cfg["device"] != "cpu" and cfg["device"].startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"config: device {cfg['device']!r} requested but CUDA is not available; use device = \"cpu\"")
@@ -355,18 +376,50 @@ def build_surrogates(cfg: Mapping[str, Any], models: Mapping[str, Any]) -> tuple
     (e.g. the diffusion sampler's ``differentiable = true`` and fewer ``steps``); the target of
     the same name stays as ``models.<name>`` says. Its ``eot`` key goes to the attacks instead,
     and ``attack_steps`` sets every attack's ``steps`` (a :class:`~kspace_attacks.WorstCase`'s
-    budget) on this surrogate.
+    budget) on this surrogate; ``n_slices`` is :func:`surrogate_batches`'.
     """
-    surrogates, options = {}, {}
+    surrogates = {}
     for name in cfg["surrogates"]:
-        spec = dict(cfg["surrogate_models"].get(name, {}))
+        spec = {k: v for k, v in cfg["surrogate_models"].get(name, {}).items() if k not in _ATTACK_KEYS}
+        surrogates[name] = _load(name, {**cfg["models"].get(name, {}), **spec}, cfg["device"]) if spec \
+            else models[name]
+    return surrogates, surrogate_options(cfg)
+
+
+#: keys of ``surrogate_models.<name>`` that are not loading arguments
+_ATTACK_KEYS = ("eot", "attack_steps", "n_slices")
+
+
+def surrogate_options(cfg: Mapping[str, Any]) -> dict[str, dict]:
+    """Per-surrogate attack arguments from ``surrogate_models``: ``eot`` and ``attack_steps``
+    (every attack's ``steps``)."""
+    options: dict[str, dict] = {}
+    for name in cfg["surrogates"]:
+        spec = cfg["surrogate_models"].get(name, {})
         if "eot" in spec:
-            options.setdefault(name, {})["eot"] = spec.pop("eot")
+            options.setdefault(name, {})["eot"] = spec["eot"]
         if "attack_steps" in spec:
-            steps = spec.pop("attack_steps")
+            steps = spec["attack_steps"]
             if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
                 raise ConfigError(f"surrogate_models.{name}.attack_steps: expected an integer >= 1, got {steps!r}")
             options.setdefault(name, {})["steps"] = steps
-        surrogates[name] = _load(name, {**cfg["models"].get(name, {}), **spec}, cfg["device"]) if spec \
-            else models[name]
-    return surrogates, options
+    return options
+
+
+def surrogate_batches(cfg: Mapping[str, Any]) -> dict[str, int]:
+    """Surrogates attacked on the first batches only: ``surrogate_models.<name>.n_slices`` (a
+    multiple of ``batch_size``) -> ``{name: number of batches}``; the others attack every batch.
+
+    An expensive white-box surrogate (the differentiable diffusion sampler) is attacked on
+    fewer slices than the transfer cells use; its records hold those slices only.
+    """
+    out = {}
+    for name, spec in cfg["surrogate_models"].items():
+        n = spec.get("n_slices")
+        if n is None:
+            continue
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n % cfg["batch_size"]:
+            raise ConfigError(f"config: surrogate_models.{name}.n_slices must be a positive multiple of "
+                              f"batch_size ({cfg['batch_size']}), got {n!r}")
+        out[name] = n // cfg["batch_size"]
+    return out

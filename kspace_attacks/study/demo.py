@@ -10,6 +10,7 @@ with the numbers behind it (``verdict.md``).
 from __future__ import annotations
 
 import os
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import torch
 
 from .plots import plot_panel
 from ..data import read_perturbed_kspace
-from ..io import atomic_write_text
+from ..io import atomic_write_json, atomic_write_text, read_json
 from .report import perturbation_filename, records_to_csv
 from .config import DEMO_CONFIG, DEMO_OVERRIDES, build_data, build_models, validate_config
 from .sweep import run_sweep
@@ -30,8 +31,18 @@ __all__ = ["run_demo"]
 
 def run_demo(out: str | os.PathLike = "kspace-attacks-demo", config: dict | None = None,
              progress: bool = True, targeted: bool = True,
-             title: str = "Verdicts of the demo (small sample: 4 slices)") -> dict[str, Any]:
-    """Run the demo and write everything to ``out``; returns paths and verdicts."""
+             title: str = "Verdicts of the demo (small sample: 4 slices)",
+             report_html: bool = False, panel_slices: int = 2, targeted_slices: int = 2) -> dict[str, Any]:
+    """Run the demo (or the study: ``config`` =
+    :data:`~kspace_attacks.study.config.STUDY_CONFIG`) and write everything to ``out``; returns
+    paths and verdicts. Resumable: run it again with the same ``out`` after an interruption.
+
+    The targeted test runs on the first batch's first ``targeted_slices`` slices. With
+    ``report_html``, also writes ``report.html`` (image panels of the first ``panel_slices``
+    slices). ``provenance.json`` gets ``wall_seconds``: the whole run's wall
+    time in this process (a resumed run: the last part's).
+    """
+    start = time.perf_counter()
     cfg = validate_config(config if config is not None else {**DEMO_CONFIG, **DEMO_OVERRIDES})
     out = Path(out)
     models = build_models(cfg)
@@ -52,7 +63,7 @@ def run_demo(out: str | os.PathLike = "kspace-attacks-demo", config: dict | None
     result = {"out": str(out), "panel": str(panel), "records": len(report.records)}
     if targeted:
         recs, imgs = targeted_transfer(models[surrogate], {t: models[t] for t in targets},
-                                       y[:2], physics, eps=0.05)
+                                       y[:targeted_slices], physics, eps=0.05)
         atomic_write_text(out / "targeted.csv", records_to_csv(recs))
         plot_panel(imgs["target_image"][:1], {t: imgs[f"{t}_clean"][:1] for t in targets},
                    {t: imgs[f"{t}_adv"][:1] for t in targets}, out / "targeted_panel.png",
@@ -64,4 +75,13 @@ def run_demo(out: str | os.PathLike = "kspace-attacks-demo", config: dict | None
         result["targeted_roi_contrast"] = {t: _mean(v) for t, v in by_target.items()}
         result["targeted_rows"] = targeted_verdicts(recs)
     result["verdicts"] = write_verdicts(report, out, title=title, extra_rows=result.get("targeted_rows", ()))
+    if report_html:
+        from .html import write_html_report
+
+        with torch.no_grad():
+            result["report"] = str(write_html_report(out, models, max_slices=panel_slices))
+    if int(os.environ.get("RANK", "0")) == 0:
+        provenance = read_json(out / "provenance.json") if (out / "provenance.json").is_file() else {}
+        atomic_write_json(out / "provenance.json", dict(provenance, wall_seconds=time.perf_counter() - start),
+                          indent=1, default=str)
     return result

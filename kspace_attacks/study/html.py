@@ -6,7 +6,10 @@ configuration, ``verdict.json``, ``*.png``, ``perturbations/``, and optionally
 file with everything inside it: figures are base64 PNG data URIs, style and script are
 inline, nothing is fetched from a network, and it works from ``file://``. It shows:
 
-- the configuration and what the run covered;
+- first, the study's questions answered per metric in one line each (n, effect, CI;
+  :mod:`.answers`), a small-sample banner when cells rest on fewer than 10 slices, and a
+  claim x target matrix coloured by outcome;
+- the configuration (numbers rounded) and what the run covered;
 - the verdicts, every claim per metric and eps with its mean difference and 95 % CI;
 - relative deviation, Delta SSIM and Delta PSNR against eps, one panel per target and a line
   per surrogate and attack (with the means and CIs as tables);
@@ -47,6 +50,10 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.9em;background:#fff}
 th,td{border:1px solid #d5dbe1;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#eef2f6}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .holds{background:#d9f2de}.does-not-hold{background:#eceff2}.inconclusive{background:#fff1c9}
+.no-difference{background:#f4f4f4;color:#555}.mixed{background:#ffe0c2}
+.banner{padding:8px 12px;border:1px solid #e0b400;background:#fff6d6}
+ol.answers>li{margin:.6em 0}li.answer{list-style:square}li.yes{color:#17602a}li.no{color:#444}
+table.matrix td.num{text-align:center}
 img{max-width:100%;height:auto;background:#fff;border:1px solid #d5dbe1}
 figure{margin:.8em 0}figcaption{font-size:.9em;color:#3b4550}
 details{margin:.4em 0}summary{cursor:pointer;font-weight:600}
@@ -159,12 +166,86 @@ def _overview(report: TransferReport, failed: list[dict], directory: Path) -> st
     return _table(None, [(f"<b>{_e(k)}</b>", _e(v)) for k, v in facts])
 
 
+def _rounded(v: Any) -> Any:
+    """Floats to 4 significant digits (a run's seconds, eps grids), recursively."""
+    if isinstance(v, float):
+        return float(f"{v:.4g}")
+    if isinstance(v, Mapping):
+        return {k: _rounded(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_rounded(x) for x in v]
+    return v
+
+
 def _config_section(cfg: Mapping[str, Any]) -> str:
     rows = []
     for k, v in cfg.items():
+        v = _rounded(v)
         text = json.dumps(v, indent=1) if isinstance(v, (dict, list)) else str(v)
         rows.append((f"<code>{_e(k)}</code>", f"<pre>{_e(text)}</pre>" if "\n" in text else _e(text)))
     return _table(["key", "value"], rows)
+
+
+def _small_sample_banner(rows: list[dict]) -> str:
+    small = [r for r in rows if r.get("small_sample")]
+    if not small:
+        return ""
+    n = min(int(r.get("n", 0)) for r in small)
+    return (f"<p class='banner small-sample'><b>Small sample:</b> {len(small)} of {len(rows)} verdict cells "
+            f"rest on fewer than 10 paired slices (as few as {n}); read their outcomes as indications.</p>")
+
+
+def _answers_section(rows: list[dict], cfg: Mapping[str, Any]) -> str:
+    from .answers import answer
+
+    if not rows:
+        return "<p>No verdicts in this folder (<code>kspace-attacks report DIR</code> decides them).</p>"
+    items = []
+    for a in answer(rows, cfg):
+        if not a.lines:
+            body = "<li class='muted'>not measured in this run</li>"
+        else:
+            body = "".join(f"<li class='answer {_e(a.words[m]).replace(' ', '-')}'>{_e(line)}</li>"
+                           for m, line in zip(a.words, a.lines, strict=True))
+        items.append(f"<li><b>{_e(a.question.text)}</b><ul>{body}</ul></li>")
+    return ("<p>Per metric: the answer (<i>yes</i> = every cell holds, <i>no</i> = none holds), the outcome "
+            "counts over the cells (surrogate x attack x eps) and one cell with its mean paired difference "
+            "[95 % bootstrap CI] and n (positive = the first condition is worse).</p><ol class='answers'>"
+            + "".join(items) + "</ol>")
+
+
+_OUTCOME_CLASS = {"holds": "holds", "does not hold": "does-not-hold", "inconclusive": "inconclusive",
+                  "no difference": "no-difference"}
+
+
+def _matrix_section(rows: list[dict]) -> str:
+    """Claim x metric rows, a column per target: outcome counts, coloured by the outcome when all
+    cells agree (mixed otherwise)."""
+    if not rows:
+        return ""
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    keys = list(dict.fromkeys((r["claim_id"], r["metric"]) for r in rows))
+    body = []
+    for claim, metric in keys:
+        cells = []
+        for t in targets:
+            outs = [r["outcome"] for r in rows if r["claim_id"] == claim and r["metric"] == metric and r["target"] == t]
+            if not outs:
+                cells.append("<td class='empty'></td>")
+                continue
+            kinds = set(outs)
+            cls = _OUTCOME_CLASS.get(outs[0], "") if len(kinds) == 1 else "mixed"
+            tally = " ".join(f"{outs.count(o)}{o[0].upper() if o != 'no difference' else '='}"
+                             for o in _OUTCOME_CLASS if o in kinds)
+            cells.append(f"<td class='num {cls}' title='{_e(', '.join(f'{outs.count(o)} {o}' for o in kinds))}'>"
+                         f"{_e(tally)}</td>")
+        body.append(f"<tr><td>{_e(claim)}</td><td>{_e(metric)}</td>{''.join(cells)}</tr>")
+    head = "".join(f"<th>{_e(t)}</th>" for t in targets)
+    return ("<p class='muted'>Cells: outcome counts over surrogates, attacks and eps (H holds, D does not hold, "
+            "I inconclusive, = no difference); green: all hold, grey: none holds, yellow: all inconclusive, "
+            "orange: mixed.</p>"
+            f"<table class='matrix'><thead><tr><th>claim</th><th>metric</th>{head}</tr></thead><tbody>"
+            + "\n".join(body) + "</tbody></table>")
 
 
 def _verdict_section(rows: list[dict]) -> str:
@@ -176,10 +257,11 @@ def _verdict_section(rows: list[dict]) -> str:
     out = ["<p>Each row compares two conditions on the same slices: the mean paired difference "
            "(positive = the first is worse) and its 95 % bootstrap confidence interval. A claim "
            "<b>holds</b> when the whole interval is above 0, <b>does not hold</b> when it is at or "
-           "below 0, and is <b>inconclusive</b> otherwise.</p>",
-           _table(["claim", "metric", "holds", "does not hold", "inconclusive"],
-                  [(_e(c), _e(m), v["holds"], v["does not hold"], v["inconclusive"])
-                   for (c, m), v in counts.items()], numeric=(2, 3, 4))]
+           "below 0, <b>no difference</b> when it lies within the metric's resolution (float rounding), "
+           "and is <b>inconclusive</b> otherwise.</p>",
+           _table(["claim", "metric", "holds", "does not hold", "inconclusive", "no difference"],
+                  [(_e(c), _e(m), v["holds"], v["does not hold"], v["inconclusive"], v["no difference"])
+                   for (c, m), v in counts.items()], numeric=(2, 3, 4, 5))]
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         groups[r["claim"]].append(r)
@@ -216,8 +298,8 @@ def _curve_table(report: TransferReport, metric: str) -> str:
         vals = []
         for e in grid:
             c = cells.get(e, {})
-            mean, ci = c.get(f"{metric}_mean"), c.get(f"{metric}_ci95")
-            vals.append("" if mean is None else f"{_num(mean, digits)} ± {_num(ci, digits)}")
+            mean, lo, hi = c.get(f"{metric}_mean"), c.get(f"{metric}_ci_low"), c.get(f"{metric}_ci_high")
+            vals.append("" if mean is None else f"{_num(mean, digits)} [{_num(lo, digits)}, {_num(hi, digits)}]")
         body.append((_e(f"{s} → {t}"), _e(a), *vals))
     return _table(["surrogate → target", "attack", *[f"eps {e:g}" for e in grid]], body,
                   numeric=tuple(range(2, 2 + len(grid))))
@@ -237,9 +319,10 @@ def _curves_section(report: TransferReport) -> tuple[str, set[str]]:
             names.add(f"{metric}_vs_eps.png")
             label = R.LABELS.get(metric, metric)
             out.append(f"<h3>{_e(label)}</h3><figure>{_img(path.read_bytes(), label)}<figcaption>One panel per "
-                       "target, a line per surrogate / attack (dashed: equal-norm noise); error bars: 95 % CI "
-                       f"of the mean over slices.</figcaption></figure><details><summary>numbers (mean ± 95 % CI "
-                       f"half-width)</summary>{_curve_table(report, metric)}</details>")
+                       "target, a line per surrogate / attack (dashed: equal-norm noise); error bars: 95 % "
+                       "bootstrap CI of the mean over slices (the verdicts' interval).</figcaption></figure>"
+                       f"<details><summary>numbers (mean [95 % bootstrap CI])</summary>{_curve_table(report, metric)}"
+                       "</details>")
     return "\n".join(out), names
 
 
@@ -335,6 +418,9 @@ def render_html_report(directory: str | os.PathLike, models: Mapping[str, Any] |
     title = f"kspace-attacks report: {d.resolve().name}"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
+        ("answers", "The study's questions, answered", _small_sample_banner(verdicts)
+         + _answers_section(verdicts, report.config)),
+        ("matrix", "Claims x targets", _matrix_section(verdicts)),
         ("overview", "Overview", _overview(report, failed, d)),
         ("verdicts", "Verdicts", _verdict_section(verdicts)),
         ("curves", "Change against the budget", curves),

@@ -24,7 +24,9 @@ from torch import Tensor
 
 from .._runtime import flush_denormals, reproducible_numerics
 from ..attacks.base import frozen_eval
-from .config import build_attacks, build_data, build_models, build_surrogates, validate_config
+from .config import (build_attacks, build_data, build_models, build_surrogates, surrogate_batches,
+                     surrogate_options, validate_config)
+from .transfer import trajectory_groups
 from .units import units_of
 
 __all__ = ["SweepPlan", "plan_sweep"]
@@ -46,68 +48,102 @@ class SweepPlan:
     surrogates: list[str]
     attacks: dict[str, dict[str, int]]  # surrogate -> attack -> max_grad_evals
     targets: list[str]
-    per_row_recons: dict[str, int]  # "clean", "crafted", "baseline", "null draws" -> count per row
+    per_row_recons: dict[str, int]  # "clean", "baseline", "null draws" -> count per row
+    surrogate_batches: dict[str, int] = field(default_factory=dict)  # surrogate -> leading batches attacked
+    shared_runs: dict[str, str] = field(default_factory=dict)  # target -> the target whose sampler run it shares
     grad_cost: dict[str, tuple[float, float]] = field(default_factory=dict)
     recon_cost: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: the same costs timed at a rank's share of the threads: ``{threads: (grad_cost, recon_cost)}``
+    share_costs: dict[int, tuple[dict, dict]] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
         return sum(self.batch_rows)
 
+    def surrogate_rows(self, surrogate: str) -> int:
+        """Rows a surrogate's attacks run on (all, or its leading batches)."""
+        return sum(self.batch_rows[: self.surrogate_batches.get(surrogate, len(self.batch_rows))])
+
     @property
     def grad_evals(self) -> dict[tuple[str, str], int]:
-        return {(s, a): self.rows * n for s, atk in self.attacks.items() for a, n in atk.items()}
+        return {(s, a): self.surrogate_rows(s) * n for s, atk in self.attacks.items() for a, n in atk.items()}
+
+    @property
+    def crafted_rows(self) -> int:
+        """Rows of crafted k-space every target reconstructs (each surrogate x attack)."""
+        return sum(self.surrogate_rows(s) * len(atk) for s, atk in self.attacks.items())
 
     @property
     def reconstructions(self) -> dict[str, int]:
-        return {t: self.rows * sum(self.per_row_recons.values()) for t in self.targets}
+        per_row = sum(self.per_row_recons.values())
+        return {t: self.rows * per_row + self.crafted_rows for t in self.targets}
 
-    def unit_seconds(self) -> list[tuple[str, float]]:
-        """Estimated seconds of every unit, in claiming order (needs timings)."""
+    def unit_seconds(self, threads: int | None = None) -> list[tuple[str, float]]:
+        """Estimated seconds of every unit, in claiming order (needs timings), at ``threads``
+        intra-op threads (default: the configuration's; a count not timed uses those costs)."""
+        grad_cost, recon_cost = self.share_costs.get(threads or self.threads, (self.grad_cost, self.recon_cost))
+
         def call(cost: tuple[float, float], rows: int) -> float:
             return cost[0] + cost[1] * rows
 
         out = []
-        for u in units_of(len(self.batch_rows), list(self.grad_evals), self.grad_evals):
+        for u in units_of(len(self.batch_rows), list(self.grad_evals), self.grad_evals, self.surrogate_batches):
             r = self.batch_rows[u.batch]
             if u.attack is None:
-                k = self.per_row_recons["clean"] + self.per_row_recons["null draws"] + self.per_row_recons["baseline"]
-                sec = sum(k * call(self.recon_cost[t], r) for t in self.targets)
+                k = sum(self.per_row_recons.values())
+                sec = sum(k * call(recon_cost[t], r) for t in self.targets)
             else:
-                sec = self.attacks[u.surrogate][u.attack] * call(self.grad_cost[u.surrogate], r)
-                sec += sum(call(self.recon_cost[t], r) for t in self.targets)
+                sec = self.attacks[u.surrogate][u.attack] * call(grad_cost[u.surrogate], r)
+                sec += sum(call(recon_cost[t], r) for t in self.targets)
             out.append((str(u), sec))
         return out
 
+    def rank_threads(self, ranks: int) -> int:
+        """Each rank's threads when ``ranks`` ranks share the node's budget."""
+        return max(1, self.threads // ranks)
+
+    def rank_plan(self, ranks: int = 1) -> list[tuple[list[str], float]]:
+        """Which units each of ``ranks`` ranks runs and its estimated seconds: ranks claim units in
+        order as they become free, each with its share of the threads."""
+        plan: list[tuple[list[str], float]] = [([], 0.0) for _ in range(ranks)]
+        for name, sec in self.unit_seconds(self.rank_threads(ranks)):
+            i = min(range(ranks), key=lambda k: plan[k][1])
+            plan[i] = (plan[i][0] + [name], plan[i][1] + sec)
+        return plan
+
     def seconds(self, ranks: int = 1) -> float:
         """Estimated wall time with ``ranks`` processes claiming units in order (start-up aside)."""
-        free = [0.0] * ranks
-        for _, sec in self.unit_seconds():
-            i = free.index(min(free))
-            free[i] += sec
-        return max(free)
+        return max(sec for _, sec in self.rank_plan(ranks))
 
     def text(self) -> str:
         """The plan as ``kspace-attacks sweep --dry-run`` prints it."""
         k = self.n_eps
         per_batch = 1 + len(self.grad_evals)
+        n_units = len(units_of(len(self.batch_rows), list(self.grad_evals), None, self.surrogate_batches))
         lines = [f"data: {self.n_slices} slice(s) in {len(self.batch_rows)} batch(es); {k} eps -> rows per batch "
                  f"(slices x eps): {', '.join(map(str, self.batch_rows))}",
-                 f"units: {len(self.batch_rows) * per_batch} ({per_batch} per batch: clean + null + noise, and one "
-                 f"per surrogate x attack); torchrun ranks share them",
+                 f"units: {n_units} (per batch: clean + null + noise, and one per surrogate x attack"
+                 f"{' it attacks' if self.surrogate_batches else ''}); torchrun ranks share them",
                  "gradient evaluations per surrogate x attack (rows x max_grad_evals):"]
         for (s, a), n in self.grad_evals.items():
-            lines.append(f"  {s} / {a}: {self.rows} x {self.attacks[s][a]} = {n}")
+            only = f" (first {self.surrogate_batches[s]} batch(es))" if s in self.surrogate_batches else ""
+            lines.append(f"  {s} / {a}: {self.surrogate_rows(s)} x {self.attacks[s][a]} = {n}{only}")
         per_row = " + ".join(f"{n} {name}" for name, n in self.per_row_recons.items())
-        lines.append(f"reconstructions per target (rows x ({per_row})):")
+        lines.append(f"reconstructions per target (rows x ({per_row}) + {self.crafted_rows} crafted rows):")
         for t, n in self.reconstructions.items():
-            lines.append(f"  {t}: {self.rows} x {sum(self.per_row_recons.values())} = {n}")
+            shares = f" (one sampler run with {self.shared_runs[t]})" if t in self.shared_runs else ""
+            lines.append(f"  {t}: {self.rows} x {sum(self.per_row_recons.values())} + {self.crafted_rows} = {n}{shares}")
         if self.recon_cost:
             costs = [(f"{s} gradient", c) for s, c in self.grad_cost.items()]
             costs += [(f"{t} reconstruction", c) for t, c in self.recon_cost.items()]
             lines.append(f"timed on this machine (threads = {self.threads}; seconds per call + per row):")
             lines += [f"  {name}: {c[0]:.3g} + {c[1]:.3g} x rows" for name, c in costs]
             lines += [f"  {name}: about {_duration(sec)}" for name, sec in self.unit_seconds()]
+            t2 = self.rank_threads(2)
+            timed = "timed" if t2 in self.share_costs or t2 == self.threads else "not timed: costs at"
+            lines.append(f"with 2 ranks ({t2} thread(s) each, {timed} {t2} thread(s)):")
+            for k, (names, sec) in enumerate(self.rank_plan(2)):
+                lines.append(f"  rank {k}: {len(names)} unit(s), about {_duration(sec)}")
             lines.append(f"estimated wall time: {_duration(self.seconds())} in one process, about "
                          f"{_duration(self.seconds(2))} with 2 ranks (start-up aside). An estimate: the timings "
                          f"above x the counts; attacks that stop early use fewer gradient evaluations, and "
@@ -137,7 +173,9 @@ def _one_slice(physics: Any, n: int) -> Any:
 
 def _cost(fn: Callable[[Tensor, Any], Any], y: Tensor, physics: Any) -> tuple[float, float]:
     """``(seconds per call, seconds per row)`` of ``fn(y, physics)``, from one call on the first
-    slice and one on all of ``y``'s slices (after a warm-up call on one slice)."""
+    slice and one on all of ``y``'s slices, each after a warm-up call of the same shape (the
+    first call of a new shape sets up kernels: timed, it made the estimate several times too
+    slow)."""
     one = _one_slice(physics, y.shape[0])
 
     def timed(*args: Any) -> float:
@@ -149,6 +187,7 @@ def _cost(fn: Callable[[Tensor, Any], Any], y: Tensor, physics: Any) -> tuple[fl
     t1 = timed(y[:1], one)
     if y.shape[0] == 1:
         return 0.0, t1
+    fn(y, physics)
     per_row = max(timed(y, physics) - t1, 0.0) / (y.shape[0] - 1)
     return max(t1 - per_row, 0.0), per_row
 
@@ -170,7 +209,9 @@ def _time_models(plan: SweepPlan, surrogates: Mapping[str, Any], targets: Mappin
         return step
 
     plan.grad_cost = {s: _cost(grad(m), y, physics) for s, m in surrogates.items()}
-    plan.recon_cost = {t: _cost(recon(m), y, physics) for t, m in targets.items()}
+    # a target sharing another's sampler run costs nothing more (the run's cost is the first's)
+    plan.recon_cost = {t: (0.0, 0.0) if t in plan.shared_runs else _cost(recon(m), y, physics)
+                       for t, m in targets.items()}
 
 
 def plan_sweep(cfg: Mapping[str, Any], timing: bool = True, models: Mapping[str, Any] | None = None) -> SweepPlan:
@@ -187,17 +228,26 @@ def plan_sweep(cfg: Mapping[str, Any], timing: bool = True, models: Mapping[str,
         batches, _ = build_data(cfg)
         attacks = build_attacks(cfg)
         k = len(cfg["eps"])
-        eot = {s: dict(cfg["surrogate_models"].get(s, {})).get("eot") for s in cfg["surrogates"]}
-        per_attack = {s: {a: (atk.replace(eot=eot[s]) if eot[s] else atk).max_grad_evals for a, atk in attacks.items()}
+        options = surrogate_options(cfg)
+        per_attack = {s: {a: atk.replace(**options.get(s, {})).max_grad_evals for a, atk in attacks.items()}
                       for s in cfg["surrogates"]}
-        crafted = len(cfg["surrogates"]) * len(attacks)
         plan = SweepPlan(sum(y.shape[0] for _, y, _ in batches), [y.shape[0] * k for _, y, _ in batches], k,
                          cfg["threads"], list(cfg["surrogates"]), per_attack, list(cfg["targets"]),
-                         {"clean": 1, "crafted": crafted, "baseline": int(cfg["baseline"]),
-                          "null draws": cfg["null_draws"]})
+                         {"clean": 1, "baseline": int(cfg["baseline"]), "null draws": cfg["null_draws"]},
+                         surrogate_batches(cfg))
         if timing:
             models = dict(models) if models is not None else build_models(cfg)
+            groups = trajectory_groups({t: models[t] for t in cfg["targets"]})
+            plan.shared_runs = {t: g[0] for g in groups for t in g[1:]}
             surrogates, _ = build_surrogates(cfg, models)
             _, y, physics = batches[0]
-            _time_models(plan, surrogates, {t: models[t] for t in cfg["targets"]}, y, physics)
+            targets = {t: models[t] for t in cfg["targets"]}
+            _time_models(plan, surrogates, targets, y, physics)
+            share = plan.rank_threads(2)
+            if share != cfg["threads"]:  # what each of 2 ranks would run with (rank_threads)
+                full = plan.grad_cost, plan.recon_cost
+                with reproducible_numerics(share):
+                    _time_models(plan, surrogates, targets, y, physics)
+                plan.share_costs[share] = plan.grad_cost, plan.recon_cost
+                plan.grad_cost, plan.recon_cost = full
     return plan

@@ -23,8 +23,13 @@ __all__ = ["plot_report", "plot_metric_vs_eps", "plot_panel"]
 
 
 
+def _finite(v: float) -> float:
+    return v if v == v and abs(v) != float("inf") else 0.0
+
+
 def plot_metric_vs_eps(report: _Report, metric: str, path: str | os.PathLike) -> Path:
-    """One panel per target; a line with 95 % CI error bars per (surrogate, attack)."""
+    """One panel per target; a line per (surrogate, attack) with error bars: the 95 % percentile
+    bootstrap CI of the mean over slices (seed 0), the interval the verdicts use."""
     if not report.records:
         raise ValueError("report: no records to plot (did every batch fail? see failed.csv)")
     plt = _pyplot()
@@ -43,8 +48,11 @@ def plot_metric_vs_eps(report: _Report, metric: str, path: str | os.PathLike) ->
             pts.sort(key=lambda r: r["eps"])
             style = "--" if s == R.BASELINE_SURROGATE else "-"
             label = "random (equal norm)" if s == R.BASELINE_SURROGATE else f"{s} / {a}" + (" (white-box)" if s == target else "")
-            ax.errorbar([p["eps"] for p in pts], [p[f"{metric}_mean"] for p in pts],
-                        yerr=[p.get(f"{metric}_ci95", 0.0) if p.get(f"{metric}_ci95") == p.get(f"{metric}_ci95") else 0.0 for p in pts],
+            means = [p[f"{metric}_mean"] for p in pts]
+            # the verdicts' interval (bootstrap of the mean), asymmetric; none for a single slice
+            lo = [_finite(m - p.get(f"{metric}_ci_low", m)) for m, p in zip(means, pts, strict=True)]
+            hi = [_finite(p.get(f"{metric}_ci_high", m) - m) for m, p in zip(means, pts, strict=True)]
+            ax.errorbar([p["eps"] for p in pts], means, yerr=[lo, hi],
                         fmt=style, marker="o", ms=3, capsize=2, label=label)
         ax.set_title(f"target: {target}")
         ax.set_xlabel("eps (||delta|| / ||y||)")

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..io import atomic_write_json, atomic_write_text, read_json
+from ..stats import bootstrap_ci
 from .records import GROUP_KEYS, SUMMARY_METRICS
 
 __all__ = ["TransferReport", "atomic_write_text", "summarize", "GROUP_KEYS", "records_to_csv",
@@ -41,10 +42,12 @@ def perturbation_filename(surrogate: str, attack: str, eps: float) -> str:
 def summarize(
     records: Iterable[dict], keys: Sequence[str] = GROUP_KEYS, metrics: Sequence[str] = SUMMARY_METRICS
 ) -> list[dict]:
-    """Mean, standard deviation and 95 % confidence interval (Student t) per group.
+    """Mean, standard deviation and 95 % confidence intervals per group.
 
     :returns: one dict per group with the group keys, ``n`` and for every metric
-        ``<metric>_mean``, ``<metric>_std``, ``<metric>_ci95`` (half-width).
+        ``<metric>_mean``, ``<metric>_std``, ``<metric>_ci95`` (Student t half-width) and
+        ``<metric>_ci_low`` / ``<metric>_ci_high`` (percentile bootstrap of the mean, seed 0: the
+        interval the verdicts use, and the figures' error bars).
     """
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
@@ -62,6 +65,9 @@ def summarize(
             row[f"{m}_mean"] = mean
             row[f"{m}_std"] = std
             row[f"{m}_ci95"] = _t975(len(vals) - 1) * std / math.sqrt(len(vals)) if len(vals) > 1 else float("nan")
+            # the verdicts' interval: percentile bootstrap of the mean, seed 0 (figures use it)
+            row[f"{m}_ci_low"], row[f"{m}_ci_high"] = bootstrap_ci(vals, seed=0) if len(vals) > 1 \
+                else (float("nan"), float("nan"))
         rows.append(row)
     return rows
 

@@ -29,6 +29,7 @@ from .config import (
     canonical,
     dump_toml,
     load_config,
+    surrogate_batches,
     validate_config,
 )
 from .journal import Journal, read_journal
@@ -37,7 +38,7 @@ from .report import TransferReport, records_to_csv
 from .transfer import TransferPlan
 from .units import Claims, SweepWork, clear_scratch, done_units, merge_records, run_units, units_of
 
-__all__ = ["run_sweep", "DEMO_CONFIG", "ConfigError", "load_config", "dump_toml", "validate_config",
+__all__ = ["run_sweep", "rank_threads", "DEMO_CONFIG", "ConfigError", "load_config", "dump_toml", "validate_config",
            "build_threat", "build_attacks", "build_models", "build_data"]
 
 
@@ -95,24 +96,51 @@ def run_sweep(cfg: Mapping[str, Any], out: str | os.PathLike, progress: bool = T
     records equal a single-process run's (timing columns aside). A unit that raises is
     recorded (its batch in ``failed.csv``) and the sweep goes on, unless ``fail_fast``.
 
-    For the duration of the sweep torch uses ``cfg["threads"]`` intra-op threads (in every
-    rank) and deterministic algorithms where it has them; both are restored afterwards, so
-    records depend on the configuration and the seed only. ``provenance.json`` records the
-    versions, platform, threads, device and world size.
+    ``cfg["threads"]`` is the thread budget of the whole machine (node): for the duration of
+    the sweep each rank uses its share, ``threads // LOCAL_WORLD_SIZE`` intra-op threads
+    (:func:`rank_threads`; all of them in a single process), and deterministic algorithms where
+    torch has them; both are restored afterwards. ``provenance.json`` records the versions,
+    platform, thread budget and threads per rank, device and world size.
 
     :param progress: nested bars on a terminal, one log line per finished piece of work when
         stderr is not a terminal, nothing when ``False``.
     """
     cfg = validate_config(cfg)
     # denormals make CPU attack loops many times slower; the thread count changes float sums
-    with flush_denormals(), reproducible_numerics(cfg["threads"]):
+    with flush_denormals(), reproducible_numerics(rank_threads(cfg["threads"])):
         return _run_sweep(cfg, Path(out), progress, models)
+
+
+def rank_threads(budget: int, local_world: int | None = None, cores: int | None = None) -> int:
+    """One rank's intra-op threads: its share of the node's thread ``budget`` (``threads``).
+
+    With ``local_world`` ranks on a node (default ``LOCAL_WORLD_SIZE``, 1 without torchrun)
+    each gets ``budget // local_world``, so the node never runs more compute threads than the
+    budget: two ranks that each took the whole budget of 2 on 2 cores ran 4.7x slower than one
+    process. Warns when the budget exceeds the ``cores`` this process may use (default: its CPU
+    affinity); refuses a budget smaller than the number of ranks.
+
+        >>> rank_threads(2, local_world=2), rank_threads(8, local_world=2, cores=8), rank_threads(3, 1, 4)
+        (1, 4, 3)
+    """
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if local_world is None else local_world
+    if isinstance(local, bool) or not isinstance(local, int) or local < 1:
+        raise ValueError(f"local_world: expected an int >= 1, got {local!r}")
+    if budget < local:
+        raise ConfigError(f"config: threads = {budget} is the node's thread budget, shared by its {local} ranks: "
+                          f"set threads >= {local} (e.g. the node's cores) or start at most {budget} rank(s)")
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if budget > cores:
+        warnings.warn(f"threads = {budget} exceeds the {cores} core(s) this process may use: compute threads "
+                      f"will compete for cores (set threads = {cores})", RuntimeWarning, stacklevel=2)
+    return budget // local
 
 
 def _start(cfg: dict[str, Any], out: Path, rank: int, world: int) -> tuple[dict, Claims]:
     """Rank 0 checks the folder, writes the configuration and provenance, resets claims."""
     provenance = dict(runtime_provenance(threads=cfg["threads"], device=cfg["device"], world_size=world),
-                      seed=cfg["seed"])
+                      threads_per_rank=torch.get_num_threads(), seed=cfg["seed"])
     claims = Claims(out / "claims", world)
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
@@ -140,9 +168,10 @@ def _run_sweep(cfg: dict[str, Any], out: Path, progress: bool, models: Mapping[s
                            cfg["normalization"], None, True, cfg["null_draws"], attack_options)
     journal = Journal(out / f"records.rank{rank}.jsonl")
     crafts, cost = _crafts(plan)
-    done = done_units(_all_journals(out), out, crafts)
+    limits = surrogate_batches(cfg)
+    done = done_units(_all_journals(out), out, crafts, limits)
     _barrier(world)  # every rank knows what is done before any rank adds to it
-    units = units_of(len(batches), crafts, cost)
+    units = units_of(len(batches), crafts, cost, limits)
     todo = [(i, u) for i, u in enumerate(units) if u not in done]
     shown = Progress(progress, label=f"sweep rank {rank}/{world}" if world > 1 else "sweep")
     work = SweepWork(out, plan, batches, _batch_ids(batches, ids), [float(e) for e in cfg["eps"]], provenance,
@@ -157,7 +186,7 @@ def _run_sweep(cfg: dict[str, Any], out: Path, progress: bool, models: Mapping[s
                             config=dict(cfg, seconds=time.perf_counter() - start, world_size=world))
     if rank == 0:
         _finish(out, report, failed)
-        if len(done_units(_all_journals(out), out, crafts)) == len(units):
+        if len(done_units(_all_journals(out), out, crafts, limits)) == len(units):
             clear_scratch(out)  # every unit is journaled: shared files and claims are spent
     _barrier(world)
     return report
@@ -199,6 +228,8 @@ def _finish(out: Path, report: TransferReport, failed: list[dict]) -> None:
 
 
 # what decides float results besides the configuration (world size and time do not)
+#: compared only when an earlier provenance has them (keys added after the first releases)
+_NUMERICS_ADDED = ("threads_per_rank",)
 _NUMERICS = ("kspace_attacks", "torch", "deepinv", "numpy", "python", "platform", "processor", "threads",
              "deterministic", "device")
 
@@ -211,6 +242,7 @@ def _write_provenance(out: Path, provenance: dict) -> dict:
         old = read_json(path)
         previous = list(old.pop("previous", []))
         changed = [k for k in _NUMERICS if old.get(k) != provenance.get(k)]
+        changed += [k for k in _NUMERICS_ADDED if k in old and old[k] != provenance.get(k)]
         if changed or previous:
             provenance = dict(provenance, previous=[*previous, old] if changed else previous)
         if changed:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -23,14 +23,14 @@ from .._checks import check_image, check_kspace, describe
 from .._runtime import runtime_provenance
 from .._stack import repeat_physics as _repeat_physics, repeat_rows as _repeat
 from ..attacks import Attack, default_attack
-from ..attacks.base import frozen_eval
 from . import records as R
 from .artifacts import artifact_stats, residual
 from .null import Null, fit_null, spectrum_distance, structure_fraction, value_distance
 from .progress import Progress, as_progress
+from .reconstruct import reconstruct_all, reconstruct_one as _reconstruct, trajectory_groups
 from .report import TransferReport
 
-__all__ = ["transfer", "iter_batches", "Stacked", "target_null", "baseline_threat", "TransferPlan", "Shared",
+__all__ = ["transfer", "iter_batches", "trajectory_groups", "reconstruct_all", "Stacked", "target_null", "baseline_threat", "TransferPlan", "Shared",
            "batch_shared", "craft_surrogate", "noise_baseline", "reconstruct_crafted", "crafted_records"]
 
 BASELINE = R.BASELINE_SURROGATE
@@ -87,14 +87,6 @@ def _check_eps_grid(eps: Any) -> list[float]:
     if len(floats) != len(values) or not all(math.isfinite(v) and v >= 0 for v in floats):
         raise ValueError(f"eps: expected finite numbers >= 0, got {values}")
     return floats
-
-
-@torch.no_grad()
-def _reconstruct(model: Model, y: Tensor, physics: Any, chunk: int | None) -> Tensor:
-    with frozen_eval(model):  # eval mode for the call; the caller's mode is restored
-        if chunk is None or y.shape[0] <= chunk:
-            return check_image("model(y, physics)", model(y, physics))
-        return torch.cat([model(y[i : i + chunk], physics) for i in range(0, y.shape[0], chunk)])
 
 
 def _scalar_metrics(prefix: str, table: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -238,6 +230,14 @@ class TransferPlan:
     keep_perturbations: bool
     null_draws: int
     attack_options: Mapping[str, Mapping[str, Any]]
+    groups: list[list[str]] = field(default_factory=list)  # targets sharing a sampler run
+
+    def __post_init__(self) -> None:
+        self.groups = self.groups or trajectory_groups(self.targets)
+
+    def reconstruct(self, y: Tensor, physics: Any) -> dict[str, tuple[Tensor, float]]:
+        """Every target's reconstruction of ``y`` (:func:`reconstruct_all`)."""
+        return reconstruct_all(self.targets, y, physics, self.chunk, self.groups)
 
     @classmethod
     def of(cls, surrogates: Any, targets: Any, attack: Any, baseline: bool, normalization: str,
@@ -280,17 +280,20 @@ def batch_shared(plan: TransferPlan, st: "Stacked", progress: Progress) -> Share
     # Each target's clean reconstruction of the stacked batch: a stochastic target (a diffusion
     # sampler) then draws the same noise for row i of the clean and of every perturbed batch
     # (common random numbers), so differences measure the perturbation, not sampler noise.
-    clean: dict[str, Tensor] = {}
-    nulls: dict[str, Null | None] = {}
     template = next(iter(plan.attacks.values()))
     per_target = 1 + plan.null_draws
     with progress.task("clean + null", total=per_target * len(plan.targets), unit="reconstructions",
                        level=1) as bar:
-        for t, m in plan.targets.items():
-            clean[t] = _reconstruct(m, st.y, st.physics, plan.chunk)
-            nulls[t] = (target_null(m, clean[t], template, st, plan.null_draws, plan.chunk)
-                        if plan.null_draws else None)
-            bar.advance(per_target, f"{t}: {per_target} reconstruction(s) of {st.y.shape[0]} rows")
+        clean = {t: x for t, (x, _) in plan.reconstruct(st.y, st.physics).items()}
+        bar.advance(len(plan.targets), log=False)
+        residuals: dict[str, list[Tensor]] = {t: [] for t in plan.targets}
+        for y_k in _null_inputs(template, st, plan.null_draws):
+            for t, (x, _) in plan.reconstruct(y_k, st.physics).items():
+                residuals[t].append(residual(x, clean[t]))
+            bar.advance(len(plan.targets), log=False)
+        nulls: dict[str, Null | None] = {t: fit_null(torch.stack(residuals[t])) if plan.null_draws else None
+                                         for t in plan.targets}
+        bar.advance(0, f"{', '.join(plan.targets)}: {per_target} reconstruction(s) of {st.y.shape[0]} rows each")
     return Shared(clean, nulls)
 
 
@@ -316,15 +319,19 @@ def target_null(model: Model, x_clean: Tensor, template: Attack, st: "Stacked", 
     deterministic model the null of a row equals the one the sweep fitted for it, whatever
     else the batch holds (the HTML report's structure maps rely on this).
     """
+    residuals = [residual(_reconstruct(model, y_k, st.physics, chunk), x_clean)
+                 for y_k in _null_inputs(template, st, draws)]
+    return fit_null(torch.stack(residuals))
+
+
+def _null_inputs(template: Attack, st: "Stacked", draws: int) -> Iterator[Tensor]:
+    """The null's ``draws`` noisy k-spaces of a stacked batch, one at a time."""
     threat = baseline_threat(template, st.eps)
-    residuals = []
     for k in range(draws):
         # Draw k of a row depends on (seed, sample, eps, k) only: batching never changes it, and
         # draws 1..K are apart from the baseline row's own draw (k = 0).
-        y_k = threat.apply(st.y, threat.sphere(st.y, st.physics, _row_generators(template.seed, st, k + 1)),
+        yield threat.apply(st.y, threat.sphere(st.y, st.physics, _row_generators(template.seed, st, k + 1)),
                            st.physics)
-        residuals.append(residual(_reconstruct(model, y_k, st.physics, chunk), x_clean))
-    return fit_null(torch.stack(residuals))
 
 
 @dataclass
@@ -378,21 +385,16 @@ def noise_baseline(plan: TransferPlan, st: Stacked) -> _Crafted:
                     time.perf_counter() - start, 0, f"GaussianNoise({threat!r})")
 
 
-def _timed_reconstruct(model: Model, y: Tensor, physics: Any, chunk: int | None) -> tuple[Tensor, float]:
-    start = time.perf_counter()
-    return _reconstruct(model, y, physics, chunk), time.perf_counter() - start
-
-
 def reconstruct_crafted(plan: TransferPlan, st: Stacked, crafted: Sequence[_Crafted], progress: Progress,
                         ) -> dict[tuple[int, str], tuple[Tensor, float]]:
     """Every target's reconstruction of every crafted k-space: ``(index, target) -> (x, seconds)``."""
     out = {}
     with progress.task("targets", total=len(crafted) * len(plan.targets), unit="reconstructions",
                        level=1) as bar:
-        for t_name, t_model in plan.targets.items():
-            for i, c in enumerate(crafted):
-                out[(i, t_name)] = _timed_reconstruct(t_model, c.y_adv, st.physics, plan.chunk)
-            bar.advance(len(crafted), f"{t_name}: {len(crafted)} reconstruction(s) of {st.y.shape[0]} rows")
+        for i, c in enumerate(crafted):
+            out.update({(i, t): r for t, r in plan.reconstruct(c.y_adv, st.physics).items()})
+            bar.advance(len(plan.targets), f"{c.surrogate} / {c.attack}: {len(plan.targets)} target(s) x "
+                                           f"{st.y.shape[0]} rows")
     return out
 
 
@@ -409,18 +411,20 @@ def crafted_records(report: TransferReport, plan: TransferPlan, st: Stacked, cra
         for c in crafted:
             report.add_perturbation(c.surrogate, c.attack, st.ids, st.grid, st.y, c.y_adv, st.physics,
                                     c.attack_repr)
-    pairs: dict[tuple[int, str], list[dict]] = {}
+    records: list[dict] = []
     total = 0 if recons is not None else len(crafted) * len(plan.targets)
     with progress.task("targets", total=total, unit="reconstructions", level=1) as bar:
-        for t_name, t_model in plan.targets.items():
-            for i, c in enumerate(crafted):
-                x_adv, seconds = recons[(i, t_name)] if recons is not None else \
-                    _timed_reconstruct(t_model, c.y_adv, st.physics, plan.chunk)
-                pairs[(i, t_name)] = _target_records(c, t_name, x_adv, seconds, shared.clean[t_name],
-                                                     shared.nulls[t_name], st, plan.normalization)
+        for i, c in enumerate(crafted):
             if recons is None:
-                bar.advance(len(crafted), f"{t_name}: {len(crafted)} reconstruction(s) of {st.y.shape[0]} rows")
-    return [r for i in range(len(crafted)) for t_name in plan.targets for r in pairs[(i, t_name)]]
+                got = plan.reconstruct(c.y_adv, st.physics)
+                bar.advance(len(plan.targets), f"{c.surrogate} / {c.attack}: {len(plan.targets)} target(s) x "
+                                               f"{st.y.shape[0]} rows")
+            else:
+                got = {t: recons[(i, t)] for t in plan.targets}
+            for t_name, (x_adv, seconds) in got.items():
+                records += _target_records(c, t_name, x_adv, seconds, shared.clean[t_name],
+                                           shared.nulls[t_name], st, plan.normalization)
+    return records
 
 
 def _target_records(c: _Crafted, t_name: str, x_adv: Tensor, t_seconds: float, x_clean: Tensor,

@@ -85,12 +85,20 @@ class Unit:
 
 
 def units_of(n_batches: int, crafts: Sequence[tuple[str, str]],
-             cost: Mapping[tuple[str, str], float] | None = None) -> list[Unit]:
+             cost: Mapping[tuple[str, str], float] | None = None,
+             batches: Mapping[str, int] | None = None) -> list[Unit]:
     """Every unit of a sweep in claiming order: per batch, its ``random`` unit (the others need
     its shared file), then one per ``(surrogate, attack)`` of ``crafts``, the largest ``cost``
-    (e.g. gradient evaluations) first, ties in the order given."""
+    (e.g. gradient evaluations) first, ties in the order given. ``batches[surrogate]`` limits a
+    surrogate's attacks to the first batches (an expensive white-box surrogate on fewer slices)."""
     order = sorted(crafts, key=lambda c: -(cost or {}).get(c, 0))
-    return [u for b in range(n_batches) for u in (Unit(b, RANDOM), *(Unit(b, s, a) for s, a in order))]
+    return [u for b in range(n_batches)
+            for u in (Unit(b, RANDOM), *(Unit(b, s, a) for s, a in _crafts_of(b, order, batches)))]
+
+
+def _crafts_of(b: int, crafts: Sequence[tuple[str, str]], batches: Mapping[str, int] | None) -> list[tuple[str, str]]:
+    """The crafts that run on batch ``b``."""
+    return [(s, a) for s, a in crafts if b < (batches or {}).get(s, b + 1)]
 
 
 @dataclass
@@ -173,18 +181,19 @@ class Claims:
         return True
 
 
-def done_units(done: Mapping[Key, list], out: Path, crafts: Sequence[tuple[str, str]]) -> set[Unit]:
+def done_units(done: Mapping[Key, list], out: Path, crafts: Sequence[tuple[str, str]],
+               batches: Mapping[str, int] | None = None) -> set[Unit]:
     """The units a journal already holds. A whole batch of an earlier version's journal holds
     all of its units. A ``random`` unit counts while its shared file (or its failure note) is
     there, or once every other unit of its batch is done; otherwise it runs again."""
     units = set()
     for key in done:
         if isinstance(key, int):
-            units |= {Unit(key, RANDOM), *(Unit(key, s, a) for s, a in crafts)}
+            units |= {Unit(key, RANDOM), *(Unit(key, s, a) for s, a in _crafts_of(key, crafts, batches))}
         else:
             units.add(Unit.of_key(key))
     for u in list(units):
-        others = {Unit(u.batch, s, a) for s, a in crafts}
+        others = {Unit(u.batch, s, a) for s, a in _crafts_of(u.batch, crafts, batches)}
         if u.attack is None and _state(out, u.batch) is None and not others <= units:
             units.discard(u)
     return units

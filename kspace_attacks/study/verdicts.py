@@ -2,7 +2,8 @@
 
 Every claim compares two conditions on the same slices and is decided separately in each metric
 (:mod:`kspace_attacks.study.statistics`: paired bootstrap 95 % CI of the mean difference;
-"holds", "does not hold" or "inconclusive" when the CI spans the threshold). Metrics, each
+"holds", "does not hold", "inconclusive" when the CI spans the threshold, or "no difference"
+when it lies within the metric's resolution: :data:`RESOLUTIONS`). Metrics, each
 signed so that larger = more harm:
 
 - ``deviation``: the attack objective, ``||f(y+delta) - f(y)|| / ||f(y)||``;
@@ -17,7 +18,9 @@ Claims, for whatever models a sweep ran (no model is special):
 - ``grows_with_eps``: it degrades T more at the largest eps than at the smallest eps > 0;
 - ``structured``: its change on T has more structure than noise's (calibrated statistic);
 - ``noise_like``: its change on a transfer target T is closer to T's own noise response than
-  S's white-box change is to S's (spectrum and value-distribution distances), per attack.
+  S's white-box change is to S's (spectrum and value-distribution distances), per attack;
+- ``ablation_worse``: on the same perturbations, a target that is an ablation of another (the
+  diffusion sampler without its final data consistency) is degraded more than the original.
 
 Example:
 
@@ -31,15 +34,15 @@ from __future__ import annotations
 import math
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..io import atomic_write_json, atomic_write_text
 from . import records as R
-from .statistics import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, paired_outcome
+from .statistics import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NO_DIFFERENCE, paired_outcome
 
-__all__ = ["decide", "write_verdicts", "render_markdown", "summary_lines", "METRICS", "CLAIMS", "mean"]
+__all__ = ["decide", "ablations_of", "write_verdicts", "render_markdown", "summary_lines", "METRICS", "CLAIMS", "RESOLUTIONS", "mean"]
 
 
 def mean(values: Iterable[float | None]) -> float:
@@ -72,6 +75,12 @@ METRICS: dict[str, Callable[[dict], float | None]] = {
 }
 STRUCTURE = {"structure": _column(R.STRUCTURE_FRACTION)}
 DISTANCES = {"spectrum": _column(R.SPECTRUM_DISTANCE), "values": _column(R.VALUE_DISTANCE)}
+#: Resolution of each metric, relative to the compared values' size: paired differences within
+#: it are ties ("no difference"), never effects. Every metric is computed in float32 (about 7
+#: significant digits), so 1e-6 of the values is rounding; e.g. on the zero-filled model, where
+#: attack and equal-norm noise move the output exactly alike, deviations differ by ~1e-8.
+RESOLUTIONS = {"deviation": 1e-6, "ssim": 1e-6, "psnr": 1e-6, "structure": 1e-6, "spectrum": 1e-6,
+               "values": 1e-6}
 
 CLAIMS = {
     "beats_noise": "the worst case crafted on {surrogate} ({attack}) degrades {target} more than "
@@ -82,6 +91,8 @@ CLAIMS = {
                   "structure than equal-norm noise",
     "noise_like": "the change of {target} under the worst case crafted on {surrogate} ({attack}) "
                   "is more noise-like than {surrogate}'s own white-box change",
+    "ablation_worse": "the worst case crafted on {surrogate} ({attack}) degrades {target} (an ablation "
+                      "of {base}) more than {base}",
 }
 
 
@@ -103,21 +114,35 @@ class _Index:
 
 
 def _row(claim: str, metric: str, key: tuple, eps: float, ra: list[dict], rb: list[dict],
-         harm: Callable[[dict], float | None], seed: int) -> dict | None:
+         harm: Callable[[dict], float | None], seed: int, **fields: str) -> dict | None:
     a = [harm(r) for r in ra]
     b = [harm(r) for r in rb]
     if any(v is None for v in a + b) or not a:
         return None
-    out = paired_outcome(a, b, threshold=0.0, seed=seed)
+    out = paired_outcome(a, b, threshold=0.0, seed=seed, resolution=RESOLUTIONS.get(metric, 1e-6))
     surrogate, attack, target = key
-    text = CLAIMS[claim].format(surrogate=surrogate, attack=attack, target=target, eps=eps)
+    text = CLAIMS[claim].format(surrogate=surrogate, attack=attack, target=target, eps=eps, **fields)
     setting = R.WHITE_BOX if surrogate == target else R.TRANSFER
     return {"claim_id": claim, "claim": text, "metric": metric, "eps": eps, "surrogate": surrogate,
             "attack": attack, "target": target, "setting": setting, **out.as_dict()}
 
 
-def decide(records: Sequence[dict], seed: int = 0) -> list[dict]:
-    """One verdict row per claim x metric x eps x (surrogate, attack, target)."""
+def ablations_of(config: Mapping[str, Any] | None) -> dict[str, str]:
+    """Targets that are variants of another target (``models.<name>.model = "<target>"``, e.g.
+    ``diffusion_nodc`` of ``diffusion``): ``{variant: base}``."""
+    cfg = config or {}
+    targets = list(cfg.get("targets", []))
+    models = cfg.get("models", {}) or {}
+    return {t: spec["model"] for t, spec in models.items()
+            if t in targets and isinstance(spec, Mapping) and spec.get("model") in targets and spec["model"] != t}
+
+
+def decide(records: Sequence[dict], seed: int = 0, ablations: Mapping[str, str] | None = None) -> list[dict]:
+    """One verdict row per claim x metric x eps x (surrogate, attack, target).
+
+    :param ablations: ``{variant: base}`` target pairs (:func:`ablations_of`): the claim
+        ``ablation_worse`` compares, on the same perturbations, the variant's harm with the base's.
+    """
     index = _Index(records)
     noise = R.BASELINE_SURROGATE, R.BASELINE_ATTACK
     keys = sorted({k[:3] for k in index.cells if k[:2] != noise})
@@ -134,6 +159,12 @@ def decide(records: Sequence[dict], seed: int = 0) -> list[dict]:
         if len(grid) > 1:
             hi, lo = index.pairs((s, a, t, grid[-1]), (s, a, t, grid[0]))
             rows += [_row("grows_with_eps", m, (s, a, t), grid[-1], hi, lo, h, seed) for m, h in METRICS.items()]
+        base = (ablations or {}).get(t)
+        if base is not None:
+            for e in grid:
+                rv, rb = index.pairs((s, a, t, e), (s, a, base, e))
+                rows += [_row("ablation_worse", m, (s, a, t), e, rv, rb, h, seed, base=base)
+                         for m, h in METRICS.items()]
     return [r for r in rows if r is not None]
 
 
@@ -148,17 +179,21 @@ def _sentence(claim_rows: list[dict]) -> str:
     parts = []
     for metric in dict.fromkeys(r["metric"] for r in claim_rows):
         rs = [r for r in claim_rows if r["metric"] == metric]
-        counts = {o: sum(r["outcome"] == o for r in rs) for o in (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE)}
+        counts = {o: sum(r["outcome"] == o for r in rs) for o in (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, NO_DIFFERENCE)}
+        ties = f", no difference in {counts[NO_DIFFERENCE]}" if counts[NO_DIFFERENCE] else ""
         parts.append(f"in {metric} it holds in {counts[HOLDS]} of {len(rs)} cells, does not hold in "
-                     f"{counts[DOES_NOT_HOLD]}, inconclusive in {counts[INCONCLUSIVE]}")
+                     f"{counts[DOES_NOT_HOLD]}, inconclusive in {counts[INCONCLUSIVE]}{ties}")
     n = max(r["n"] for r in claim_rows)
     small = " (small sample: fewer than 10 slices per cell)" if any(r["small_sample"] for r in claim_rows) else ""
     return "; ".join(parts) + f"; n = {n} paired slices{small}."
 
 
-def render_markdown(rows: Sequence[dict], title: str = "Verdicts") -> str:
-    """``verdict.md``: per claim, a plain sentence and a table of outcomes per metric."""
-    lines = [f"# {title}", "",
+def render_markdown(rows: Sequence[dict], title: str = "Verdicts", config: Mapping[str, Any] | None = None) -> str:
+    """``verdict.md``: the study's questions answered (:mod:`~kspace_attacks.study.answers`), then
+    per claim a plain sentence and a table of outcomes per metric."""
+    from .answers import answer, render_answers_markdown
+
+    lines = [f"# {title}", "", render_answers_markdown(answer(rows, config)), "## Every claim", "",
              "Each cell: mean paired difference (a - b, positive = a is worse) [95 % bootstrap CI] "
              "and the outcome. Metrics: deviation = relative deviation (the attack objective), "
              "ssim / psnr = quality lost against the ground truth, structure = null-calibrated "
@@ -190,9 +225,10 @@ def summary_lines(rows: Sequence[dict]) -> list[str]:
     out = []
     for claim, metric in dict.fromkeys((r["claim_id"], r["metric"]) for r in rows):
         rs = [r for r in rows if r["claim_id"] == claim and r["metric"] == metric]
-        c = {o: sum(r["outcome"] == o for r in rs) for o in (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE)}
+        c = {o: sum(r["outcome"] == o for r in rs) for o in (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, NO_DIFFERENCE)}
+        ties = f"  no difference {c[NO_DIFFERENCE]:>3}" if c[NO_DIFFERENCE] else ""
         out.append(f"{claim:<15} {metric:<13} holds {c[HOLDS]:>3}  does not hold {c[DOES_NOT_HOLD]:>3}  "
-                   f"inconclusive {c[INCONCLUSIVE]:>3}  (of {len(rs)}; n = {max(r['n'] for r in rs)} slices)")
+                   f"inconclusive {c[INCONCLUSIVE]:>3}{ties}  (of {len(rs)}; n = {max(r['n'] for r in rs)} slices)")
     return out
 
 
@@ -200,8 +236,9 @@ def write_verdicts(report: Any, out: str | os.PathLike, title: str = "Verdicts",
                    extra_rows: Sequence[dict] = ()) -> list[dict]:
     """Decide the claims on ``report.records`` (plus ``extra_rows``, e.g. the targeted test's)
     and write ``verdict.json`` and ``verdict.md``."""
-    rows = decide(report.records) + list(extra_rows)
+    config = getattr(report, "config", None) or {}
+    rows = decide(report.records, ablations=ablations_of(config)) + list(extra_rows)
     out = Path(out)
     atomic_write_json(out / "verdict.json", {"rows": rows}, indent=1)
-    atomic_write_text(out / "verdict.md", render_markdown(rows, title))
+    atomic_write_text(out / "verdict.md", render_markdown(rows, title, config))
     return rows
