@@ -217,3 +217,17 @@ def load(weights: Any = _weights.EMBEDDED, device: str | torch.device = "cpu",
     ``kwargs`` override architecture options (they must agree with the weights' config).
     """
     return _weights.load_model(IRIM, "irim", DEFAULT_CONFIG, weights, device, kwargs)
+
+
+def load_adv(weights: Any = _weights.EMBEDDED, device: str | torch.device = "cpu",
+             **kwargs: Any) -> IRIM:
+    """Registry entry point of ``irim_adv``: the shipped irim fine-tuned adversarially
+    (``kspace-attacks train irim --robust adversarial``; settings in ``weights/irim_adv.json``)."""
+    return _weights.load_model(IRIM, "irim_adv", DEFAULT_CONFIG, weights, device, kwargs)
+
+
+def load_jit(weights: Any = _weights.EMBEDDED, device: str | torch.device = "cpu",
+             **kwargs: Any) -> IRIM:
+    """Registry entry point of ``irim_jit``: the shipped irim fine-tuned on equal-norm noise
+    (``kspace-attacks train irim --robust jitter``; settings in ``weights/irim_jit.json``)."""
+    return _weights.load_model(IRIM, "irim_jit", DEFAULT_CONFIG, weights, device, kwargs)

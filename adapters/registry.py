@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import warnings
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -30,7 +32,10 @@ BUILTIN: dict[str, str] = {
     "fastmri_unet": "kspace_attacks.adapters.fastmri_models:load_unet",
     "fastmri_varnet": "kspace_attacks.adapters.fastmri_models:load_varnet",
     "irim": "kspace_attacks.adapters.irim:load",
+    "irim_adv": "kspace_attacks.adapters.irim:load_adv",
+    "irim_jit": "kspace_attacks.adapters.irim:load_jit",
     "resunetpp": "kspace_attacks.adapters.resunetpp:load",
+    "resunetpp_adv": "kspace_attacks.adapters.resunetpp:load_adv",
     "zero_filled": "kspace_attacks.adapters.zero_filled:load",
 }
 
@@ -118,45 +123,80 @@ def load_reconstructor(name: str, weights: Any = "embedded", device: str | torch
     return model
 
 
-def resolve_model(spec: str, device: str | torch.device = "cpu", **kwargs: Any) -> Any:
-    """A model from a command-line SPEC: a registered name (:func:`load_reconstructor`, with
-    ``kwargs``) or ``"module:callable"`` / ``"path/to/file.py:callable"``, a factory called
-    without arguments that returns a model ``model(y, physics) -> x``.
+def resolve_model(spec: Any, device: str | torch.device = "cpu", **kwargs: Any) -> Any:
+    """A model from a SPEC, as the command line, sweep configs and ``evaluate`` name models.
 
-    Raises ``ValueError`` (bad ``module:callable``) or :class:`UnknownReconstructorError` (a
-    ``KeyError``; unknown name), each naming the SPEC and what is accepted.
+    SPEC is a registered name (:func:`load_reconstructor`, with ``kwargs``), ``"module:attr"``
+    or ``"path/to/file.py:attr"``, or already a model. ``attr`` may be a zero-argument factory
+    (a function or a class) returning a model, an ``nn.Module`` instance, or a plain function
+    ``f(y, physics) -> x``. An ``nn.Module`` is moved to ``device`` and put in eval mode.
+
+    Errors (``ValueError``, or :class:`UnknownReconstructorError` for an unknown name) name the
+    SPEC and suggest the form that would work (e.g. ``mymodel.py:make`` when ``mymodel`` is not
+    importable but ``mymodel.py`` is in the current folder).
 
     >>> from kspace_attacks.adapters.registry import resolve_model
     >>> type(resolve_model("zero_filled")).__name__
     'ZeroFilled'
+    >>> resolve_model("math:pi")
+    Traceback (most recent call last):
+    ...
+    ValueError: model: 'math:pi' is float 3.14..., not a model: expected a zero-argument factory, an nn.Module or a function f(y, physics)
     """
+    if callable(spec) and not isinstance(spec, str):
+        return _as_model(spec, repr(spec), device)
     if not isinstance(spec, str) or not spec.strip():
-        raise TypeError(f"model: expected a registered name or 'module:callable', got {describe(spec)}")
+        raise TypeError(f"model: expected a registered name, 'module:callable', 'file.py:callable' or a "
+                        f"model, got {describe(spec)}")
     if ":" not in spec:
         try:
             return load_reconstructor(spec, device=device, **kwargs)
         except UnknownReconstructorError:
+            hint = f"; did you mean '{spec}.py:<callable>'?" if Path(f"{spec}.py").is_file() else ""
             raise UnknownReconstructorError(
                 f"model: unknown reconstructor {spec!r}; expected a registered name "
-                f"({', '.join(list_reconstructors())}) or 'module:callable' returning a model"
+                f"({', '.join(list_reconstructors())}) or 'module:callable' / 'file.py:callable' "
+                f"returning a model{hint}"
             ) from None
     module, _, attr = spec.rpartition(":")
     if not module or not attr:
-        raise ValueError(f"model: expected 'module:callable', got {spec!r}")
-    factory = _load_factory(spec, module, attr)
-    if not callable(factory):
-        raise ValueError(f"model: {spec!r} is {describe(factory)}, not a callable returning a model")
-    model = factory()
-    if not callable(model):
-        raise ValueError(f"model: {spec!r} returned {describe(model)}, not a model(y, physics)")
-    if isinstance(model, nn.Module):
-        model.to(device).eval()
-    return model
+        raise ValueError(f"model: expected 'module:callable' or 'file.py:callable', got {spec!r}")
+    return _as_model(_load_factory(spec, module, attr), repr(spec), device)
+
+
+def _required_positional(fn: Any) -> int | None:
+    """Number of required positional parameters of ``fn`` (None when it cannot be told)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    return sum(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+               for p in params)
+
+
+def _as_model(obj: Any, label: str, device: str | torch.device) -> Any:
+    """``obj`` as a model: an nn.Module or f(y, physics) as is, a factory called first."""
+    forms = "expected a zero-argument factory, an nn.Module or a function f(y, physics)"
+    if isinstance(obj, nn.Module):
+        return obj.to(device).eval()
+    if not callable(obj):
+        raise ValueError(f"model: {label} is {describe(obj)}, not a model: {forms}")
+    n = _required_positional(obj)
+    if n == 0 or isinstance(obj, type):
+        try:
+            model = obj()
+        except TypeError as e:
+            raise ValueError(f"model: {label} could not be called without arguments ({e}); {forms}") from e
+        if not callable(model):
+            raise ValueError(f"model: {label} returned {describe(model)}, not a model(y, physics)")
+        return model.to(device).eval() if isinstance(model, nn.Module) else model
+    if n in (None, 2):
+        return obj  # a plain function f(y, physics)
+    raise ValueError(f"model: {label} takes {n} required arguments; {forms}")
 
 
 def _load_factory(spec: str, module: str, attr: str) -> Any:
     import importlib.util
-    from pathlib import Path
 
     try:
         if module.endswith(".py"):
@@ -169,7 +209,9 @@ def _load_factory(spec: str, module: str, attr: str) -> Any:
         else:
             mod = importlib.import_module(module)
     except ImportError as e:
-        raise ValueError(f"model: {spec!r}: cannot import module {module!r} ({e})") from e
+        hint = (f"; did you mean '{module}.py:{attr}'?" if Path(f"{module}.py").is_file()
+                else "; a file is named as 'path/to/file.py:callable'")
+        raise ValueError(f"model: {spec!r}: cannot import module {module!r} ({e}){hint}") from e
     obj: Any = mod
     for part in attr.split("."):
         if not hasattr(obj, part):

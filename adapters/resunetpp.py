@@ -208,3 +208,10 @@ def load(weights: Any = _weights.EMBEDDED, device: str | torch.device = "cpu",
     ``kwargs`` override architecture options (they must agree with the weights' config).
     """
     return _weights.load_model(ResUnetPP, "resunetpp", DEFAULT_CONFIG, weights, device, kwargs)
+
+
+def load_adv(weights: Any = _weights.EMBEDDED, device: str | torch.device = "cpu",
+             **kwargs: Any) -> ResUnetPP:
+    """Registry entry point of ``resunetpp_adv``: the shipped resunetpp fine-tuned adversarially
+    (``kspace-attacks train resunetpp --robust adversarial``; settings in ``weights/resunetpp_adv.json``)."""
+    return _weights.load_model(ResUnetPP, "resunetpp_adv", DEFAULT_CONFIG, weights, device, kwargs)

@@ -7,6 +7,7 @@ found there (so ``--only`` re-runs one model and keeps the others). Protocol v1 
 
     nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/make_cards.py --protocol v1 --out docs/cards
     nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/make_cards.py --only zero_filled irim resunetpp
+    python benchmarks/make_cards.py --only irim_adv irim_jit resunetpp_adv   # the robust models
 
 The diffusion model (100-step seeded sampler, about 1.5 s per slice without gradients) is too
 slow to differentiate under the protocol: a white-box attack through its 100-step sampler
@@ -38,7 +39,10 @@ DIFFUSION_NOTE = ("the same weights with a 10-step differentiable sampler (load_
 MODELS = {
     "zero_filled": {},
     "irim": {},
+    "irim_adv": {},
+    "irim_jit": {},
     "resunetpp": {},
+    "resunetpp_adv": {},
     "diffusion": {"attack_model": {"differentiable": True, "steps": 10}, "note": DIFFUSION_NOTE},
 }
 

@@ -45,7 +45,7 @@ _EXPORTS = {
     "evaluate": "testing.card",
 }
 _SUBMODULES = ("attacks", "losses", "metrics", "data", "study", "testing", "interop", "io",
-               "adapters")
+               "adapters", "defense")
 # old top-level names: name -> (module, attribute or None for the module itself)
 _DEPRECATED = {
     "DEFAULT_EPS": ("study.records", "STUDY_EPS"),

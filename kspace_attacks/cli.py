@@ -22,10 +22,12 @@ import csv
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main", "EXIT_OK", "EXIT_ERROR", "EXIT_FAILED_SLICES", "EXIT_INTERRUPTED"]
 
 EXIT_OK, EXIT_ERROR, EXIT_FAILED_SLICES, EXIT_INTERRUPTED = 0, 2, 3, 130
+PANEL_SLICES = 2  # slices whose image panels a sweep stores for report.html
 SWEEP_EXIT_CODES = """\
 exit codes:
   0    every slice succeeded (or some failed and --allow-failures was given)
@@ -118,13 +120,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(f"Plan of {args.config} (dry run: nothing is written to {args.out})")
         print(plan_sweep(cfg).text())
         return EXIT_OK
-    report = run_sweep(cfg, args.out, progress=not args.quiet)
+    from .study.config import build_models
+
+    models = build_models(cfg)  # once: for the sweep and for the stored report panels
+    report = run_sweep(cfg, args.out, progress=not args.quiet, models=models)
     failures = _failures(Path(args.out), report)
     code = EXIT_OK
     if failures is not None:
         code = EXIT_OK if args.allow_failures and not failures[1] else EXIT_FAILED_SLICES
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports the merged run
         _print_tables(report)
+        _write_verdicts_and_page(Path(args.out), report, models, max_slices=PANEL_SLICES)
         if failures is not None:
             what = ("warning: partial results accepted (--allow-failures): " if code == EXIT_OK
                     else "every slice failed: " if failures[1] else "")
@@ -134,28 +140,36 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .study.report import TransferReport, records_from_csv
-    from .study.targeted import targeted_verdicts
-    from .study.verdicts import summary_lines, write_verdicts
+    from .study.report import TransferReport
 
     report = TransferReport.load(args.dir)
     paths = report.plot(args.dir)
     _print_tables(report)
     print("Figures: " + ", ".join(str(p) for p in paths))
-    targeted = Path(args.dir) / "targeted.csv"
+    models = _report_models(args, report.config) if args.rebuild_panels else None
+    _write_verdicts_and_page(Path(args.dir), report, models, max_slices=args.max_slices)
+    return 0
+
+
+def _write_verdicts_and_page(directory: Path, report: Any, models: dict | None, **panels: Any) -> None:
+    """verdict.json / verdict.md (with the targeted rows when targeted.csv exists) and
+    report.html of a finished run; image panels only for the given ``models``."""
+    from .study.html import write_html_report
+    from .study.report import records_from_csv
+    from .study.targeted import targeted_verdicts
+    from .study.verdicts import summary_lines, write_verdicts
+
+    targeted = directory / "targeted.csv"
     extra = targeted_verdicts(records_from_csv(targeted)) if targeted.is_file() else []
-    previous = Path(args.dir) / "verdict.md"  # keep the title the run gave its verdicts
+    previous = directory / "verdict.md"  # keep the title the run gave its verdicts
     first = previous.read_text(encoding="utf-8").split("\n", 1)[0] if previous.is_file() else ""
     title = first[2:].strip() if first.startswith("# ") else "Verdicts"
-    items = write_verdicts(report, args.dir, title=title, extra_rows=extra)
+    items = write_verdicts(report, directory, title=title, extra_rows=extra)
     if items:
         print("Verdicts (verdict.md has every claim with its CI):")
         print("\n".join(f"  {line}" for line in summary_lines(items)))
-    from .study.html import write_html_report
-
-    page = write_html_report(args.dir, _report_models(args, report.config), max_slices=args.max_slices)
+    page = write_html_report(directory, models, **panels)
     print(f"Report: {page.resolve()} (self-contained: open it in a browser)")
-    return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -269,10 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="exit 0 (with a warning) when some but not all slices failed")
     report = sub.add_parser("report", help="re-render tables, plots, verdicts and report.html of saved results")
     report.add_argument("dir", help="folder written by demo or sweep")
-    report.add_argument("--no-panels", action="store_true",
-                        help="no per-slice image panels in report.html (they rebuild the models and "
-                             "reconstruct the saved perturbations: minutes with the diffusion model)")
-    report.add_argument("--max-slices", type=int, default=8, help="slices with image panels (default: %(default)s)")
+    report.add_argument("--rebuild-panels", action="store_true",
+                        help="rebuild the per-slice image panels from the configuration's models (minutes "
+                             "with the diffusion model) and store them; by default report.html shows the "
+                             "panels the sweep stored and no model is built")
+    report.add_argument("--no-panels", action="store_true", help=argparse.SUPPRESS)  # the default now
+    report.add_argument("--max-slices", type=int, default=8,
+                        help="slices with image panels when rebuilding (default: %(default)s)")
     evaluate = sub.add_parser(
         "evaluate", help="robustness card of a model under a fixed protocol (card.json, card.md)",
         description="Attack a model under a fixed, versioned protocol (v2, the default: the "

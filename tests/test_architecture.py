@@ -26,8 +26,9 @@ ALLOWED = {
     "study": {"core", "data", "study"},
     "testing": {"core", "data", "testing"},
     "interop": {"core", "interop"},
-    "adapters": {"core", "data", "adapters"},
-    "cli": {"core", "data", "study", "testing", "interop", "adapters", "cli"},
+    "defense": {"core", "defense"},
+    "adapters": {"core", "data", "defense", "adapters"},
+    "cli": {"core", "data", "study", "testing", "interop", "defense", "adapters", "cli"},
 }
 # The one sanctioned upward reach: the sweep configuration resolves model names.
 EXCEPTIONS = {("kspace_attacks.study.config", "kspace_attacks.adapters")}
@@ -52,7 +53,7 @@ def layer_of(module: str) -> str:
     if len(parts) == 1:
         return "core"  # the package face: lazy re-exports only
     head = parts[1]
-    if head in ("data", "study", "testing", "interop", "adapters"):
+    if head in ("data", "study", "testing", "interop", "defense", "adapters"):
         return head
     if head in ("cli", "__main__"):
         return "cli"

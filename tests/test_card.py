@@ -155,7 +155,7 @@ def test_registered_and_module_models_through_the_resolver(tmp_path):
                                                  r"registered name \(.*zero_filled.*\) or 'module:callable'"),
     ("no_such_module_xyz:make", ValueError, r"'no_such_module_xyz:make': cannot import module"),
     ("kspace_attacks:no_such_factory", ValueError, r"has no attribute 'no_such_factory'"),
-    ("math:pi", ValueError, r"'math:pi' is float 3.14.*not a callable returning a model"),
+    ("math:pi", ValueError, r"'math:pi' is float 3.14.*not a model: expected a zero-argument factory"),
     ("missing_file.py:make", ValueError, r"file missing_file.py does not exist"),
     (":make", ValueError, r"expected 'module:callable'"),
 ])

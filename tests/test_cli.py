@@ -90,7 +90,8 @@ def swept(tmp_path_factory):
 def test_sweep_writes_results(swept):
     config, out, code = swept
     assert code == 0
-    for name in ("records.csv", "summary.json", "summary.csv", "config.toml", *FIGURES):
+    for name in ("records.csv", "summary.json", "summary.csv", "config.toml", *FIGURES,
+                 "verdict.json", "verdict.md", "report.html"):  # every sweep ends with its answers
         assert (out / name).is_file(), name
     # the config that ran, as TOML, loads back to the validated tiny config
     assert load_config(out / "config.toml") == load_config(config)
@@ -130,6 +131,26 @@ def test_report_rerenders(swept, capsys):
     assert "ssim_vs_clean (mean per eps)" in text and "delta_psnr (mean per eps)" in text
     assert "zero_filled -> zero_filled" in text and "random -> zero_filled" in text
     assert any(line.startswith("Figures: ") for line in text.splitlines())
+
+
+def test_report_shows_the_panels_the_sweep_stored_without_any_model(swept, capsys, monkeypatch):
+    _, out, code = swept
+    assert code == 0
+    index = json.loads((out / "panels" / "index.json").read_text())
+    assert index["targets"] == ["zero_filled"] and len(index["panels"]) == 2  # eps 0.05 x 2 slices
+
+    def no_models(*a, **k):
+        raise AssertionError("report built a model")
+
+    import kspace_attacks.study.config as config_module
+
+    monkeypatch.setattr(config_module, "build_models", no_models)
+    (out / "report.html").unlink()
+    code, _, err = _run(capsys, "report", str(out))
+    assert code == 0, err
+    page = (out / "report.html").read_text()
+    assert page.count("class='slice-panel'") + page.count('class="slice-panel"') >= 2
+    assert "not computed" not in page
 
 
 def _bad_config(tmp_path, text):

@@ -41,6 +41,9 @@ MODULES = [
     "kspace_attacks.testing.protocol",
     "kspace_attacks.testing.card",
     "kspace_attacks.testing.card_render",
+    "kspace_attacks.defense.adversarial",
+    "kspace_attacks.defense.jitter",
+    "kspace_attacks.defense.factory",
 ]
 
 

@@ -76,3 +76,22 @@ def test_errors_name_the_argument(volume_path, tmp_path):
         load_nifti_slices(path, slices=[99])
     with pytest.raises(ValueError, match="preset: expected img_size"):
         load_nifti_slices(path, size=32, preset="embedded")
+
+
+def test_the_unseen_brain_ships_with_its_notice_and_reads_as_a_data_set():
+    from importlib import resources
+
+    from kspace_attacks.data import unseen_brain
+
+    data = unseen_brain()
+    assert len(data) == 10
+    x, y = data[3]
+    assert x.shape == (2, 64, 64) and y.shape == (2, 64, 64)
+    assert float(x[0].min()) >= 0 and abs(float(x[0].max()) - 1) < 1e-6 and float(x[1].abs().max()) == 0
+    notice = (resources.files("kspace_attacks.data") / "NOTICE-DIPY-S0.txt").read_text()
+    assert "S0_10slices.nii.gz" in notice and "Redistribution and use in source and binary forms" in notice
+    # a different brain from the training template: no embedded test image matches it
+    from kspace_attacks.data import demo_batch
+
+    xe, _, _ = demo_batch(16)
+    assert min(float((xe[:, 0] - x[0]).abs().mean(dim=(1, 2)).min()), 1.0) > 0.02

@@ -20,7 +20,7 @@ from kspace_attacks.adapters import (
 from kspace_attacks.adapters import registry
 
 REQUIRED = {"diffusion", "irim", "resunetpp", "zero_filled", "fastmri_unet", "fastmri_varnet"}
-SHIPPED = ["irim", "resunetpp", "zero_filled"]
+SHIPPED = ["irim", "irim_adv", "irim_jit", "resunetpp", "resunetpp_adv", "zero_filled"]
 
 
 def _skip_unavailable(name: str) -> None:

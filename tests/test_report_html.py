@@ -94,14 +94,24 @@ def test_structure_maps_reproduce_the_records(page):
     assert all(a == b for a, b in pairs)
 
 
-def test_without_models_the_saved_panel_stands_in(folder, tmp_path):
+def test_without_models_the_stored_panels_show(folder, tmp_path):
+    d = tmp_path / "stored"
+    shutil.copytree(folder, d)
+    assert (d / "panels" / "index.json").is_file()  # the page built with models stored them
+    text = write_html_report(d).read_text()
+    assert text.count('class="slice-panel"') == 2
+    assert re.findall(r"structure ([\d.]+)% \(record ([\d.]+)%\)", text)
+
+
+def test_without_models_or_stored_panels_the_saved_panel_stands_in(folder, tmp_path):
     d = tmp_path / "copy"
     shutil.copytree(folder, d)
+    shutil.rmtree(d / "panels", ignore_errors=True)  # results of a run that stored no panels
     shutil.copy(d / "delta_ssim_vs_eps.png", d / "panel.png")
     text = write_html_report(d).read_text()
     assert "slice-select" not in text.split("<script>")[0]
     assert "The panel saved with the results (panel.png)" in text
-    assert "no models were given" in text
+    assert "no panels were stored with the results" in text
 
 
 def _png_size(path):

@@ -44,6 +44,7 @@ from kspace_attacks.io import atomic_torch_save
 from kspace_attacks.losses import magnitude
 
 from .. import _weights
+from .robust import Robust, metric_of
 from .common import (
     add_optimisation_args,
     append_jsonl,
@@ -143,6 +144,12 @@ class _Settings:
     ckpt_every: int
     val_every: int
     device: str | torch.device
+    robust: Robust | None = None
+    robust_loss: Any = None  # the deepinv loss built from ``robust`` (None: standard training)
+
+    @property
+    def weights_name(self) -> str:
+        return self.name if self.robust is None else self.robust.weights_name(self.name)
 
 
 @dataclass
@@ -158,7 +165,8 @@ class _State:
 
 def _settings(name: str, steps: int | None, batch_size: int | None, lr: float | None,
               seed: int, log_every: int, ckpt_every: int, val_every: int,
-              threads: int | None, device: str | torch.device) -> _Settings:
+              threads: int | None, device: str | torch.device,
+              robust: Robust | None = None) -> _Settings:
     """Validate the arguments (missing ones from :data:`SPECS`) and apply ``threads``."""
     check_choice("name", name, TRAINABLE)
     spec = SPECS[name]
@@ -167,8 +175,11 @@ def _settings(name: str, steps: int | None, batch_size: int | None, lr: float | 
         spec["batch_size"] if batch_size is None else batch_size,
         spec["lr"] if lr is None else lr,
         seed, ckpt_every, threads, log_every=log_every)
+    if robust is not None and not isinstance(robust, Robust):
+        raise TypeError(f"robust: expected a Robust(kind=...) or None, got {type(robust).__name__}")
+    loss = None if robust is None else robust.loss(metric_of(loss_fn, spec["loss"]), seed)
     return _Settings(name, spec["loss"], steps, batch_size, lr, log_every, ckpt_every, val_every,
-                     device)
+                     device, robust, loss)
 
 
 def _data(train_data: Dataset | None, val_data: Dataset | None, test_data: Dataset | None,
@@ -227,7 +238,12 @@ def _train_step(cfg: _Settings, state: _State, train_data: Dataset, physics: Any
     idx = torch.randint(len(train_data), (cfg.batch_size,), generator=state.sampler)
     x, y = (t.to(cfg.device) for t in batch_of(train_data, idx))
     set_lr(state.opt, lr_at(state.step, cfg.steps, cfg.lr))
-    loss = loss_fn(cfg.loss, state.model(y, physics), x)
+    x_hat = state.model(y, physics)
+    if cfg.robust_loss is None:
+        loss = loss_fn(cfg.loss, x_hat, x)
+    else:
+        cfg.robust_loss.calls = state.step  # draws are a function of the step: resumable
+        loss = cfg.robust_loss(x_hat, x, y, physics, state.model)
     apply_gradients(state.opt, loss)
     state.step += 1
     return loss
@@ -239,7 +255,7 @@ def _train_loop(cfg: _Settings, state: _State, train_data: Dataset, val_data: Da
     from tqdm.auto import tqdm
 
     log_path = out / "log.jsonl"
-    bar = tqdm(total=cfg.steps, initial=state.step, desc=f"train {cfg.name}",
+    bar = tqdm(total=cfg.steps, initial=state.step, desc=f"train {cfg.weights_name}",
                disable=not progress, mininterval=10)
     t0, running = time.perf_counter() - state.elapsed, []
     while state.step < cfg.steps:
@@ -267,8 +283,8 @@ def _summary(cfg: _Settings, state: _State, seed: int, preset: str,
              train_data: Dataset) -> dict:
     """The run's record (without test metrics): architecture, size and training facts."""
     model = state.model
-    return {
-        "name": cfg.name,
+    record = {
+        "name": cfg.weights_name,
         "architecture": model.config,
         "parameters": sum(p.numel() for p in model.parameters()),
         "training": {
@@ -284,6 +300,9 @@ def _summary(cfg: _Settings, state: _State, seed: int, preset: str,
             "python": platform.python_version(),
         },
     }
+    if cfg.robust is not None:
+        record["training"]["robust"] = cfg.robust.record()
+    return record
 
 
 def _test_metrics(model: nn.Module, test_data: Dataset, physics: Any,
@@ -319,6 +338,7 @@ def train(
     physics: Any = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    robust: Robust | None = None,
 ) -> dict:
     """Train ``name`` (``"irim"`` or ``"resunetpp"``) and write weights + JSON to ``out``.
 
@@ -340,14 +360,18 @@ def train(
     :param physics: forward operator matching the data (default: the preset's).
     :param device: torch device.
     :param progress: show a tqdm progress bar.
+    :param robust: robust training (:class:`~.robust.Robust`: adversarial or jitter, its eps
+        and starting weights); the weights are then written as ``<name>_adv`` / ``<name>_jit``.
     :return: summary dict (the content of ``<name>.json``).
     """
     cfg = _settings(name, steps, batch_size, lr, seed, log_every, ckpt_every, val_every,
-                    threads, device)
+                    threads, device, robust)
     train_data, val_data, test_data, physics = _data(train_data, val_data, test_data, physics,
                                                      preset, seed, device)
     out = run_dir(out)
     state = _init_state(cfg, arch, seed)
+    if robust is not None and robust.init is not None:
+        _weights.load_state(state.model, _weights.resolve(name, robust.init))
     _resume(state, out / "checkpoint.pt", out / "log.jsonl", resume, device)
     _train_loop(cfg, state, train_data, val_data, physics, out, progress)
 
@@ -355,8 +379,8 @@ def train(
     summary = _summary(cfg, state, seed, preset, train_data)
     if test_data is not None:
         summary["metrics"] = _test_metrics(state.model, test_data, physics, device)
-    _weights.save_state(state.model, out / f"{name}.safetensors", state.model.config)
-    (out / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _weights.save_state(state.model, out / f"{cfg.weights_name}.safetensors", state.model.config)
+    (out / f"{cfg.weights_name}.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -378,14 +402,34 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="embedded",
                    help="data preset: embedded (64x64) or paper (256x256)")
     p.add_argument("--no-progress", action="store_true")
+    r = p.add_argument_group("robust training (weights written as <name>_adv / <name>_jit)")
+    r.add_argument("--robust", choices=("adversarial", "jitter"), default=None)
+    r.add_argument("--eps", type=float, default=0.05,
+                   help="relative level of the perturbations trained against (default 0.05)")
+    r.add_argument("--mix", type=float, default=0.5, help="weight of the perturbed loss term")
+    r.add_argument("--budget", type=int, default=4,
+                   help="gradient evaluations of the inner attack per step (adversarial)")
+    r.add_argument("--attack", default="apgd", help="inner attack (adversarial)")
+    r.add_argument("--objective", default="deviation", help="inner objective (adversarial)")
+    r.add_argument("--noise", choices=("equal_norm", "gaussian"), default="equal_norm",
+                   help="jitter noise")
+    r.add_argument("--init", default="embedded",
+                   help="starting weights: embedded (fine-tune the shipped model), a "
+                        ".safetensors path, or none")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``kspace-attacks train <name> [--steps N] [--batch-size B] [--lr LR] ...``."""
     a = parser().parse_args(argv)
+    robust = None
+    if a.robust is not None:
+        robust = Robust(a.robust, eps=a.eps, mix=a.mix, budget=a.budget, attack=a.attack,
+                        objective=a.objective, noise=a.noise,
+                        init=None if a.init.lower() == "none" else a.init)
+    default_out = Path("runs") / (a.name if robust is None else robust.weights_name(a.name))
     summary = train(a.name, steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
-                    out=a.out or Path("runs") / a.name, resume=a.resume,
+                    out=a.out or default_out, resume=a.resume, robust=robust,
                     log_every=a.log_every, threads=a.threads, ckpt_every=a.ckpt_every,
                     val_every=a.val_every, device=a.device, progress=not a.no_progress,
                     preset=a.preset)

@@ -17,8 +17,8 @@ __all__ = ["GaussianNoise"]
 class GaussianNoise(Attack):
     r"""Random perturbation on the boundary of the ball: the equal-norm baseline.
 
-    For :class:`~kspace_attacks.KSpaceL2` a Gaussian direction on the support scaled to exactly
-    the budget (Genzel et al.'s baseline); for :class:`~kspace_attacks.KSpaceLinf` every
+    For :class:`~kspace_attacks.KSpaceL2` a Gaussian direction on the entries the model sees
+    scaled to exactly the budget (Genzel et al.'s baseline; :attr:`draw_threat`); for :class:`~kspace_attacks.KSpaceLinf` every
     supported entry at the full modulus with a random phase. With ``draws > 1`` the worst of
     several draws is kept (random search). No gradients.
 
@@ -58,9 +58,24 @@ class GaussianNoise(Attack):
         super().__init__(threat, loss, seed, eot, monotone)
         self.draws = check_positive_int("draws", draws)
 
+    @property
+    def draw_threat(self) -> ThreatModel:
+        """The threat model the noise is drawn in: with ``support="full"`` the measured entries
+        only, at the full budget.
+
+        A draw over the whole grid would be masked by the physics and reach the model with about
+        1/acceleration of its energy, while an attack puts its whole budget where the model
+        looks (the gradient is zero elsewhere): the control would run at a fraction of the
+        attack's strength. Drawn on the measured entries, both deliver ``eps ||y||``, and the
+        draw is still in the threat model's ball, on its boundary.
+        """
+        t = self.threat
+        return t.replace(support="measured") if t.support == "full" else t
+
     def _run(self, problem: Problem, generator: torch.Generator) -> None:
+        threat = self.draw_threat
         for _ in range(self.draws):
-            problem.evaluate(self.threat.sphere(problem.y, problem.physics, generator), grad=False)
+            problem.evaluate(threat.sphere(problem.y, problem.physics, generator), grad=False)
 
     def _params(self) -> dict[str, Any]:
         return {"draws": self.draws}

@@ -11,7 +11,7 @@ Example::
 from .coils import birdcage_maps
 from .embedded import EmbeddedBrain, demo_batch, load_embedded
 from .masks import deepinv_mask, paper_mask
-from .nifti import NiftiSlices, load_nifti_slices
+from .nifti import NiftiSlices, load_nifti_slices, unseen_brain
 from .presets import Preset, get_preset, list_presets
 from .synth import CONTRASTS, augment, synthesize
 
@@ -30,6 +30,7 @@ __all__ = [
     "load_nifti_slices",
     "paper_mask",
     "synthesize",
+    "unseen_brain",
 ]
 
 from .fastmri import (  # noqa: E402  (fastmri itself is imported lazily inside)

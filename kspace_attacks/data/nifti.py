@@ -207,3 +207,25 @@ class NiftiSlices(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         return self.x[index], self.y[index]
+
+
+#: A real brain none of the shipped models saw in training (dipy's b0 volume; see
+#: ``NOTICE-DIPY-S0.txt``): 10 axial slices, T2-weighted, 128 x 128 at 2 mm.
+UNSEEN_BRAIN = "unseen_brain_dipy_S0.nii.gz"
+
+
+def unseen_brain(preset: str | Preset = "embedded", seed: int = 0) -> NiftiSlices:
+    """The shipped brain the models never saw, as ``(x, y)`` pairs of ``preset``.
+
+    The shipped models were trained on the MNI ICBM152 template; this is a different person's
+    scan and contrast (a diffusion b0 volume), resampled to the preset's size.
+
+    >>> from kspace_attacks.data import unseen_brain
+    >>> data = unseen_brain()
+    >>> len(data), tuple(data[0][0].shape)
+    (10, (2, 64, 64))
+    """
+    from importlib import resources
+
+    path = Path(str(resources.files("kspace_attacks.data") / UNSEEN_BRAIN))
+    return NiftiSlices(path, preset=preset, seed=seed, slices=range(10))

@@ -71,6 +71,7 @@ Sample ids name the file and slice (``<file stem>-<slice>``; embedded: ``<split>
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import os
 from collections.abc import Mapping
@@ -343,6 +344,11 @@ def build_attacks(cfg: Mapping[str, Any]) -> dict[str, _attacks.Attack]:
     for name, spec in cfg["attacks"].items():
         spec = dict(spec)
         cls = _attacks.attack_class(spec.pop("type"))
+        known = [p for p in inspect.signature(cls).parameters if p not in ("threat", "seed")]
+        unknown = sorted(set(spec) - set(known))
+        if unknown:
+            raise ConfigError(f"config: attacks.{name}: unknown key(s) {unknown} for {cls.__name__}; "
+                              f"known keys: {['type', *known]}")
         try:
             out[name] = cls(threat, seed=cfg["seed"], **spec)
         except (TypeError, ValueError) as e:
@@ -355,11 +361,25 @@ def _load(name: str, spec: Mapping[str, Any], device: str) -> Any:
 
     kwargs = dict(spec)
     registered = kwargs.pop("model", name)  # models.diffusion_nodc = {model = "diffusion", ...}
+    if ":" in registered:  # a user's model: models.mine = {model = "mymodel.py:make"}
+        from ..adapters import resolve_model
+
+        if kwargs:
+            raise ConfigError(f"config: models.{name}: a model given as {registered!r} takes no "
+                              f"loading arguments, got {sorted(kwargs)}")
+        return resolve_model(registered, device=device)
     weights = kwargs.pop("weights", "embedded")
     weights = None if weights in ("none", "random") else weights  # TOML has no null
     if kwargs.get("seed") == "none":
         kwargs["seed"] = None
-    return load_reconstructor(registered, weights=weights, device=device, **kwargs)
+    from ..adapters import UnknownReconstructorError
+
+    try:
+        return load_reconstructor(registered, weights=weights, device=device, **kwargs)
+    except UnknownReconstructorError as e:
+        raise ConfigError(f"config: model {name!r}: {e}; for your own model add a table "
+                          f"[models.{name}] with model = \"mymodel.py:make\" (or \"package.module:make\"): "
+                          f"a zero-argument factory, an nn.Module or a function f(y, physics)") from None
 
 
 def build_models(cfg: Mapping[str, Any]) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from typing import Any
 
 from ..io import atomic_write_text, read_json
 from . import records as R
-from .html_panels import PanelSet, build_panels
+from .html_panels import PanelSet, build_panels, load_panels, save_panels
 from .report import TransferReport
 
 __all__ = ["write_html_report", "render_html_report"]
@@ -410,10 +410,15 @@ def render_html_report(directory: str | os.PathLike, models: Mapping[str, Any] |
     report = TransferReport.load(d)
     verdicts = read_json(d / "verdict.json").get("rows", []) if (d / "verdict.json").is_file() else []
     failed = _read_csv(d / "failed.csv")
-    panels, reason = None, "no models were given (kspace-attacks report builds them from the configuration)"
-    if models:
+    if models:  # built from the run's models, and stored so later pages need no model
         panels = build_panels(d, report.config, report.records, models, **panel_options)
         reason = "no saved perturbations or no configured target among the given models"
+        if panels is not None:
+            save_panels(panels, d)
+    else:
+        panels = load_panels(d)
+        reason = ("no panels were stored with the results (the sweep stores them; "
+                  "`kspace-attacks report --rebuild-panels` builds them from the configuration's models)")
     curves, plotted = _curves_section(report) if report.records else ("<p>No records.</p>", set())
     title = f"kspace-attacks report: {d.resolve().name}"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -451,7 +456,8 @@ def write_html_report(directory: str | os.PathLike, models: Mapping[str, Any] | 
 
     :param directory: a folder written by ``kspace-attacks sweep`` or ``demo``.
     :param models: name -> reconstructor for the image panels (the configuration's targets
-        found here get rows); ``None``: only the panels saved as PNG are shown.
+        found here get rows; the panels are stored in ``directory/panels`` for later pages);
+        ``None``: the stored panels are shown, and no model is built or run.
     :param out: where to write (default ``directory / "report.html"``).
     :param panel_options: ``surrogate``, ``attack``, ``eps``, ``null_draws``, ``max_slices`` of
         :func:`kspace_attacks.study.html_panels.build_panels`.

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ..attacks.base import frozen_eval
 from ..figures import pyplot
+from ..io import atomic_path, atomic_write_json, read_json
 from ..losses import magnitude
 from . import records as R
 from .artifacts import residual
@@ -33,7 +34,12 @@ from .null import structure_map
 from .report import perturbation_filename
 from .transfer import Stacked, target_null
 
-__all__ = ["Panel", "PanelSet", "build_panels", "default_panel_eps", "figure_png"]
+__all__ = ["Panel", "PanelSet", "build_panels", "default_panel_eps", "figure_png", "save_panels",
+           "load_panels", "PANELS_DIR"]
+
+#: Sub-folder of a result folder where the panels are stored when the run has its models, so
+#: that ``kspace-attacks report`` shows them without building or running any model.
+PANELS_DIR = "panels"
 
 
 @dataclass
@@ -212,4 +218,36 @@ def build_panels(directory: str | Path, config: Mapping[str, Any], records: Sequ
                     rows.append((t, maps[t], row, _record_text(index.get((sid, surrogate, attack, t, e)), area)))
                 title = f"{surrogate} / {attack} perturbation, eps = {e:g}, slice {sid}"
                 out.panels.append(Panel(e, sid, _figure(rows, title), title, [(r[0], r[3]) for r in rows]))
+    return out
+
+
+def save_panels(panels: PanelSet, directory: str | Path) -> Path:
+    """Store ``panels`` under ``directory/panels/`` (one PNG per panel and ``index.json``),
+    each file written atomically; returns the index path."""
+    folder = Path(directory) / PANELS_DIR
+    entries = []
+    for k, p in enumerate(panels.panels):
+        name = f"panel_{k:03d}.png"
+        with atomic_path(folder / name) as tmp:
+            tmp.write_bytes(p.png)
+        entries.append({"eps": p.eps, "slice_id": p.slice_id, "file": name, "caption": p.caption,
+                        "details": [list(d) for d in p.details]})
+    index = {"surrogate": panels.surrogate, "attack": panels.attack, "eps": panels.eps,
+             "slice_ids": panels.slice_ids, "targets": panels.targets, "notes": panels.notes,
+             "panels": entries}
+    return atomic_write_json(folder / "index.json", index)
+
+
+def load_panels(directory: str | Path) -> PanelSet | None:
+    """The panels :func:`save_panels` stored in ``directory`` (``None`` if there are none)."""
+    folder = Path(directory) / PANELS_DIR
+    if not (folder / "index.json").is_file():
+        return None
+    index = read_json(folder / "index.json")
+    out = PanelSet(index["surrogate"], index["attack"], [float(e) for e in index["eps"]],
+                   list(index["slice_ids"]), list(index["targets"]), notes=list(index["notes"]))
+    for e in index["panels"]:
+        png = (folder / e["file"]).read_bytes()
+        out.panels.append(Panel(float(e["eps"]), e["slice_id"], png, e["caption"],
+                                [tuple(d) for d in e["details"]]))
     return out

@@ -128,6 +128,10 @@ def build_data(cfg: Mapping[str, Any]) -> tuple[Batches, list[str]]:
         return _fastmri(cfg, preset)
     if kind == "embedded":
         ds = _data.EmbeddedBrain(split=cfg["split"], preset=cfg["preset"], seed=cfg["seed"])
+        if cfg["n_slices"] > len(ds):
+            raise ConfigError(f"config: n_slices = {cfg['n_slices']}, but the embedded {cfg['split']!r} "
+                              f"split has {len(ds)} items ({len(ds.slices)} slices x {len(ds.contrasts)} "
+                              f"contrasts); expected n_slices <= {len(ds)}")
         # Evenly spaced slices over the split: different anatomy, deterministic.
         idx = evenly_spaced(range(len(ds)), cfg["n_slices"])
         x = torch.stack([ds[i][0] for i in idx])

@@ -22,7 +22,7 @@ from .. import metrics as _metrics
 from .._checks import check_image, check_kspace, describe
 from .._runtime import runtime_provenance
 from .._stack import repeat_physics as _repeat_physics, repeat_rows as _repeat
-from ..attacks import Attack, default_attack
+from ..attacks import Attack, GaussianNoise, default_attack
 from . import records as R
 from .artifacts import artifact_stats, residual
 from .null import Null, fit_null, spectrum_distance, structure_fraction, value_distance
@@ -306,8 +306,7 @@ def baseline_threat(template: Attack, eps: Tensor) -> Any:
     measured entries (the gradient is zero elsewhere); so noise is drawn on the measured entries
     with the full budget, and both deliver ``eps ||y||`` to the model.
     """
-    threat = template.threat.with_eps(eps)
-    return threat.replace(support="measured") if threat.support == "full" else threat
+    return GaussianNoise(template.threat.with_eps(eps)).draw_threat
 
 
 def target_null(model: Model, x_clean: Tensor, template: Attack, st: "Stacked", draws: int = 8,
