@@ -12,6 +12,17 @@ Parts (each writes ``benchmarks/results/robust_<part>.{csv,md}``)::
 The worst-case side of the trade-off comes from the protocol-v2 robustness cards
 (``benchmarks/make_cards.py --only irim irim_adv ...`` -> ``docs/cards/v2``): the default search
 (WorstCase, 100 gradient evaluations) on both objectives, the worse per slice, 8 test slices.
+
+Every robust model is the shipped one fine-tuned (seed 0, one thread, ``--lr 3e-4 --budget 4``)::
+
+    kspace-attacks train irim --robust jitter --eps 0.05 --steps 800                                 # irim_jit
+    kspace-attacks train irim --robust adversarial --eps 0.05 --steps 800 [--objective ssim]       # irim_adv
+    kspace-attacks train resunetpp --robust adversarial --eps 0.05 --steps 1000 [--objective ssim] # resunetpp_adv
+    kspace-attacks train resunetpp --robust adversarial --objective ssim --eps 0.08 --mix 0.75 --steps 1200
+
+Variants that are not shipped are candidates: their cards (``kspace_attacks.evaluate(model,
+protocol="v2")``) are in ``benchmarks/results/robust_candidates/`` and their clean accuracy is
+measured with ``clean --candidate NAME=WEIGHTS``; the figure shows them as open markers.
 """
 
 from __future__ import annotations
@@ -20,7 +31,6 @@ import argparse
 import csv
 import io
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -37,6 +47,7 @@ from kspace_attacks.study.statistics import paired_outcome  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CARDS = ROOT / "docs" / "cards" / "v2"
+CANDIDATES = RESULTS / "robust_candidates"  # cards of trained variants whose weights are not shipped
 PAIRS = {"irim": ("irim_adv", "irim_jit"), "resunetpp": ("resunetpp_adv",)}
 EPS = (0.02, 0.05, 0.08)
 
@@ -93,7 +104,15 @@ def _clean_metrics(model, x, y, physics) -> tuple[float, float]:
     return metrics.psnr(x_hat, x).mean().item(), metrics.ssim(x_hat, x).mean().item()
 
 
-def part_clean() -> None:
+def _load(name: str, candidates: dict[str, str]):
+    """A shipped model by name, or a candidate's weights (``irim_...`` / ``resunetpp_...``)."""
+    if name in candidates:
+        return load_reconstructor(name.split("_")[0], weights=candidates[name])
+    return load_reconstructor(name)
+
+
+def part_clean(candidates: dict[str, str] | None = None) -> None:
+    candidates = candidates or {}
     preset = get_preset("embedded")
     physics = preset.physics()
     sets = {"embedded test (80)": EmbeddedBrain("test", preset="embedded"),
@@ -101,9 +120,9 @@ def part_clean() -> None:
     stacked = {k: tuple(torch.stack(t) for t in zip(*(ds[i] for i in range(len(ds))), strict=True))
                for k, ds in sets.items()}
     rows = []
-    for name in ["zero_filled", *_models()]:
-        model = load_reconstructor(name)
-        row = {"model": name}
+    for name in ["zero_filled", *_models(), *candidates]:
+        model = _load(name, candidates)
+        row = {"model": name, "shipped": name not in candidates}
         for label, (x, y) in stacked.items():
             key = label.split(" ")[0]
             row[f"{key}_psnr"], row[f"{key}_ssim"] = _clean_metrics(model, x, y, physics)
@@ -116,7 +135,8 @@ def part_clean() -> None:
           "| model | embedded PSNR | embedded SSIM | unseen PSNR | unseen SSIM | PSNR lost vs standard (embedded / unseen) |",
           "|---|---|---|---|---|---|"]
     for r in rows:
-        std = next((s for s, robust in PAIRS.items() if r["model"] in robust), None)
+        std = next((s for s, robust in PAIRS.items() if r["model"] in robust), None) or \
+            next((s for s in PAIRS if r["model"] in candidates and r["model"].startswith(s + "_")), None)
         lost = (f"{by[std]['embedded_psnr'] - r['embedded_psnr']:+.2f} / {by[std]['unseen_psnr'] - r['unseen_psnr']:+.2f}"
                 if std else "")
         md.append(f"| {r['model']} | {r['embedded_psnr']:.2f} | {r['embedded_ssim']:.3f} | {r['unseen_psnr']:.2f} | "
@@ -131,30 +151,57 @@ def _harm(x_adv, x_clean, x) -> dict[str, torch.Tensor]:
             "relative_deviation": _rel_dev(x_adv, x_clean)}
 
 
-def part_transfer(n: int = 16, budget: int = 100) -> None:
+def _transfer_harm(surrogates: list[str], n: int, budget: int) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """Per-slice harm on the diffusion model, by surrogate ("noise": equal-norm noise) and eps;
+    cached in ``robust_transfer_slices.json`` (recomputed for a surrogate whose weights changed)."""
+    from kspace_attacks.adapters._weights import embedded_path
+    from kspace_attacks.io import atomic_write_json
+
+    cache_path = RESULTS / "robust_transfer_slices.json"
+    cache = read_json(cache_path) if cache_path.is_file() else {}
+    if cache.get("setup") != {"n": n, "budget": budget, "eps": list(EPS)}:
+        cache = {"setup": {"n": n, "budget": budget, "eps": list(EPS)}, "harm": {}, "weights": {}}
     x, y, physics = demo_batch(n, split="test")
     target = load_reconstructor("diffusion")
-    with torch.no_grad():
-        clean = target(y, physics)
-    harm: dict[tuple[str, float], dict[str, torch.Tensor]] = {}
-    for eps in EPS:
-        noise = ka.GaussianNoise(ka.KSpaceL2(eps=eps))(target, y, physics, x_clean=clean)
-        harm[("noise", eps)] = _harm(noise.x_adv, clean, x)
-        for surrogate in _models():
-            model = load_reconstructor(surrogate)
-            res = ka.WorstCase(ka.KSpaceL2(eps=eps), budget=budget)(model, y, physics)
+    clean = None
+    for name in ["noise", *surrogates]:
+        digest = "" if name == "noise" else _digest(embedded_path(name))
+        if name in cache["harm"] and cache["weights"].get(name, "") == digest:
+            continue
+        if clean is None:
             with torch.no_grad():
-                harm[(surrogate, eps)] = _harm(target(res.y_adv, physics), clean, x)
-            print(f"eps {eps} {surrogate}: diffusion SSIM lost {harm[(surrogate, eps)]['ssim_lost'].mean():.4f}",
-                  flush=True)
+                clean = target(y, physics)
+        per_eps = {}
+        for eps in EPS:
+            if name == "noise":
+                x_adv = ka.GaussianNoise(ka.KSpaceL2(eps=eps))(target, y, physics, x_clean=clean).x_adv
+            else:
+                res = ka.WorstCase(ka.KSpaceL2(eps=eps), budget=budget)(load_reconstructor(name), y, physics)
+                with torch.no_grad():
+                    x_adv = target(res.y_adv, physics)
+            per_eps[str(eps)] = {k: v.tolist() for k, v in _harm(x_adv, clean, x).items()}
+            print(f"eps {eps} {name}: diffusion SSIM lost {sum(per_eps[str(eps)]['ssim_lost']) / n:.4f}", flush=True)
+        cache["harm"][name], cache["weights"][name] = per_eps, digest
+        atomic_write_json(cache_path, cache)
+    return cache["harm"]
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def part_transfer(n: int = 16, budget: int = 100) -> None:
+    harm = _transfer_harm(_models(), n, budget)
     rows = []
     for std, robust_models in PAIRS.items():
         for robust in robust_models:
             for eps in EPS:
                 for metric in ("relative_deviation", "ssim_lost", "psnr_lost"):
-                    a, b = harm[(std, eps)][metric].tolist(), harm[(robust, eps)][metric].tolist()
+                    a, b = harm[std][str(eps)][metric], harm[robust][str(eps)][metric]
                     out = paired_outcome(a, b)
-                    noise = harm[("noise", eps)][metric].mean().item()
+                    noise = sum(harm["noise"][str(eps)][metric]) / n
                     rows.append({"standard": std, "robust": robust, "eps": eps, "metric": metric, "n": out.n,
                                  "standard_mean": out.mean_a, "robust_mean": out.mean_b, "noise_mean": noise,
                                  "diff": out.mean_diff, "ci_low": out.ci_low, "ci_high": out.ci_high,
@@ -163,7 +210,8 @@ def part_transfer(n: int = 16, budget: int = 100) -> None:
           f"Perturbations crafted by the default search (WorstCase {budget}, deviation objective) on each surrogate, "
           "evaluated on the shipped diffusion model (100-step sampler with final data consistency). Harm = clean "
           "minus perturbed (SSIM, PSNR) or relative deviation of the output; diff = standard − robust surrogate, "
-          "paired per slice, 95 % bootstrap CI; *standard transfers more* is the claim diff > 0.", "",
+          "paired per slice, 95 % bootstrap CI; *standard transfers more* is the claim diff > 0. Per-slice values: "
+          "`robust_transfer_slices.json`.", "",
           "| standard → robust | eps | metric | standard | robust | noise | diff [95 % CI] | standard transfers more |",
           "|---|---|---|---|---|---|---|---|"]
     md += [f"| {r['standard']} → {r['robust']} | {r['eps']:g} | {r['metric']} | {r['standard_mean']:.4f} | "
@@ -177,6 +225,13 @@ def _worst_delta_ssim(card: dict) -> dict[float, tuple[float, float, float]]:
     return {r["eps"]: (r["delta_ssim"]["mean"], *r["delta_ssim"]["ci95"]) for r in card["results"]["attack"]}
 
 
+def _card_path(name: str) -> Path | None:
+    for folder in (CARDS, CANDIDATES):
+        if (folder / name / "card.json").is_file():
+            return folder / name / "card.json"
+    return None
+
+
 def part_figure() -> None:
     import matplotlib
 
@@ -186,25 +241,26 @@ def part_figure() -> None:
     from kspace_attacks.figures import save_figure
 
     clean = {r["model"]: r for r in csv.DictReader((RESULTS / "robust_clean.csv").open())}
-    fig, axes = plt.subplots(1, len(EPS), figsize=(4.2 * len(EPS), 3.6), sharey=True)
+    fig, axes = plt.subplots(1, len(EPS), figsize=(4.4 * len(EPS), 3.8), sharey=True)
     colors = {"irim": "tab:blue", "resunetpp": "tab:orange"}
     for ax, eps in zip(axes, EPS, strict=True):
-        for std, robust in PAIRS.items():
-            for name in (std, *robust):
-                path = CARDS / name / "card.json"
-                if not path.exists() or name not in clean:
-                    continue
-                mean, lo, hi = _worst_delta_ssim(read_json(path))[eps]
-                psnr = float(clean[name]["embedded_psnr"])
-                marker = "o" if name == std else ("s" if name.endswith("_adv") else "^")
-                ax.errorbar(-mean, psnr, xerr=[[hi - mean], [mean - lo]],
-                            fmt=marker, color=colors[std], capsize=3, label=name)
+        for name, row in clean.items():
+            family = name.split("_")[0]
+            path = _card_path(name)
+            if family not in colors or path is None:
+                continue
+            mean, lo, hi = _worst_delta_ssim(read_json(path))[eps]
+            marker = "o" if name == family else "^" if name.endswith("_jit") else "s"
+            face = colors[family] if row["shipped"] == "True" else "white"
+            ax.errorbar(-mean, float(row["embedded_psnr"]), xerr=[[hi - mean], [mean - lo]], fmt=marker,
+                        color=colors[family], mfc=face, capsize=3, label=name)
         ax.set_title(f"eps {eps:g}")
         ax.set_xlabel("worst-case SSIM lost (mean, 95 % CI)")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("clean PSNR, embedded test (dB)")
-    axes[-1].legend(fontsize=8, loc="lower right")
-    fig.suptitle("Robustness-accuracy trade-off (default search, both objectives, 8 test slices)")
+    axes[0].set_ylabel("clean PSNR, embedded test split (dB)")
+    axes[-1].legend(fontsize=7, loc="lower left")
+    fig.suptitle("Robustness-accuracy trade-off: default search, worse of both objectives, 8 test slices "
+                 "(filled: shipped; open: candidates)", fontsize=9)
     fig.tight_layout()
     print(save_figure(fig, ROOT / "docs" / "robust_tradeoff.png"))
 
@@ -213,10 +269,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("part", choices=["objective", "clean", "transfer", "figure"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--candidate", action="append", default=[], metavar="NAME=PATH",
+                        help="clean: also measure candidate weights not shipped (NAME starts with irim_ or resunetpp_)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
-    {"objective": part_objective, "clean": part_clean, "transfer": part_transfer, "figure": part_figure}[args.part]()
+    if args.part == "clean":
+        part_clean(dict(c.split("=", 1) for c in args.candidate))
+    else:
+        {"objective": part_objective, "transfer": part_transfer, "figure": part_figure}[args.part]()
     return 0
 
 

@@ -27,3 +27,11 @@ def test_quickstart_runs_and_matches_readme(capsys):
         # the README quotes this run (3 significant digits; BLAS may differ in the last one)
         assert abs(float(worst) / float(doc_worst) - 1) < 0.02
         assert abs(float(noise) / float(doc_noise) - 1) < 0.02
+
+
+def test_robust_training_example_runs_and_prints_what_the_readme_says(capsys):
+    section = README.read_text()[README.read_text().index("## My model failed"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    documented = re.search(r"```text\n(.*?)```", section, re.S).group(1).splitlines()
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.splitlines() == documented

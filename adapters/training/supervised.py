@@ -59,7 +59,7 @@ from .common import (
     truncate_jsonl,
 )
 
-__all__ = ["SPECS", "TRAINABLE", "SSIM_L1_WEIGHT", "WARMUP", "build_model", "loss_fn", "lr_at",
+__all__ = ["SPECS", "TRAINABLE", "FINE_TUNE_LR", "SSIM_L1_WEIGHT", "WARMUP", "build_model", "loss_fn", "lr_at",
            "batch_of", "evaluate", "train", "parser", "main"]
 
 #: Per-model training defaults (the shipped weights used these unless their JSON says otherwise).
@@ -68,6 +68,7 @@ SPECS: dict[str, dict[str, Any]] = {
     "resunetpp": {"loss": "l1", "steps": 2500, "batch_size": 8, "lr": 1e-3},
 }
 TRAINABLE = tuple(SPECS)
+FINE_TUNE_LR = 3e-4  # peak learning rate of robust runs that start from trained weights
 SSIM_L1_WEIGHT = 0.1  # the small L1 term added to i-RIM's SSIM loss (stabilises early steps)
 WARMUP = 100
 
@@ -170,10 +171,11 @@ def _settings(name: str, steps: int | None, batch_size: int | None, lr: float | 
     """Validate the arguments (missing ones from :data:`SPECS`) and apply ``threads``."""
     check_choice("name", name, TRAINABLE)
     spec = SPECS[name]
+    fine_tune = robust is not None and robust.init is not None
     steps, batch_size, lr = check_run_args(
         spec["steps"] if steps is None else steps,
         spec["batch_size"] if batch_size is None else batch_size,
-        spec["lr"] if lr is None else lr,
+        (FINE_TUNE_LR if fine_tune else spec["lr"]) if lr is None else lr,
         seed, ckpt_every, threads, log_every=log_every)
     if robust is not None and not isinstance(robust, Robust):
         raise TypeError(f"robust: expected a Robust(kind=...) or None, got {type(robust).__name__}")
@@ -344,7 +346,7 @@ def train(
 
     :param name: model to train.
     :param steps, batch_size, lr: optimizer steps, images per step and peak Adam learning
-        rate (defaults from :data:`SPECS`).
+        rate (defaults from :data:`SPECS`; robust runs from trained weights: :data:`FINE_TUNE_LR`).
     :param seed: seeds the initialisation and the batch sampling.
     :param out: run directory (created).
     :param resume: continue from ``out/checkpoint.pt`` if it exists.
