@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -317,8 +319,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interruptible() -> None:
+    """Let SIGINT interrupt the command even when the process started with it ignored.
+
+    A process launched in the background by a non-interactive shell (``cmd &`` in a script, some
+    CI runners) inherits SIGINT as ignored, and Python then installs no KeyboardInterrupt: a
+    ``kill -INT`` would be dropped and the sweep run to the end. Every command here is resumable
+    and documents exit code 130 for an interruption, so SIGINT always means "stop now".
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``kspace-attacks``; returns the exit code."""
+    _interruptible()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args, rest = parser.parse_known_args(argv)

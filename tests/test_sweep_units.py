@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import types
 
 import pytest
 
@@ -196,7 +197,32 @@ def test_failed_references_fail_their_batch_without_attacking_it(tmp_path, monke
     failed = (tmp_path / "failed.csv").read_text().splitlines()
     assert failed[0] == "batch,status,units,sample_ids,error"
     assert failed[1] == f"1,failed,random zero_filled/pgd,{calls[1][0]},RuntimeError: no clean reconstruction"
-    assert not (tmp_path / "shared").exists()  # every unit is journaled (two as failed): scratch removed
+    assert (tmp_path / "shared" / "batch0001.failed").is_file()  # kept: a resume retries the batch
+
+    # The cause was transient: resuming retries the failed batch (its references first, then its
+    # attack), and the records are those of a run that never failed.
+    monkeypatch.setattr(units, "batch_shared", real_shared)
+    resumed = run_sweep(validate_config(TINY), tmp_path, progress=False)
+    assert crafted == calls[:1] + [calls[1]]  # only the failed batch was attacked again
+    assert not (tmp_path / "failed.csv").exists()
+    assert not (tmp_path / "shared").exists()  # every unit done: scratch removed
+    clean = run_sweep(validate_config(TINY), tmp_path / "clean", progress=False)
+    strip = lambda recs: [{k: v for k, v in r.items() if "seconds" not in k} for r in recs]  # noqa: E731
+    assert strip(resumed.records) == strip(clean.records)
+
+
+def test_interrupt_inside_a_unit_stops_the_sweep_instead_of_failing_the_unit():
+    """A KeyboardInterrupt that reaches the sweep wrapped in another exception (as the autograd
+    engine re-raises errors of hooks) interrupts the sweep; it is not journaled as a failure."""
+    def step():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise RuntimeError("error in a backward hook") from e
+
+    with pytest.raises(KeyboardInterrupt):
+        units._complete(types.SimpleNamespace(fail_fast=False), None, units.Unit(0, units.RANDOM), 0.0, None, step)
+    assert units._interrupted(RuntimeError("x")) is False
 
 
 def test_progress_docstring_example():

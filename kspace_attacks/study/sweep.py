@@ -36,7 +36,8 @@ from .journal import Journal, read_journal
 from .progress import Progress
 from .report import TransferReport, records_to_csv
 from .transfer import TransferPlan
-from .units import Claims, SweepWork, clear_scratch, done_units, merge_records, run_units, units_of
+from .units import (Claims, SweepWork, clear_scratch, done_units, forget_failures, merge_records, run_units,
+                    units_of)
 
 __all__ = ["run_sweep", "rank_threads", "DEMO_CONFIG", "ConfigError", "load_config", "dump_toml", "validate_config",
            "build_threat", "build_attacks", "build_models", "build_data"]
@@ -170,7 +171,9 @@ def _run_sweep(cfg: dict[str, Any], out: Path, progress: bool, models: Mapping[s
     crafts, cost = _crafts(plan)
     limits = surrogate_batches(cfg)
     done = done_units(_all_journals(out), out, crafts, limits)
-    _barrier(world)  # every rank knows what is done before any rank adds to it
+    if rank == 0:
+        forget_failures(out, done, len(batches))
+    _barrier(world)  # every rank knows what is done (and retries) before any rank adds to it
     units = units_of(len(batches), crafts, cost, limits)
     todo = [(i, u) for i, u in enumerate(units) if u not in done]
     shown = Progress(progress, label=f"sweep rank {rank}/{world}" if world > 1 else "sweep")

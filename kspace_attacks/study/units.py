@@ -53,7 +53,7 @@ from .transfer import (
 )
 
 __all__ = ["Unit", "RANDOM", "SweepWork", "units_of", "done_units", "Claims", "run_units", "merge_records",
-           "shared_path", "save_shared", "load_shared", "clear_scratch"]
+           "shared_path", "save_shared", "load_shared", "clear_scratch", "is_failure", "forget_failures"]
 
 #: the name of a batch's clean-reconstruction, noise-null and noise-baseline unit (the records'
 #: surrogate name of the noise baseline)
@@ -183,11 +183,13 @@ class Claims:
 
 def done_units(done: Mapping[Key, list], out: Path, crafts: Sequence[tuple[str, str]],
                batches: Mapping[str, int] | None = None) -> set[Unit]:
-    """The units a journal already holds. A whole batch of an earlier version's journal holds
-    all of its units. A ``random`` unit counts while its shared file (or its failure note) is
+    """The units a journal already holds, failed ones excepted (a resume retries them). A whole
+    batch of an earlier version's journal holds all of its units. A ``random`` unit counts while its shared file (or its failure note) is
     there, or once every other unit of its batch is done; otherwise it runs again."""
     units = set()
-    for key in done:
+    for key, records in done.items():
+        if is_failure(records):
+            continue  # a failed unit (or batch) runs again: its cause may have been transient
         if isinstance(key, int):
             units |= {Unit(key, RANDOM), *(Unit(key, s, a) for s, a in _crafts_of(key, crafts, batches))}
         else:
@@ -209,6 +211,19 @@ class _Pending:
     crafted: list
     recons: dict
     start: float
+
+
+def is_failure(records: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a journal entry records a failure rather than results."""
+    return any(r.get("status") == "failed" for r in records)
+
+
+def forget_failures(out: Path, done: set[Unit], n_batches: int) -> None:
+    """Remove the failure notes of batches whose ``random`` unit is about to run again, so that
+    their other units wait for the retry instead of failing on the old note."""
+    for b in range(n_batches):
+        if Unit(b, RANDOM) not in done:
+            _failed_path(out, b).unlink(missing_ok=True)
 
 
 def _failed(unit: Unit, work: SweepWork, error: BaseException | str) -> list[dict]:
@@ -278,6 +293,8 @@ def _complete(work: SweepWork, journal: Journal, unit: Unit, start: float, bar: 
     try:
         result = step()
     except Exception as e:  # noqa: BLE001 - a failing unit must not stop the sweep
+        if _interrupted(e):  # e.g. Ctrl-C inside a hook that the autograd engine re-raised
+            raise KeyboardInterrupt from e
         if work.fail_fast:
             raise
         result = _failed(unit, work, e)
@@ -286,6 +303,17 @@ def _complete(work: SweepWork, journal: Journal, unit: Unit, start: float, bar: 
         status = "failed" if result and result[0].get("status") == "failed" else f"{len(result)} records"
         bar.advance(1, f"{unit}: {status} in {time.perf_counter() - start:.1f} s")
     return result
+
+
+def _interrupted(error: BaseException | None) -> bool:
+    """Whether a KeyboardInterrupt lies anywhere in the chain of ``error``."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def run_units(work: SweepWork, todo: Sequence[tuple[int, Unit]], claims: Claims, journal: Journal,
@@ -339,7 +367,10 @@ def merge_records(journals: Sequence[Mapping[Key, list[dict]]], crafts: Sequence
     entries: dict[Key, list[dict]] = {}
     for journal in journals:
         for key, recs in journal.items():
-            entries.setdefault(key, recs)  # a unit run twice (its shared file was gone) counts once
+            # a unit run twice (its shared file was gone, or a retry after a failure) counts
+            # once: its results when any run has them
+            if key not in entries or (is_failure(entries[key]) and not is_failure(recs)):
+                entries[key] = recs
 
     def order(key: Key) -> tuple[int, int]:
         if isinstance(key, int):  # a whole batch of an earlier version: already in order
