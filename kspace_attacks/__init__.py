@@ -24,10 +24,10 @@ Example:
 from __future__ import annotations
 
 import importlib
-import warnings
 from typing import Any
 
 from . import _compat
+from ._deprecation import renamed
 
 __version__ = "0.2.0"
 
@@ -63,8 +63,7 @@ def __getattr__(name: str) -> Any:
         value = importlib.import_module(f".{name}", __name__)
     elif name in _DEPRECATED:
         module, attr = _DEPRECATED[name]
-        warnings.warn(f"kspace_attacks.{name} is deprecated; use kspace_attacks.{module}"
-                      + (f".{attr}" if attr else ""), DeprecationWarning, stacklevel=2)
+        renamed(f"kspace_attacks.{name}", f"kspace_attacks.{module}" + (f".{attr}" if attr else ""))
         value = importlib.import_module(f".{module}", __name__)
         return value if attr is None else getattr(value, attr)
     else:

@@ -21,8 +21,9 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import sys
-import warnings
 from types import ModuleType
+
+from ._deprecation import renamed
 
 __all__ = ["MOVED_MODULES", "install"]
 
@@ -53,10 +54,7 @@ class _AliasLoader(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         old = module.__name__
-        warnings.warn(
-            f"{old} is deprecated and will be removed in the next release; import {self.new}",
-            DeprecationWarning, stacklevel=2,
-        )
+        renamed(old, f"import {self.new}")
         # The import system returns whatever sys.modules holds after exec_module.
         sys.modules[old] = importlib.import_module(self.new)
 

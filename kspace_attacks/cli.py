@@ -29,7 +29,6 @@ from typing import Any
 __all__ = ["main", "EXIT_OK", "EXIT_ERROR", "EXIT_FAILED_SLICES", "EXIT_INTERRUPTED"]
 
 EXIT_OK, EXIT_ERROR, EXIT_FAILED_SLICES, EXIT_INTERRUPTED = 0, 2, 3, 130
-PANEL_SLICES = 2  # slices whose image panels a sweep stores for report.html
 SWEEP_EXIT_CODES = """\
 exit codes:
   0    every slice succeeded (or some failed and --allow-failures was given)
@@ -71,9 +70,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     n = cfg["n_slices"]
     title = (f"Verdicts of the study ({n} test slices)" if args.command == "study"
              else f"Verdicts of the demo (small sample: {n} slices)")
-    study = args.command == "study"
-    result = run_demo(args.out, cfg, progress=not args.quiet, title=title, report_html=study,
-                      targeted_slices=min(8, cfg["batch_size"], cfg["n_slices"]) if study else 2)
+    result = run_demo(args.out, cfg, progress=not args.quiet, title=title)
     from .study.report import TransferReport
 
     _print_tables(TransferReport.load(args.out))
@@ -131,8 +128,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if failures is not None:
         code = EXIT_OK if args.allow_failures and not failures[1] else EXIT_FAILED_SLICES
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports the merged run
+        from .study.demo import finish_run
+        from .study.verdicts import summary_lines
+
         _print_tables(report)
-        _write_verdicts_and_page(Path(args.out), report, models, max_slices=PANEL_SLICES)
+        result = finish_run(Path(args.out), cfg, report, models, title=_title(Path(args.out)))
+        if result["verdicts"]:
+            print("Verdicts (verdict.md has every claim with its CI):")
+            print("\n".join(f"  {line}" for line in summary_lines(result["verdicts"])))
+        print(f"Report: {Path(result['report']).resolve()} (self-contained: open it in a browser)")
         if failures is not None:
             what = ("warning: partial results accepted (--allow-failures): " if code == EXIT_OK
                     else "every slice failed: " if failures[1] else "")
@@ -153,6 +157,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _title(directory: Path) -> str:
+    """The title a run gave its verdicts (``verdict.md``'s first line), else "Verdicts"."""
+    previous = directory / "verdict.md"
+    first = previous.read_text(encoding="utf-8").split("\n", 1)[0] if previous.is_file() else ""
+    return first[2:].strip() if first.startswith("# ") else "Verdicts"
+
+
 def _write_verdicts_and_page(directory: Path, report: Any, models: dict | None, **panels: Any) -> None:
     """verdict.json / verdict.md (with the targeted rows when targeted.csv exists) and
     report.html of a finished run; image panels only for the given ``models``."""
@@ -163,10 +174,7 @@ def _write_verdicts_and_page(directory: Path, report: Any, models: dict | None, 
 
     targeted = directory / "targeted.csv"
     extra = targeted_verdicts(records_from_csv(targeted)) if targeted.is_file() else []
-    previous = directory / "verdict.md"  # keep the title the run gave its verdicts
-    first = previous.read_text(encoding="utf-8").split("\n", 1)[0] if previous.is_file() else ""
-    title = first[2:].strip() if first.startswith("# ") else "Verdicts"
-    items = write_verdicts(report, directory, title=title, extra_rows=extra)
+    items = write_verdicts(report, directory, title=_title(directory), extra_rows=extra)
     if items:
         print("Verdicts (verdict.md has every claim with its CI):")
         print("\n".join(f"  {line}" for line in summary_lines(items)))
@@ -225,6 +233,37 @@ def _report_models(args: argparse.Namespace, cfg: dict) -> dict | None:
         print(f"kspace-attacks report: image panels skipped, the models could not be built "
               f"({type(e).__name__}: {e})", file=sys.stderr)
         return None
+
+
+def config_reference() -> str:
+    """The Markdown reference of every configuration table (``docs/CONFIG.md``), derived from
+    the typed schemas: sweep / demo / study files, card protocols and the pytest marker."""
+    from .study.config import SweepConfig
+    from .testing.protocol import Protocol
+    from .testing.settings import MarkerOptions
+
+    return "\n".join([
+        "# Configuration reference", "",
+        "Generated from the typed schemas (`kspace-attacks config-reference`); every key below is",
+        "checked when a file is read: an unknown key names its table and the known keys, a wrong",
+        "value names the key, what was expected and what was given.", "",
+        "## Sweep, demo and study files (`kspace_attacks.study.config.SweepConfig`)", "",
+        "`kspace-attacks demo --print-config` prints the demo's values, `study --print-config` the",
+        "study's. Tables of tables: `[attacks.<name>]` takes `type` plus the attack's own arguments;",
+        "`[models.<name>]` the loader's arguments (`model = \"diffusion\"` for a variant,",
+        "`model = \"file.py:make\"` for your own model); `[surrogate_models.<name>]` a surrogate's",
+        "loader arguments for the attack plus `eot`, `attack_steps` and `n_slices`.", "",
+        SweepConfig.docs(), "",
+        "## Robustness-card protocols (`kspace_attacks.testing.protocol.Protocol`)", "",
+        Protocol.docs(), "",
+        "## The pytest marker (`@pytest.mark.kspace_robustness`)", "",
+        MarkerOptions.docs(), "",
+    ])
+
+
+def _cmd_config_reference(args: argparse.Namespace) -> int:
+    sys.stdout.write(config_reference())
+    return 0
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -313,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "recorded on the card as non-standard)")
     evaluate.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
     sub.add_parser("models", help="list the registered reconstructors")
+    sub.add_parser("config-reference", help="print the reference of every configuration key (sweep / demo / "
+                                            "study files, card protocols, the pytest marker) as Markdown")
     train = sub.add_parser("train", help="train a reconstructor on the embedded data (see train NAME --help)",
                            add_help=False)
     train.add_argument("name", help="diffusion, irim or resunetpp")
@@ -344,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _cmd_train(args, rest)
-        return {"demo": _cmd_demo, "study": _cmd_demo, "sweep": _cmd_sweep, "report": _cmd_report, "evaluate": _cmd_evaluate, "models": _cmd_models}[args.command](args)
+        return {"demo": _cmd_demo, "study": _cmd_demo, "sweep": _cmd_sweep, "report": _cmd_report, "evaluate": _cmd_evaluate, "models": _cmd_models,
+                "config-reference": _cmd_config_reference}[args.command](args)
     except (ConfigError, FileNotFoundError, KeyError, ValueError, TypeError) as e:
         if os.environ.get("KSPACE_ATTACKS_DEBUG"):
             raise

@@ -13,7 +13,6 @@ weights the comparison to a region, e.g. a pathology box (see :func:`roi_box`).
 
 from __future__ import annotations
 
-import warnings
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_choice, check_tensor, describe
+from ._deprecation import renamed
 from ._image import magnitude  # public here too: losses.magnitude
 
 __all__ = ["Loss", "ReconDeviation", "GroundTruthDeviation", "TargetedLoss", "SSIMDeviation",
@@ -254,9 +254,6 @@ def resolve_loss(loss: Any) -> Loss:
 def __getattr__(name: str) -> Any:
     # Old name kept for one release: it shadowed the builtin ReferenceError.
     if name == "ReferenceError":
-        warnings.warn(
-            "kspace_attacks.losses.ReferenceError is deprecated; use GroundTruthDeviation",
-            DeprecationWarning, stacklevel=2,
-        )
+        renamed("kspace_attacks.losses.ReferenceError", "GroundTruthDeviation")
         return GroundTruthDeviation
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,6 +7,9 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
+from ._deprecation import renamed
+from .metrics import relative_deviation, squared_deviation
+
 __all__ = ["AttackResult"]
 
 
@@ -91,9 +94,24 @@ class AttackResult:
         return ((best - med) / best.abs().clamp_min(1e-30)).clamp_min(0.0)
 
     @property
+    def relative_deviation(self) -> Tensor:
+        r"""The deviation: ``||x_adv - x_clean||_2 / ||x_clean||_2`` per sample, ``(B,)``
+        (:func:`kspace_attacks.metrics.relative_deviation`; cards, records and verdicts use it)."""
+        return relative_deviation(self.x_adv, self.x_clean)
+
+    @property
+    def squared_deviation(self) -> Tensor:
+        r"""``||x_adv - x_clean||_2^2`` per sample (complex images), ``(B,)``: the deviation
+        objective's value (:func:`kspace_attacks.metrics.squared_deviation`)."""
+        return squared_deviation(self.x_adv, self.x_clean)
+
+    @property
     def deviation(self) -> Tensor:
-        r"""``||x_adv - x_clean||_2^2`` per sample (complex images), ``(B,)``."""
-        return (self.x_adv - self.x_clean).pow(2).flatten(1).sum(dim=1)
+        """Deprecated: the squared change, now :attr:`squared_deviation`; "deviation" means
+        :attr:`relative_deviation` everywhere else."""
+        renamed("AttackResult.deviation", "AttackResult.squared_deviation",
+                "it is ||x_adv - x_clean||^2; the relative change is AttackResult.relative_deviation")
+        return self.squared_deviation
 
     def to(self, device: torch.device | str) -> "AttackResult":
         """A copy with every tensor moved to ``device``."""

@@ -174,8 +174,8 @@ def test_unknown_model_exits_2_listing_models(tmp_path, capsys):
     "text, extra, match",
     [
         (None, (), "does not exist"),
-        (TINY.replace("eps = [0.0, 0.05]", "eps = [0.0, -0.05]"), (), "eps must be a list of numbers >= 0"),
-        (TINY.replace("eps = [0.0, 0.05]", 'eps = "0.05"'), (), "eps must be a list"),
+        (TINY.replace("eps = [0.0, 0.05]", "eps = [0.0, -0.05]"), (), "config.eps: expected numbers >= 0"),
+        (TINY.replace("eps = [0.0, 0.05]", 'eps = "0.05"'), (), "config.eps: expected a list of numbers"),
         ("unknown = 1\n" + TINY, (), "unknown key 'unknown'"),
         ("eps = [\n", (), "is not valid TOML"),
         (TINY, ("--device", "cuda:0"), "CUDA is not available"),
@@ -295,3 +295,15 @@ def test_exit_codes_are_in_the_help(capsys):
     text = capsys.readouterr().out
     assert "--allow-failures" in text and "exit codes:" in text
     assert all(f"\n  {code} " in text for code in (0, 2, 3, 130))
+
+
+@pytest.mark.parametrize("broken", [
+    '\n[models.mine]\nmodel = "no_such_file.py:make"\n',              # the model cannot be built
+    'data = {nifti = "no_such_volume.nii.gz"}\n',                      # the data cannot be read
+])
+def test_sweep_that_cannot_start_writes_nothing(tmp_path, capsys, broken):
+    text = TINY.replace('targets = ["zero_filled"]', 'targets = ["zero_filled", "mine"]') if "mine" in broken \
+        else broken + TINY
+    code, _, err = _run(capsys, "sweep", "--config", _bad_config(tmp_path, text), "--out", str(tmp_path / "o"))
+    assert code == 2 and "error" in err
+    assert not (tmp_path / "o").exists()

@@ -18,6 +18,9 @@ TINY = dict(
     eps=[0.0, 0.04, 0.08],
     attacks={"pgd": {"type": "PGD", "steps": 3}, "adam": {"type": "ProjectedAdam", "max_steps": 3}},
     models={"diffusion": {"steps": 4}},
+    targeted={"slices": 2, "eps": 0.05},  # the configuration decides every step of the run
+    report={"panel_slices": 1},
+    null_draws=2,
 )
 
 
@@ -67,8 +70,8 @@ def test_demo_verdicts_carry_their_numbers(demo):
 def test_white_box_attack_beats_noise_on_irim(demo):
     out, _ = demo
     report = TransferReport.load(out)
-    pgd = [r["deviation"] for r in report.filter(target="irim", surrogate="irim", attack="pgd", eps=0.08)]
-    noise = [r["deviation"] for r in report.filter(target="irim", surrogate="random", eps=0.08)]
+    pgd = [r["squared_deviation"] for r in report.filter(target="irim", surrogate="irim", attack="pgd", eps=0.08)]
+    noise = [r["squared_deviation"] for r in report.filter(target="irim", surrogate="random", eps=0.08)]
     assert sum(pgd) > 2 * sum(noise)
 
 

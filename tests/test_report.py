@@ -239,6 +239,6 @@ def test_table(report):
         means = [sum(r["ssim_vs_clean"] for r in report.filter(surrogate=surrogate, eps=e)) / 3 for e in GRID]
         assert cells == pytest.approx(means, abs=1e-4)
         assert cells[0] == pytest.approx(1.0)
-    only_pgd = report.table("deviation", attack="pgd").splitlines()
-    assert only_pgd[0] == "deviation (mean per eps)" and len(only_pgd) == 4
+    only_pgd = report.table("squared_deviation", attack="pgd").splitlines()
+    assert only_pgd[0] == "squared_deviation (mean per eps)" and len(only_pgd) == 4
     assert "zf -> zf" in only_pgd[3] and "pgd" in only_pgd[3]

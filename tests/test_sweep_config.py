@@ -61,7 +61,8 @@ def test_yaml_config(tmp_path):
     }
     for suffix in (".yaml", ".yml"):
         cfg = load_config(_write(tmp_path / f"c{suffix}", yaml.safe_dump(raw)))
-        assert cfg == {**DEMO_CONFIG, **raw}  # given keys replace the defaults, others stay
+        # given keys replace the defaults, others stay; a given table is completed with its defaults
+        assert cfg == {**DEMO_CONFIG, **raw, "threat": {**DEMO_CONFIG["threat"], **raw["threat"]}}
     # TOML with the same content gives the same configuration
     assert load_config(_write(tmp_path / "c.toml", dump_toml(raw))) == cfg
     # an empty file is the demo
@@ -77,24 +78,24 @@ def test_given_attacks_replace_the_default_attacks():
     "raw, match",
     [
         ({"epsilon": [0.1]}, r"unknown key 'epsilon'"),
-        ({"n_slices": "4"}, r"n_slices must be a int, got str '4'"),
-        ({"n_slices": True}, r"n_slices must be a int"),
-        ({"batch_size": 0}, r"batch_size must be >= 1, got 0"),
-        ({"eps": 0.05}, r"eps must be a list"),
-        ({"eps": [0.0, -0.01]}, r"eps must be a list of numbers >= 0"),
-        ({"eps": [0.0, float("inf")]}, r"eps must be a list of numbers >= 0"),
-        ({"eps": ["0.1"]}, r"eps must be a list of numbers >= 0"),
-        ({"eps": []}, r"eps must hold at least one budget"),
-        ({"baseline": "yes"}, r"baseline must be a bool"),
-        ({"surrogates": []}, r"surrogates must be a non-empty list of model names"),
-        ({"targets": ["irim", 3]}, r"targets must be a non-empty list of model names"),
-        ({"normalization": "zscore"}, r"normalization must be 'minmax' or 'fastmri', got 'zscore'"),
-        ({"threat": {"type": "KSpaceL1"}}, r"threat\.type must be one of \['KSpaceL2', 'KSpaceLinf'\], got 'KSpaceL1'"),
-        ({"threat": "KSpaceL2"}, r"threat must be a dict"),
-        ({"attacks": {}}, r"attacks must hold at least one attack table"),
-        ({"attacks": {"x": {"type": "CW"}}}, r"attacks\.x\.type must be one of \[.*'adam', (.*, )?'fgm', 'noise', 'pgd', 'worst_case'\], got 'CW'"),
-        ({"attacks": {"x": {"steps": 3}}}, r"attacks\.x\.type must be one of"),
-        ({"attacks": {"x": "PGD"}}, r"attacks\.x\.type must be one of"),
+        ({"n_slices": "4"}, r"config\.n_slices: expected an integer, got str '4'"),
+        ({"n_slices": True}, r"config\.n_slices: expected an integer"),
+        ({"batch_size": 0}, r"config\.batch_size: expected a value >= 1, got 0"),
+        ({"eps": 0.05}, r"config\.eps: expected a list of numbers, got"),
+        ({"eps": [0.0, -0.01]}, r"config\.eps: expected numbers >= 0.0, got \[0.0, -0.01\]"),
+        ({"eps": [0.0, float("inf")]}, r"config\.eps: expected a list of numbers"),
+        ({"eps": ["0.1"]}, r"config\.eps: expected a list of numbers"),
+        ({"eps": []}, r"config\.eps: expected at least one entry, got \[\]"),
+        ({"baseline": "yes"}, r"config\.baseline: expected true or false"),
+        ({"surrogates": []}, r"config\.surrogates: expected at least one entry"),
+        ({"targets": ["irim", 3]}, r"config\.targets: expected a list of strings"),
+        ({"normalization": "zscore"}, r"config\.normalization: expected one of \['minmax', 'fastmri'\], got 'zscore'"),
+        ({"threat": {"type": "KSpaceL1"}}, r"config\.threat\.type: expected one of \['KSpaceL2', 'KSpaceLinf'\], got 'KSpaceL1'"),
+        ({"threat": "KSpaceL2"}, r"config\.threat: expected a table"),
+        ({"attacks": {}}, r"config\.attacks: expected at least one entry"),
+        ({"attacks": {"x": {"type": "CW"}}}, r"config\.attacks\.x\.type: expected one of \[.*'adam', (.*, )?'fgm', 'noise', 'pgd', 'worst_case'\], got 'CW'"),
+        ({"attacks": {"x": {"steps": 3}}}, r"config\.attacks\.x\.type: expected one of"),
+        ({"attacks": {"x": "PGD"}}, r"config\.attacks\.x: expected a table, got str"),
         ({"data": "fastmri"}, r"data must be 'embedded', \{fastmri = 'dir'\} or \{nifti = 'file'\}, got 'fastmri'"),
         ({"data": {"dicom": "dir"}}, r"data must be 'embedded'"),
         ({"data": {"fastmri": "a", "nifti": "b"}}, r"data must be 'embedded'"),
@@ -120,7 +121,7 @@ def test_cuda_without_cuda():
         ("bad.yaml", "eps: [0.0, 0.05\nseed: 1\n", ConfigError, r"bad\.yaml is not valid YAML"),
         ("list.yaml", "- 1\n- 2\n", ConfigError, r"expected a table of settings in .*list\.yaml, got list"),
         ("conf.json", "{}", ConfigError, r"expected a \.toml, \.yaml or \.yml file, got conf\.json"),
-        ("neg.toml", "eps = [0.0, -0.05]\n", ConfigError, r"eps must be a list of numbers >= 0"),
+        ("neg.toml", "eps = [0.0, -0.05]\n", ConfigError, r"config\.eps: expected numbers >= 0"),
         ("key.toml", "[attack.pgd]\ntype = 'PGD'\n", ConfigError, r"unknown key 'attack'"),
     ],
 )
@@ -192,7 +193,7 @@ def test_build_attacks_from_config():
     assert isinstance(t, ka.KSpaceLinf) and (t.relative, t.per, t.support) == (False, "coil", "full")
     with pytest.raises(ConfigError, match=r"attacks\.p: unknown key\(s\) \['stepz'\] for PGD; known keys"):
         build_attacks(validate_config({"attacks": {"p": {"type": "PGD", "stepz": 3}}}))
-    with pytest.raises(ConfigError, match=r"threat: .*unexpected keyword argument 'radius'"):
+    with pytest.raises(ConfigError, match=r"config\.threat: unknown key 'radius'; known keys: \['per', 'relative', 'support', 'type'\]"):
         build_attacks(validate_config({"threat": {"radius": 1}}))
 
 

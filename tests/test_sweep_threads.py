@@ -16,11 +16,11 @@ TINY = {"n_slices": 2, "batch_size": 1, "eps": [0.0, 0.05], "surrogates": ["zero
 def test_threads_default_and_validation():
     assert DEMO_CONFIG["threads"] == 1 and validate_config({})["threads"] == 1
     assert validate_config({"threads": 2})["threads"] == 2
-    with pytest.raises(ConfigError, match=r"config: threads must be >= 1, got 0"):
+    with pytest.raises(ConfigError, match=r"config\.threads: expected a value >= 1, got 0"):
         validate_config({"threads": 0})
-    with pytest.raises(ConfigError, match=r"config: threads must be a int, got str '2'"):
+    with pytest.raises(ConfigError, match=r"config\.threads: expected an integer, got str '2'"):
         validate_config({"threads": "2"})
-    with pytest.raises(ConfigError, match=r"config: threads must be a int, got bool True"):
+    with pytest.raises(ConfigError, match=r"config\.threads: expected an integer, got bool True"):
         validate_config({"threads": True})
 
 

@@ -117,8 +117,8 @@ def test_ranks_share_one_batch_and_a_unit_waits_for_its_shared_file(reference, t
     with open(tmp_path / "records.csv") as f:
         assert f.read().count("\n") == 1 + len([r for r in expected if r["batch"] == 0])
     got = _strip(sweep.TransferReport.load(tmp_path).records)
-    assert [{k: r[k] for k in ("sample_id", "surrogate", "target", "eps", "deviation")} for r in got] == \
-        [{k: r[k] for k in ("sample_id", "surrogate", "target", "eps", "deviation")} for r in expected
+    assert [{k: r[k] for k in ("sample_id", "surrogate", "target", "eps", "squared_deviation")} for r in got] == \
+        [{k: r[k] for k in ("sample_id", "surrogate", "target", "eps", "squared_deviation")} for r in expected
          if r["batch"] == 0]
 
 

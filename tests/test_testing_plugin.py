@@ -212,7 +212,7 @@ def test_bad(kspace_attack):
     kspace_attack(lambda y, p: y, None)
 ''')
     result = pytester.runpytest(*plugin_args())
-    assert "unknown keyword(s) ['epsilon']" in result.stdout.str()
+    assert "@pytest.mark.kspace_robustness: unknown key 'epsilon'; known keys: [" in result.stdout.str()
     assert result.ret != 0
 
 

@@ -29,7 +29,7 @@ FIELDS = {
     "grad_evals", "attack_seconds", "target_seconds", "ssim_vs_clean", "psnr_vs_clean",
     "nmse_vs_clean", "delta_ssim", "delta_psnr", "delta_nmse", "clean_ssim", "clean_psnr",
     "clean_nmse", "adv_ssim", "adv_psnr", "adv_nmse", "residual_rms", "spectral_flatness",
-    "excess_kurtosis", "hallucination_fraction", "deviation",
+    "excess_kurtosis", "hallucination_fraction", "squared_deviation",
 }
 TIMING = {"attack_seconds", "target_seconds"}
 
@@ -130,7 +130,7 @@ def test_zero_budget_rows_change_nothing(sweep):
     for r in rows:
         assert r["ratio"] == 0.0
         assert r["ssim_vs_clean"] == pytest.approx(1.0, abs=1e-6)
-        assert r["deviation"] == 0.0 and r["residual_rms"] == 0.0
+        assert r["squared_deviation"] == 0.0 and r["residual_rms"] == 0.0
         assert r["delta_ssim"] == pytest.approx(0.0, abs=1e-6)
         assert r["hallucination_fraction"] == 0.0
         # the shape of an all-zero residual is undefined, not "white"
@@ -159,7 +159,7 @@ def test_zero_filled_deviation_closed_form(sweep, data):
     assert len(rows) == 3 * 2 * 5
     for r in rows:
         expected = (r["ratio"] * norms[r["sample_id"]]) ** 2
-        assert r["deviation"] == pytest.approx(expected, rel=1e-4, abs=1e-7)
+        assert r["squared_deviation"] == pytest.approx(expected, rel=1e-4, abs=1e-7)
 
 
 def test_white_box_loss_is_the_target_deviation(sweep):
@@ -169,7 +169,7 @@ def test_white_box_loss_is_the_target_deviation(sweep):
     rows = report.filter(setting="white-box")
     assert len(rows) == 3 * 2 * 2 * 2  # zf->zf and S->S, two attacks each
     for r in rows:
-        assert r["deviation"] == pytest.approx(r["attack_loss"], rel=1e-4, abs=1e-7)
+        assert r["squared_deviation"] == pytest.approx(r["attack_loss"], rel=1e-4, abs=1e-7)
     assert all(math.isnan(r["attack_loss"]) for r in report.filter(attack="noise"))
 
 
@@ -180,7 +180,7 @@ def test_metrics_are_consistent(sweep):
         assert r["delta_ssim"] == pytest.approx(r["adv_ssim"] - r["clean_ssim"], abs=1e-6)
         assert r["delta_psnr"] == pytest.approx(r["adv_psnr"] - r["clean_psnr"], abs=1e-4)
         assert r["delta_nmse"] == pytest.approx(r["adv_nmse"] - r["clean_nmse"], abs=1e-6)
-        assert r["ssim_vs_clean"] <= 1 + 1e-6 and r["deviation"] >= 0
+        assert r["ssim_vs_clean"] <= 1 + 1e-6 and r["squared_deviation"] >= 0
         assert 0 <= r["hallucination_fraction"] <= 1
         # the clean reconstruction of a sample by a target does not depend on the attack
         k = (r["sample_id"], r["target"])
@@ -199,7 +199,7 @@ def test_surrogate_worse_than_noise_on_target(sweep, data):
                 noise = by_key[("random", "noise", "T", eps, sid)]
                 assert white["setting"] == "transfer"
                 # S spends its budget on columns T down-weights by 1e-3: weaker than noise.
-                assert white["deviation"] < 0.2 * noise["deviation"]
+                assert white["squared_deviation"] < 0.2 * noise["squared_deviation"]
                 assert white["ssim_vs_clean"] >= noise["ssim_vs_clean"]
                 assert white["psnr_vs_clean"] > noise["psnr_vs_clean"]
                 # ... and equal budgets anyway
@@ -209,11 +209,11 @@ def test_surrogate_worse_than_noise_on_target(sweep, data):
                 own = by_key[("S", atk, "S", eps, sid)]
                 noise_s = by_key[("random", "noise", "S", eps, sid)]
                 assert own["setting"] == "white-box"
-                assert own["deviation"] > noise_s["deviation"]
+                assert own["squared_deviation"] > noise_s["squared_deviation"]
                 assert own["ssim_vs_clean"] <= noise_s["ssim_vs_clean"]
                 bound = (eps * y_norm[sid]) ** 2
                 for r in (white, noise, own, noise_s):
-                    assert r["deviation"] <= bound * (1 + 1e-4)
+                    assert r["squared_deviation"] <= bound * (1 + 1e-4)
 
 
 def test_sample_ids_and_on_records(sweep):
@@ -263,7 +263,7 @@ def test_batched_grid_equals_separate_runs_for_deterministic_attacks(data, make_
             # batch, so a sample's direction depends on its row, i.e. on the grid: only the
             # direction-free quantities agree (budget; deviation, since zero-filled is an
             # isometry on the measured entries) -- and everything at eps = 0.
-            fields = {"ratio", "deviation"} if a["eps"] else set(a) - TIMING
+            fields = {"ratio", "squared_deviation"} if a["eps"] else set(a) - TIMING
         else:
             # A constant gradient makes the attack deterministic: every field agrees.
             fields = set(a) - TIMING
@@ -294,7 +294,7 @@ def test_batched_grid_with_random_start(data):
     batched = sorted(run(GRID3), key=_key)
     separate = sorted((r for e in GRID3 for r in run([e])), key=_key)
     for a, b in zip(batched, separate, strict=True):
-        fields = {"ratio", "deviation"} if a["eps"] else set(a) - TIMING
+        fields = {"ratio", "squared_deviation"} if a["eps"] else set(a) - TIMING
         for k in fields:
             assert _close(a[k], b[k], rel=1e-4, abs_=1e-6), (k, a[k], b[k])
     again = sorted(run(GRID3), key=_key)

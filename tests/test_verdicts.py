@@ -166,9 +166,9 @@ def test_full_support_noise_delivers_the_budget(batch):
     # zero-filled is an isometry on the measured entries: deviation = energy that reaches it
     for r in noise:
         assert r[R.RATIO] == pytest.approx(eps, rel=1e-5)
-        assert r[R.DEVIATION] == pytest.approx(float(budget[r[R.SAMPLE_ID]]), rel=1e-4)
+        assert r[R.SQUARED_DEVIATION] == pytest.approx(float(budget[r[R.SAMPLE_ID]]), rel=1e-4)
     for r in attack:  # the attack puts its whole budget on measured entries too
-        assert r[R.DEVIATION] == pytest.approx(float(budget[r[R.SAMPLE_ID]]), rel=1e-3)
+        assert r[R.SQUARED_DEVIATION] == pytest.approx(float(budget[r[R.SAMPLE_ID]]), rel=1e-3)
     # without the correction, noise drawn on the full grid and masked would deliver ~1/R of it
     threat = ka.KSpaceL2(eps=eps, support="full")
     masked = threat.apply(y, threat.sphere(y, physics, torch.Generator().manual_seed(0)), physics) - y

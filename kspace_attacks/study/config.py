@@ -75,50 +75,103 @@ import inspect
 import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from .. import attacks as _attacks
 from .._checks import describe
-from ..threat import KSpaceL2, KSpaceLinf
+from ..schema import Table, setting
+from ..threat_spec import ThreatSpec
 from .errors import ConfigError
 from .records import STUDY_EPS
 from .sources import build_data, check_data
 
-__all__ = ["DEMO_CONFIG", "DEMO_OVERRIDES", "STUDY_CONFIG", "ConfigError", "load_config", "dump_toml", "validate_config",
+__all__ = ["SweepConfig", "TargetedSpec", "ReportSpec", "config_reference", "DEMO_CONFIG", "DEMO_OVERRIDES", "STUDY_CONFIG", "ConfigError", "load_config", "dump_toml", "validate_config",
            "build_threat", "build_attacks", "build_models", "build_surrogates", "surrogate_batches", "surrogate_options", "build_data", "canonical"]
 
 
-DEMO_CONFIG: dict[str, Any] = {
-    "preset": "embedded",
-    "data": "embedded",
-    "split": "test",
-    "n_slices": 4,
-    "batch_size": 4,
-    "seed": 0,
-    "device": "cpu",
-    "eps": list(STUDY_EPS),
-    "surrogates": ["irim", "resunetpp"],
-    "targets": ["irim", "resunetpp", "diffusion", "zero_filled"],
-    "baseline": True,
-    "normalization": "minmax",
-    "threat": {"type": "KSpaceL2", "relative": True, "per": "sample", "support": "measured"},
-    "attacks": {
-        "worst_case": {"type": "worst_case", "budget": 100},
-        "adam": {"type": "adam", "lr": 0.1, "max_steps": 100, "max_rescales": 100},
-    },
-    "models": {},
-    "surrogate_models": {},
-    "null_draws": 8,
-    "fail_fast": False,
-    "threads": 1,
-}
+def _null_draws(n: int) -> str | None:
+    return None if n == 0 or n >= 2 else "0 or an integer >= 2"
+
+
+def _not_empty(values: list) -> str | None:
+    return None if values else "at least one entry"
+
+
+@dataclass(frozen=True)
+class TargetedSpec(Table):
+    """``[targeted]``: the targeted false-structure test (a blob inserted into the first
+    surrogate's reconstruction, transferred to every target; demo and study, or any sweep)."""
+
+    TABLE: ClassVar[str] = "config.targeted"
+
+    slices: int = setting(0, "slices it runs on: the first ones of the first batch, at most this many "
+                             "(0: no targeted test)", minimum=0)
+    eps: float = setting(0.05, "its relative budget", minimum=0.0)
+
+
+@dataclass(frozen=True)
+class ReportSpec(Table):
+    """``[report]``: what ``report.html`` shows."""
+
+    TABLE: ClassVar[str] = "config.report"
+
+    panel_slices: int = setting(2, "slices whose image panels are stored with the run (report.html)", minimum=0)
+
+
+@dataclass(frozen=True)
+class SweepConfig(Table):
+    """A sweep's (and the demo's and study's) whole configuration: every key, its type,
+    default and meaning. :func:`validate_config` checks a parsed file against it, plus the
+    cross-key rules (attack arguments, surrogate tables, data tables)."""
+
+    TABLE: ClassVar[str] = "config"
+
+    preset: str = setting("embedded", "acquisition preset of the simulated data (size, mask, coils)")
+    data: str | dict = setting("embedded", "'embedded', {nifti = 'file', ...} or {fastmri = 'dir', ...} "
+                               "(kspace_attacks.study.sources)")
+    split: str = setting("test", "split of the embedded data", choices=("train", "val", "test"))
+    n_slices: int = setting(4, "slices used, unless the data table selects them", minimum=1)
+    batch_size: int = setting(4, "slices per batch (a unit of work)", minimum=1)
+    seed: int = setting(0, "seed of the data simulation, the attacks' starts and the noise")
+    device: str = setting("cpu", "torch device")
+    eps: list[float] = setting(doc="the budget grid (relative to ||y|| for a relative threat)",
+                               minimum=0.0, check=_not_empty, factory=lambda: list(STUDY_EPS))
+    surrogates: list[str] = setting(doc="models the perturbations are crafted on (white-box)",
+                                    check=_not_empty, factory=lambda: ["irim", "resunetpp"])
+    targets: list[str] = setting(doc="models that reconstruct the perturbed k-space", check=_not_empty,
+                                 factory=lambda: ["irim", "resunetpp", "diffusion", "zero_filled"])
+    baseline: bool = setting(True, "also evaluate equal-norm noise (surrogate 'random', attack 'noise')")
+    normalization: str = setting("minmax", "metric normalisation", choices=("minmax", "fastmri"))
+    threat: ThreatSpec = setting(doc="the threat model", factory=ThreatSpec)
+    attacks: dict[str, dict] = setting(
+        doc="one table per attack: type (worst_case, apgd, pgd, adam, fgm, noise) + its arguments; "
+            "a given [attacks] replaces the default attacks", check=_not_empty,
+        factory=lambda: {"worst_case": {"type": "worst_case", "budget": 100},
+                         "adam": {"type": "adam", "lr": 0.1, "max_steps": 100, "max_rescales": 100}})
+    models: dict[str, dict] = setting(doc="load_reconstructor arguments per model; model = '<registered>' makes a "
+                                          "variant, model = 'file.py:make' a user's model", factory=dict)
+    surrogate_models: dict[str, dict] = setting(
+        doc="a surrogate's own loading arguments for the attack, plus eot, attack_steps and n_slices", factory=dict)
+    null_draws: int = setting(8, "equal-norm noise draws per target and row that calibrate the artifact statistics",
+                              check=_null_draws)
+    fail_fast: bool = setting(False, "stop at the first failing unit instead of recording it")
+    threads: int = setting(1, "the node's torch CPU threads, shared by its torchrun ranks", minimum=1)
+    targeted: TargetedSpec = setting(doc="the targeted false-structure test", factory=TargetedSpec)
+    report: ReportSpec = setting(doc="report.html", factory=ReportSpec)
+
+
+#: The defaults of every key (the demo's sweep before :data:`DEMO_OVERRIDES`).
+DEMO_CONFIG: dict[str, Any] = SweepConfig().as_dict()
 #: What ``kspace-attacks demo`` changes from the defaults above to stay within 10 minutes on 2
-#: cores: 2 threads (part of its configuration, so its records stay reproducible) and 4 null
-#: draws per target (``demo --print-config`` shows the result).
-DEMO_OVERRIDES: dict[str, Any] = {"threads": 2, "null_draws": 4}
+#: cores: 2 threads (part of its configuration, so its records stay reproducible), 4 null
+#: draws per target, the targeted test on 2 slices, and report.html without image panels
+#: (they would re-run every target; ``demo --print-config`` shows the result).
+DEMO_OVERRIDES: dict[str, Any] = {"threads": 2, "null_draws": 4, "targeted": {"slices": 2, "eps": 0.05},
+                                  "report": {"panel_slices": 0}}
 
 #: The study at scale (``kspace-attacks study``), shaped to finish within an hour on 2 idle
 #: cores (``study --dry-run`` shows the plan and its estimate; docs/study/README.md says why
@@ -134,7 +187,8 @@ DEMO_OVERRIDES: dict[str, Any] = {"threads": 2, "null_draws": 4}
 #: - the white-box diffusion attack through the differentiable sampler (10 steps, 2 averaged
 #:   samples; 20 gradient evaluations per row) on the first 16 slices;
 #: - 8 equal-norm noise draws per target and row for the calibrated statistics;
-#: - 2 threads: the whole machine, in one process.
+#: - 2 threads: the whole machine, in one process;
+#: - the targeted test on the 8 slices of the first batch.
 STUDY_CONFIG: dict[str, Any] = {
     **DEMO_CONFIG,
     "threads": 2,
@@ -154,14 +208,8 @@ STUDY_CONFIG: dict[str, Any] = {
     # (a WorstCase of budget 20 is one APGD run of 20 steps) on the first 16 slices
     "surrogate_models": {"diffusion": {"differentiable": True, "steps": 10, "n_samples": 2,
                                        "attack_steps": 20, "n_slices": 16}},
+    "targeted": {"slices": 8, "eps": 0.05},  # the first batch
 }
-
-_THREATS = {"KSpaceL2": KSpaceL2, "KSpaceLinf": KSpaceLinf}
-_TYPES = {"preset": str, "split": str, "n_slices": int, "batch_size": int, "seed": int, "device": str,
-          "eps": list, "surrogates": list, "targets": list, "baseline": bool, "normalization": str,
-          "threat": dict, "attacks": dict, "models": dict, "fail_fast": bool, "threads": int,
-          "surrogate_models": dict, "null_draws": int}
-
 
 # ---------------------------------------------------------------------------------- files
 def load_config(path: str | os.PathLike, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -237,7 +285,7 @@ def dump_toml(config: Mapping[str, Any]) -> str:
     lines = ["# kspace-attacks sweep configuration", ""]
     tables = {}
     for k, v in config.items():
-        if isinstance(v, Mapping) and k in ("threat", "attacks", "models"):
+        if isinstance(v, Mapping) and k in ("threat", "attacks", "models", "targeted", "report"):
             tables[k] = v
         else:
             lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
@@ -254,57 +302,23 @@ def dump_toml(config: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------------- checks
 def validate_config(raw: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Merge ``raw`` over ``base`` (default: the demo's defaults, :data:`DEMO_CONFIG`) and check
-    every value; raises :class:`ConfigError`."""
+    every value against :class:`SweepConfig` and the rules across keys; raises
+    :class:`ConfigError` naming the table, the key and what was expected."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config: expected a table of settings, got {describe(raw)}")
-    cfg = copy.deepcopy(dict(DEMO_CONFIG if base is None else base))
-    for key, value in raw.items():
-        if key not in _TYPES and key != "data":
-            raise ConfigError(f"config: unknown key {key!r}; known keys: {sorted([*_TYPES, 'data'])}")
-        cfg[key] = value
-    if "attacks" in raw:  # a given attack table replaces the default attacks entirely
-        cfg["attacks"] = dict(raw["attacks"])
-    for key, typ in _TYPES.items():
-        v = cfg[key]
-        ok = isinstance(v, typ) and not (typ is int and isinstance(v, bool))
-        if not ok:
-            raise ConfigError(f"config: {key} must be a {typ.__name__}, got {describe(v)}")
-    for key in ("n_slices", "batch_size", "threads"):
-        if cfg[key] < 1:
-            raise ConfigError(f"config: {key} must be >= 1, got {cfg[key]}")
-    if cfg["null_draws"] == 1 or cfg["null_draws"] < 0:
-        raise ConfigError(f"config: null_draws must be 0 or >= 2, got {cfg['null_draws']}")
+    merged = {**copy.deepcopy(dict(DEMO_CONFIG if base is None else base)), **copy.deepcopy(dict(raw))}
+    cfg = SweepConfig.from_mapping(merged).as_dict()  # keys, types, choices, nested tables
     for name, spec in cfg["surrogate_models"].items():
-        if name not in cfg["surrogates"] or not isinstance(spec, Mapping):
-            raise ConfigError(f"config: surrogate_models.{name} must be a table for one of the surrogates "
-                              f"{cfg['surrogates']}, got {describe(spec)}")
-    for e in cfg["eps"]:
-        if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e) or e < 0:
-            raise ConfigError(f"config: eps must be a list of numbers >= 0, got {cfg['eps']}")
-    if not cfg["eps"]:
-        raise ConfigError("config: eps must hold at least one budget, got []")
-    for key in ("surrogates", "targets"):
-        if not cfg[key] or not all(isinstance(n, str) for n in cfg[key]):
-            raise ConfigError(f"config: {key} must be a non-empty list of model names, got {cfg[key]}")
-    if cfg["normalization"] not in ("minmax", "fastmri"):
-        raise ConfigError(f"config: normalization must be 'minmax' or 'fastmri', got {cfg['normalization']!r}")
-    threat_type = cfg["threat"].get("type", "KSpaceL2")
-    if threat_type not in _THREATS:
-        raise ConfigError(f"config: threat.type must be one of {sorted(_THREATS)}, got {threat_type!r}")
-    if not cfg["attacks"]:
-        raise ConfigError("config: attacks must hold at least one attack table")
-    for name, spec in list(cfg["attacks"].items()):
+        if name not in cfg["surrogates"]:
+            raise ConfigError(f"config.surrogate_models: {name!r} is not a surrogate; expected some of "
+                              f"{cfg['surrogates']}")
+    for name, spec in cfg["attacks"].items():
         try:
-            cls = _attacks.attack_class(spec.get("type") if isinstance(spec, Mapping) else None)
+            _attacks.attack_class(spec.get("type"))
         except ValueError:
-            raise ConfigError(
-                f"config: attacks.{name}.type must be one of {sorted(_attacks.ATTACKS)}, got "
-                f"{spec.get('type') if isinstance(spec, Mapping) else describe(spec)!r}"
-            ) from None
-        del cls  # valid; class names of earlier configs ("PGD") stay as the user wrote them
-    for name, spec in cfg["models"].items():
-        if not isinstance(spec, Mapping):
-            raise ConfigError(f"config: models.{name} must be a table of load_reconstructor arguments, got {describe(spec)}")
+            raise ConfigError(f"config.attacks.{name}.type: expected one of {sorted(_attacks.ATTACKS)}, "
+                              f"got {spec.get('type')!r}") from None
+        # class names of earlier configs ("PGD") stay as the user wrote them
     # Build the threat model and attacks now, so a bad value fails before models and data load.
     build_attacks(cfg)
     surrogate_batches(cfg)
@@ -313,6 +327,11 @@ def validate_config(raw: Mapping[str, Any], base: Mapping[str, Any] | None = Non
     if cfg["device"] != "cpu" and cfg["device"].startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"config: device {cfg['device']!r} requested but CUDA is not available; use device = \"cpu\"")
     return cfg
+
+
+def config_reference() -> str:
+    """The Markdown reference of every configuration key (``docs/CONFIG.md`` quotes it)."""
+    return SweepConfig.docs()
 
 
 def canonical(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -326,16 +345,10 @@ def canonical(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------- building
 def build_threat(cfg: Mapping[str, Any]):
-    spec = dict(cfg["threat"])
-    cls = _THREATS[spec.pop("type", "KSpaceL2")]
-    if "eps" in spec:
-        raise ConfigError("config: threat.eps is set by the top-level eps grid; remove it from [threat]")
-    try:
-        return cls(**spec)
-    except (TypeError, ValueError) as e:
-        key = str(e).split(":")[0]
-        where = f"threat.{key}" if key in spec else "threat"
-        raise ConfigError(f"config: {where}: {e}") from e
+    """The threat model of ``cfg["threat"]`` (its budget set per row by the eps grid)."""
+    if "eps" in cfg["threat"]:
+        raise ConfigError("config.threat: eps is set by the top-level eps grid; remove it from [threat]")
+    return ThreatSpec.from_mapping(cfg["threat"], "config.threat").build()
 
 
 def build_attacks(cfg: Mapping[str, Any]) -> dict[str, _attacks.Attack]:
@@ -347,12 +360,12 @@ def build_attacks(cfg: Mapping[str, Any]) -> dict[str, _attacks.Attack]:
         known = [p for p in inspect.signature(cls).parameters if p not in ("threat", "seed")]
         unknown = sorted(set(spec) - set(known))
         if unknown:
-            raise ConfigError(f"config: attacks.{name}: unknown key(s) {unknown} for {cls.__name__}; "
+            raise ConfigError(f"config.attacks.{name}: unknown key(s) {unknown} for {cls.__name__}; "
                               f"known keys: {['type', *known]}")
         try:
             out[name] = cls(threat, seed=cfg["seed"], **spec)
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"config: attacks.{name}: {e}") from e
+            raise ConfigError(f"config.attacks.{name}: {e}") from e
     return out
 
 
@@ -376,6 +389,8 @@ def _load(name: str, spec: Mapping[str, Any], device: str) -> Any:
 
     try:
         return load_reconstructor(registered, weights=weights, device=device, **kwargs)
+    except TypeError as e:  # a typo in the table reaches the model's loader
+        raise ConfigError(f"config.models.{name} (model {registered!r}, keys {sorted(spec)}): {e}") from e
     except UnknownReconstructorError as e:
         raise ConfigError(f"config: model {name!r}: {e}; for your own model add a table "
                           f"[models.{name}] with model = \"mymodel.py:make\" (or \"package.module:make\"): "

@@ -17,71 +17,123 @@ from typing import Any
 
 import torch
 
-from .plots import plot_panel
+from .._deprecation import renamed
 from ..data import read_perturbed_kspace
 from ..io import atomic_write_json, atomic_write_text, read_json
+from .plots import plot_panel
 from .report import perturbation_filename, records_to_csv
 from .config import DEMO_CONFIG, DEMO_OVERRIDES, build_data, build_models, validate_config
 from .sweep import run_sweep
 from .targeted import targeted_transfer, targeted_verdicts
 from .verdicts import mean as _mean, write_verdicts
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "finish_run", "run_targeted"]
 
 
 def run_demo(out: str | os.PathLike = "kspace-attacks-demo", config: dict | None = None,
-             progress: bool = True, targeted: bool = True,
-             title: str = "Verdicts of the demo (small sample: 4 slices)",
-             report_html: bool = False, panel_slices: int = 2, targeted_slices: int = 2) -> dict[str, Any]:
+             progress: bool = True, title: str = "Verdicts of the demo (small sample: 4 slices)",
+             models: dict[str, Any] | None = None, **deprecated: Any) -> dict[str, Any]:
     """Run the demo (or the study: ``config`` =
-    :data:`~kspace_attacks.study.config.STUDY_CONFIG`) and write everything to ``out``; returns
-    paths and verdicts. Resumable: run it again with the same ``out`` after an interruption.
+    :data:`~kspace_attacks.study.config.STUDY_CONFIG`, or any sweep configuration) and write
+    everything to ``out``; returns paths and verdicts. Resumable: run it again with the same
+    ``out`` after an interruption.
 
-    The targeted test runs on the first batch's first ``targeted_slices`` slices. With
-    ``report_html``, also writes ``report.html`` (image panels of the first ``panel_slices``
-    slices). ``provenance.json`` gets ``wall_seconds``: the whole run's wall
-    time in this process (a resumed run: the last part's).
+    Everything the run does is in its configuration (``demo --print-config`` shows it): the
+    sweep, then (:func:`finish_run`) the targeted test on ``targeted.slices`` slices of the
+    first batch, the verdicts, and ``report.html`` with the panels of ``report.panel_slices``
+    slices; the demo adds ``panel.png``. ``provenance.json`` gets ``wall_seconds``: the whole
+    run's wall time in this process (a resumed run: the last part's).
     """
     start = time.perf_counter()
+    config = _with_deprecated(config, deprecated)
     cfg = validate_config(config if config is not None else {**DEMO_CONFIG, **DEMO_OVERRIDES})
     out = Path(out)
-    models = build_models(cfg)
+    models = build_models(cfg) if models is None else models
     report = run_sweep(cfg, out, progress=progress, models=models)
-    batches, ids = build_data(cfg)
-    x, y, physics = batches[0]
-    # Image panel (Fig. 1/4): first slice, first surrogate, largest eps.
+    result = {"out": str(out), "records": len(report.records)}
+    if int(os.environ.get("RANK", "0")) != 0:  # rank 0 writes what follows the sweep
+        return result
+    panel = _image_panel(out, cfg, models)
+    if panel is not None:
+        result["panel"] = str(panel)
+    result.update(finish_run(out, cfg, report, models, title))
+    provenance = read_json(out / "provenance.json") if (out / "provenance.json").is_file() else {}
+    atomic_write_json(out / "provenance.json", dict(provenance, wall_seconds=time.perf_counter() - start),
+                      indent=1, default=str)
+    return result
+
+
+def finish_run(out: Path, cfg: dict[str, Any], report: Any, models: dict[str, Any], title: str) -> dict[str, Any]:
+    """What follows every sweep (demo, study, ``sweep``): the targeted test when
+    ``targeted.slices > 0``, ``verdict.json`` / ``verdict.md`` and ``report.html`` (with the
+    image panels stored for ``report``)."""
+    from .html import write_html_report
+
+    result: dict[str, Any] = {}
+    if cfg["targeted"]["slices"]:
+        result.update(run_targeted(out, cfg, models))
+    result["verdicts"] = write_verdicts(report, out, title=title, extra_rows=result.get("targeted_rows", ()))
+    with torch.no_grad():
+        result["report"] = str(write_html_report(out, models, max_slices=cfg["report"]["panel_slices"]))
+    return result
+
+
+def run_targeted(out: Path, cfg: dict[str, Any], models: dict[str, Any]) -> dict[str, Any]:
+    """The targeted test of ``cfg["targeted"]`` on the first batch: ``targeted.csv``,
+    ``targeted_panel.png``, the mean ROI contrast per target and the verdict rows."""
+    x, y, physics = build_data(cfg)[0][0]
+    n, eps = cfg["targeted"]["slices"], cfg["targeted"]["eps"]
+    surrogate, targets = cfg["surrogates"][0], cfg["targets"]
+    recs, imgs = targeted_transfer(models[surrogate], {t: models[t] for t in targets}, y[:n], physics, eps=eps)
+    atomic_write_text(out / "targeted.csv", records_to_csv(recs))
+    plot_panel(imgs["target_image"][:1], {t: imgs[f"{t}_clean"][:1] for t in targets},
+               {t: imgs[f"{t}_adv"][:1] for t in targets}, out / "targeted_panel.png",
+               title=f"targeted blob insertion crafted on {surrogate}, eps={eps:.2f} (first column: target)")
+    by_target: dict[str, list] = defaultdict(list)
+    for r in recs:
+        if r["condition"] == "targeted":
+            by_target[r["target"]].append(r["roi_contrast"])
+    return {"targeted_roi_contrast": {t: _mean(v) for t, v in by_target.items()},
+            "targeted_rows": targeted_verdicts(recs)}
+
+
+def _image_panel(out: Path, cfg: dict[str, Any], models: dict[str, Any]) -> Path | None:
+    """Fig. 1/4 of the study: the first slice, first surrogate and attack, largest eps, on every
+    target (``panel.png``); ``None`` when that perturbation was not made (its unit failed)."""
     eps = max(cfg["eps"])
     surrogate, attack = cfg["surrogates"][0], next(iter(cfg["attacks"]))
-    saved = read_perturbed_kspace(out / "perturbations" / "batch0000" / perturbation_filename(surrogate, attack, eps))
-    y_adv = saved.y_adv[: 1].to(y.device)  # the first slice of the first batch
-    targets = cfg["targets"]
+    path = out / "perturbations" / "batch0000" / perturbation_filename(surrogate, attack, eps)
+    if not path.is_file():
+        return None
+    batches, ids = build_data(cfg)
+    x, y, physics = batches[0]
+    y_adv = read_perturbed_kspace(path).y_adv[:1].to(y.device)  # the first slice of the first batch
     with torch.no_grad():
-        clean = {t: models[t](y[:1], physics) for t in targets}
-        adv = {t: models[t](y_adv, physics) for t in targets}
-    panel = plot_panel(x[:1], clean, adv, out / "panel.png",
-                       title=f"{surrogate} / {attack} perturbation, eps={eps:.2f}, slice {ids[0]}")
-    result = {"out": str(out), "panel": str(panel), "records": len(report.records)}
-    if targeted:
-        recs, imgs = targeted_transfer(models[surrogate], {t: models[t] for t in targets},
-                                       y[:targeted_slices], physics, eps=0.05)
-        atomic_write_text(out / "targeted.csv", records_to_csv(recs))
-        plot_panel(imgs["target_image"][:1], {t: imgs[f"{t}_clean"][:1] for t in targets},
-                   {t: imgs[f"{t}_adv"][:1] for t in targets}, out / "targeted_panel.png",
-                   title=f"targeted blob insertion crafted on {surrogate}, eps=0.05 (first column: target)")
-        by_target: dict[str, list] = defaultdict(list)
-        for r in recs:
-            if r["condition"] == "targeted":
-                by_target[r["target"]].append(r["roi_contrast"])
-        result["targeted_roi_contrast"] = {t: _mean(v) for t, v in by_target.items()}
-        result["targeted_rows"] = targeted_verdicts(recs)
-    result["verdicts"] = write_verdicts(report, out, title=title, extra_rows=result.get("targeted_rows", ()))
-    if report_html:
-        from .html import write_html_report
+        clean = {t: models[t](y[:1], physics) for t in cfg["targets"]}
+        adv = {t: models[t](y_adv, physics) for t in cfg["targets"]}
+    reference = x[:1] if x is not None else clean[cfg["targets"][0]]
+    return plot_panel(reference, clean, adv, out / "panel.png",
+                      title=f"{surrogate} / {attack} perturbation, eps={eps:.2f}, slice {ids[0]}")
 
-        with torch.no_grad():
-            result["report"] = str(write_html_report(out, models, max_slices=panel_slices))
-    if int(os.environ.get("RANK", "0")) == 0:
-        provenance = read_json(out / "provenance.json") if (out / "provenance.json").is_file() else {}
-        atomic_write_json(out / "provenance.json", dict(provenance, wall_seconds=time.perf_counter() - start),
-                          indent=1, default=str)
-    return result
+
+def _with_deprecated(config: dict | None, old: dict[str, Any]) -> dict | None:
+    """``run_demo``'s arguments of earlier versions as configuration keys (with a warning)."""
+    if not old:
+        return config
+    known = {"targeted": "targeted.slices", "targeted_slices": "targeted.slices",
+             "panel_slices": "report.panel_slices", "report_html": "report.panel_slices"}
+    unknown = sorted(set(old) - set(known))
+    if unknown:
+        raise TypeError(f"run_demo: unexpected argument(s) {unknown}")
+    cfg = dict(config if config is not None else {**DEMO_CONFIG, **DEMO_OVERRIDES})
+    targeted = dict(cfg.get("targeted", {}))
+    report = dict(cfg.get("report", {}))
+    for name, value in old.items():
+        renamed(f"run_demo({name}=...)", f"the configuration's {known[name]}")
+        if name == "targeted_slices":
+            targeted["slices"] = value
+        elif name == "targeted" and not value:
+            targeted["slices"] = 0
+        elif name == "panel_slices":
+            report["panel_slices"] = value
+    return dict(cfg, targeted=targeted, report=report)

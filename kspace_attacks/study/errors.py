@@ -6,7 +6,5 @@ from __future__ import annotations
 __all__ = ["ConfigError"]
 
 
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or of the wrong type."""
-
-    __module__ = "kspace_attacks.study.config"  # where users import it from
+# One error for every configuration table (sweeps, protocols, plugin options): the schema's.
+from ..schema import ConfigError  # noqa: E402

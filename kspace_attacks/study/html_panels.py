@@ -32,7 +32,8 @@ from . import records as R
 from .artifacts import residual
 from .null import structure_map
 from .report import perturbation_filename
-from .transfer import Stacked, target_null
+from ..measurement import Grid
+from .transfer import target_null
 
 __all__ = ["Panel", "PanelSet", "build_panels", "default_panel_eps", "figure_png", "save_panels",
            "load_panels", "PANELS_DIR"]
@@ -123,7 +124,7 @@ def _first_rows(physics: Any, n: int) -> Any:
 def _maps(model: Any, batch: Mapping[str, Any], eps: list[float], template: Any, draws: int,
           device: str) -> dict[str, Tensor]:
     """Magnitudes of clean / perturbed reconstructions and the structure map, eps-major rows."""
-    st = Stacked.of(None, batch["y"].to(device), batch["physics"].to(device), eps, batch["ids"])
+    st = Grid.of(None, batch["y"].to(device), batch["physics"].to(device), eps, batch["ids"])
     x_clean = _recon(model, st.y, st.physics)
     x_adv = _recon(model, batch["y_adv"].to(device), st.physics)
     r = residual(x_adv, x_clean)

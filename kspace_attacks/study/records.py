@@ -19,11 +19,14 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from .._deprecation import renamed, renamed_keys
 
 __all__ = [
     "Column", "COLUMNS", "BASELINE_SURROGATE", "BASELINE_ATTACK", "SETTINGS", "STUDY_EPS",
-    "GROUP_KEYS", "SUMMARY_METRICS", "setting_of", "restart_columns",
+    "GROUP_KEYS", "SUMMARY_METRICS", "setting_of", "restart_columns", "RENAMED_COLUMNS", "upgrade",
 ]
 
 
@@ -57,8 +60,8 @@ RATIO, ATTACK_LOSS, GRAD_EVALS, ATTACK_SECONDS, TARGET_SECONDS = (
 N_STARTS, START_BEST, START_MEDIAN, RESTART_SPREAD = (
     "n_starts", "start_best", "start_median", "restart_spread")
 # Perturbed vs clean reconstruction (no ground truth needed) ----------------------------------
-SSIM_VS_CLEAN, PSNR_VS_CLEAN, NMSE_VS_CLEAN, DEVIATION = (
-    "ssim_vs_clean", "psnr_vs_clean", "nmse_vs_clean", "deviation")
+SSIM_VS_CLEAN, PSNR_VS_CLEAN, NMSE_VS_CLEAN, SQUARED_DEVIATION = (
+    "ssim_vs_clean", "psnr_vs_clean", "nmse_vs_clean", "squared_deviation")
 # Against the ground truth --------------------------------------------------------------------
 DELTA_SSIM, DELTA_PSNR, DELTA_NMSE = "delta_ssim", "delta_psnr", "delta_nmse"
 CLEAN_SSIM, CLEAN_PSNR, CLEAN_NMSE = "clean_ssim", "clean_psnr", "clean_nmse"
@@ -93,8 +96,10 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column(SSIM_VS_CLEAN, "", "SSIM(x_adv, x_clean): 1 = unchanged"),
     Column(PSNR_VS_CLEAN, "dB", "PSNR(x_adv, x_clean); 80 dB cap when identical"),
     Column(NMSE_VS_CLEAN, "", "NMSE(x_adv, x_clean)"),
-    Column(DEVIATION, "image units^2", "||x_adv - x_clean||_2^2 (complex images)"),
-    Column(RELATIVE_DEVIATION, "relative", "||x_adv - x_clean||_2 / ||x_clean||_2: the attack objective, scale-free"),
+    Column(SQUARED_DEVIATION, "image units^2",
+           "||x_adv - x_clean||_2^2 (complex images): the deviation objective's value"),
+    Column(RELATIVE_DEVIATION, "relative",
+           "||x_adv - x_clean||_2 / ||x_clean||_2: 'the deviation' of cards, verdicts and docs"),
     Column(DELTA_SSIM, "", "SSIM(x_adv, x_true) - SSIM(x_clean, x_true); negative = degradation"),
     Column(DELTA_PSNR, "dB", "PSNR(x_adv, x_true) - PSNR(x_clean, x_true); negative = degradation"),
     Column(DELTA_NMSE, "", "NMSE(x_adv, x_true) - NMSE(x_clean, x_true); positive = degradation"),
@@ -124,7 +129,7 @@ GROUP_KEYS = (SURROGATE, TARGET, ATTACK, SETTING, EPS)
 #: Numeric columns summarised per group (mean, std, 95 % CI).
 SUMMARY_METRICS = (
     RATIO, SSIM_VS_CLEAN, PSNR_VS_CLEAN, NMSE_VS_CLEAN, DELTA_SSIM, DELTA_PSNR, DELTA_NMSE,
-    CLEAN_SSIM, ADV_SSIM, CLEAN_PSNR, ADV_PSNR, DEVIATION, RELATIVE_DEVIATION, RESIDUAL_RMS,
+    CLEAN_SSIM, ADV_SSIM, CLEAN_PSNR, ADV_PSNR, SQUARED_DEVIATION, RELATIVE_DEVIATION, RESIDUAL_RMS,
     SPECTRAL_FLATNESS, EXCESS_KURTOSIS, HALLUCINATION_FRACTION, STRUCTURE_FRACTION,
     SPECTRUM_DISTANCE, VALUE_DISTANCE, RESTART_SPREAD, ATTACK_SECONDS, TARGET_SECONDS,
 )
@@ -167,3 +172,21 @@ def restart_columns(n_starts: float = 0.0, best: float = float("nan"),
 def is_baseline(record: dict) -> bool:
     """Whether ``record`` is an equal-norm noise baseline row."""
     return record.get(SETTING) == BASELINE or record.get(SURROGATE) == BASELINE_SURROGATE
+
+
+#: Columns of earlier versions: old name -> new name. ``deviation`` was the squared absolute
+#: change; "deviation" now means the relative change everywhere (``relative_deviation``).
+RENAMED_COLUMNS = {"deviation": SQUARED_DEVIATION}
+
+
+def upgrade(records: Iterable[dict]) -> list[dict]:
+    """Records of an earlier version with today's column names (one warning when something was
+    renamed)."""
+    return renamed_keys(records, RENAMED_COLUMNS, "record column(s)")
+
+
+def __getattr__(name: str):
+    if name == "DEVIATION":  # the constant of the renamed column, kept for one release
+        renamed("kspace_attacks.study.records.DEVIATION", "SQUARED_DEVIATION")
+        return SQUARED_DEVIATION
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..io import atomic_write_json, atomic_write_text, read_json
 from ..stats import bootstrap_ci
-from .records import GROUP_KEYS, SUMMARY_METRICS
+from .records import GROUP_KEYS, SUMMARY_METRICS, upgrade
 
 __all__ = ["TransferReport", "atomic_write_text", "summarize", "GROUP_KEYS", "records_to_csv",
            "records_from_csv", "perturbation_filename"]
@@ -97,7 +97,7 @@ def records_to_csv(records: Sequence[dict]) -> str:
 
 def records_from_csv(path: str | os.PathLike) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as f:
-        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return upgrade({k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f))
 
 
 class TransferReport:

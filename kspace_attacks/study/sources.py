@@ -22,6 +22,9 @@ fastMRI keys (files in name order, slices in order):
   magnitude / coil-RSS image), ``"max"`` (the file's ``attrs['max']``), ``"none"`` or a number;
 - ``target`` (the ground truth): ``"complex"`` (default: the coil-combined image of the full
   k-space), ``"magnitude"``, or ``"file"`` (the stored ``reconstruction_esc`` / ``_rss``);
+  with ``mask = "file"`` and files that are undersampled, only ``"file"`` gives a ground
+  truth: otherwise there is none, and the metrics against it are left out (the clean
+  reconstruction is the reference);
 - ``slices``: indices or a range taken in every file (default: all).
 
 Ids: ``<file stem>-<slice>``. When the data table has ``slices`` (or, for NIfTI, ``n_slices``)
@@ -203,4 +206,10 @@ def _fastmri(cfg: Mapping[str, Any], preset: Any) -> tuple[Batches, list[str]]:
     )
     if src["slices"] is None:
         ds.samples = ds.samples[: cfg["n_slices"]]
-    return ds.batches(cfg["batch_size"], device=cfg["device"]), ds.sample_ids()
+    batches = ds.batches(cfg["batch_size"], device=cfg["device"])
+    if not preset_mask and src["target"] != "file":
+        # An undersampled file holds no fully sampled k-space: the "image of the k-space" is the
+        # zero-filled reconstruction, and metrics against it a made-up ground truth (80 dB for
+        # the zero-filled model). Without a stored reconstruction there is no ground truth.
+        batches = [(None if bool((physics.mask < 1).any()) else x, y, physics) for x, y, physics in batches]
+    return batches, ds.sample_ids()

@@ -74,7 +74,9 @@ def _check_out(out: Path, cfg: Mapping[str, Any]) -> None:
         except ImportError:  # Python 3.10
             import tomli as tomllib  # type: ignore[no-redef]
         old = validate_config(tomllib.loads(previous.read_text()))
-        keep = ("device",)  # the same work may resume on another device
+        # the same work may resume on another device; the targeted test and the report's
+        # panels run after the sweep and do not change its records
+        keep = ("device", "targeted", "report")
         old, new = canonical(old), canonical(cfg)
         if {k: v for k, v in old.items() if k not in keep} != {k: v for k, v in new.items() if k not in keep}:
             raise ConfigError(
@@ -160,13 +162,17 @@ def _run_sweep(cfg: dict[str, Any], out: Path, progress: bool, models: Mapping[s
     rank, world = _distributed(cfg)
     if world > 1 and str(cfg["device"]).startswith("cuda"):
         cfg = dict(cfg, device=f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}")
-    provenance, claims = _start(cfg, out, rank, world)
+    if rank == 0:
+        _check_out(out, cfg)  # refuse a folder of another configuration before any work
     start = time.perf_counter()
+    # Everything that can fail on the configuration (models, data, attacks) before anything is
+    # written: a sweep that cannot start leaves --out as it found it.
     models = dict(models) if models is not None else build_models(cfg)
     surrogates, attack_options = build_surrogates(cfg, models)
     batches, ids = build_data(cfg)
     plan = TransferPlan.of(surrogates, {n: models[n] for n in cfg["targets"]}, build_attacks(cfg), cfg["baseline"],
                            cfg["normalization"], None, True, cfg["null_draws"], attack_options)
+    provenance, claims = _start(cfg, out, rank, world)
     journal = Journal(out / f"records.rank{rank}.jsonl")
     crafts, cost = _crafts(plan)
     limits = surrogate_batches(cfg)

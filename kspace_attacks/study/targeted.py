@@ -26,7 +26,8 @@ import torch
 from torch import Tensor
 
 from .._checks import check_choice, check_image, check_nonneg_float
-from ..attacks import PGD, Attack, GaussianNoise
+from ..attacks import PGD, Attack
+from ..measurement import noise_control
 from ..losses import ReconDeviation, TargetedLoss, magnitude
 from ..metrics import ssim
 from ..threat import KSpaceL2
@@ -126,8 +127,8 @@ def targeted_transfer(
         surrogate, y, physics, target=target_img)
     # Controls at the same eps, measured in the same region: equal-norm noise (delivered on the
     # measured entries) and the untargeted worst case of the same attack.
-    threat = GaussianNoise(template.threat.with_eps(eps_t)).draw_threat
-    y_noise = threat.apply(y, threat.sphere(y, physics, torch.Generator().manual_seed(template.seed)), physics)
+    y_noise, _ = noise_control(template.threat.with_eps(eps_t), y, physics,
+                               torch.Generator().manual_seed(template.seed))
     y_untargeted = template.replace(eps=eps_t, loss=ReconDeviation())(surrogate, y, physics).y_adv
     perturbed = {"targeted": res.y_adv, "noise": y_noise, "untargeted": y_untargeted}
     rows, cols = _box(roi)

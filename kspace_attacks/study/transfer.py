@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import math
 import time
-import zlib
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
-from .. import metrics as _metrics
 from .._checks import check_image, check_kspace, describe
 from .._runtime import runtime_provenance
-from .._stack import repeat_physics as _repeat_physics, repeat_rows as _repeat
 from ..attacks import Attack, GaussianNoise, default_attack
+from ..measurement import Grid, noise_control, row_generators, row_metrics
 from . import records as R
 from .artifacts import artifact_stats, residual
 from .null import Null, fit_null, spectrum_distance, structure_fraction, value_distance
@@ -30,8 +28,9 @@ from .progress import Progress, as_progress
 from .reconstruct import reconstruct_all, reconstruct_one as _reconstruct, trajectory_groups
 from .report import TransferReport
 
-__all__ = ["transfer", "iter_batches", "trajectory_groups", "reconstruct_all", "Stacked", "target_null", "baseline_threat", "TransferPlan", "Shared",
-           "batch_shared", "craft_surrogate", "noise_baseline", "reconstruct_crafted", "crafted_records"]
+__all__ = ["transfer", "iter_batches", "trajectory_groups", "reconstruct_all", Grid, "target_null", "baseline_threat", "TransferPlan", "Shared",
+           "batch_shared", "craft_surrogate", "noise_baseline", "reconstruct_crafted", "crafted_records",
+           "keep_perturbations"]
 
 BASELINE = R.BASELINE_SURROGATE
 
@@ -87,10 +86,6 @@ def _check_eps_grid(eps: Any) -> list[float]:
     if len(floats) != len(values) or not all(math.isfinite(v) and v >= 0 for v in floats):
         raise ValueError(f"eps: expected finite numbers >= 0, got {values}")
     return floats
-
-
-def _scalar_metrics(prefix: str, table: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    return {f"{prefix}{k}": v for k, v in table.items()}
 
 
 def transfer(
@@ -173,7 +168,7 @@ def _run_batches(plan: TransferPlan, grid: list[float], data: Any, sample_ids: S
             n = y.shape[0]
             ids = _ids(sample_ids, first_id, n)
             first_id += n
-            stacked, device = Stacked.of(x, y, physics, grid, ids), str(y.device)
+            stacked, device = Grid.of(x, y, physics, grid, ids), str(y.device)
             batch_records = _transfer_batch(report, plan, stacked, shown)
             report.extend(batch_records)
             if on_records is not None:
@@ -194,24 +189,8 @@ def _ids(sample_ids: Sequence[Any] | None, first: int, n: int) -> list:
     return ids
 
 
-@dataclass
-class Stacked:
-    """A batch stacked once per budget: row ``i * n + j`` is sample ``j`` at ``grid[i]``."""
-
-    x: Tensor | None
-    y: Tensor
-    physics: Any
-    eps: Tensor
-    grid: list[float]
-    ids: list
-    n: int
-
-    @classmethod
-    def of(cls, x: Tensor | None, y: Tensor, physics: Any, grid: list[float], ids: list) -> "Stacked":
-        n, k = y.shape[0], len(grid)
-        eps = torch.tensor(grid, dtype=torch.float64).repeat_interleave(n)
-        x_rep = None if x is None else _repeat(x, k)
-        return cls(x_rep, _repeat(y, k), _repeat_physics(physics, k, n), eps, grid, ids, n)
+#: the study's name of a batch stacked on the eps grid (:class:`kspace_attacks.measurement.Grid`)
+Stacked = Grid
 
 
 @dataclass
@@ -257,13 +236,15 @@ class TransferPlan:
                    normalization, chunk, keep_perturbations, null_draws, options)
 
 
-def _transfer_batch(report: TransferReport, plan: TransferPlan, stacked: "Stacked", progress: Progress) -> list[dict]:
+def _transfer_batch(report: TransferReport, plan: TransferPlan, stacked: Grid, progress: Progress) -> list[dict]:
     """Craft on every surrogate, evaluate on every target: the records of one batch."""
     shared = batch_shared(plan, stacked, progress)
     crafted = [c for s_name in plan.surrogates for c in craft_surrogate(plan, stacked, s_name, progress)]
     if plan.baseline:
         crafted.append(noise_baseline(plan, stacked))
-    return crafted_records(report, plan, stacked, crafted, shared, progress)
+    if plan.keep_perturbations:
+        keep_perturbations(report, stacked, crafted)
+    return crafted_records(plan, stacked, crafted, shared, progress)
 
 
 @dataclass
@@ -275,7 +256,7 @@ class Shared:
     nulls: dict[str, Null | None]
 
 
-def batch_shared(plan: TransferPlan, st: "Stacked", progress: Progress) -> Shared:
+def batch_shared(plan: TransferPlan, st: Grid, progress: Progress) -> Shared:
     """Each target's clean reconstruction and noise null (``plan.null_draws`` draws per row)."""
     # Each target's clean reconstruction of the stacked batch: a stochastic target (a diffusion
     # sampler) then draws the same noise for row i of the clean and of every perturbed batch
@@ -309,7 +290,7 @@ def baseline_threat(template: Attack, eps: Tensor) -> Any:
     return GaussianNoise(template.threat.with_eps(eps)).draw_threat
 
 
-def target_null(model: Model, x_clean: Tensor, template: Attack, st: "Stacked", draws: int = 8,
+def target_null(model: Model, x_clean: Tensor, template: Attack, st: Grid, draws: int = 8,
                 chunk: int | None = None) -> Null:
     """Fit ``model``'s noise null on a stacked batch as :func:`transfer` does: ``draws``
     equal-norm noise draws per row in ``template``'s threat model (:func:`baseline_threat`).
@@ -323,14 +304,13 @@ def target_null(model: Model, x_clean: Tensor, template: Attack, st: "Stacked", 
     return fit_null(torch.stack(residuals))
 
 
-def _null_inputs(template: Attack, st: "Stacked", draws: int) -> Iterator[Tensor]:
+def _null_inputs(template: Attack, st: Grid, draws: int) -> Iterator[Tensor]:
     """The null's ``draws`` noisy k-spaces of a stacked batch, one at a time."""
     threat = baseline_threat(template, st.eps)
     for k in range(draws):
         # Draw k of a row depends on (seed, sample, eps, k) only: batching never changes it, and
         # draws 1..K are apart from the baseline row's own draw (k = 0).
-        yield threat.apply(st.y, threat.sphere(st.y, st.physics, _row_generators(template.seed, st, k + 1)),
-                           st.physics)
+        yield noise_control(threat, st.y, st.physics, row_generators(template.seed, st, k + 1))[0]
 
 
 @dataclass
@@ -348,7 +328,7 @@ class _Crafted:
     spread: tuple[Tensor, Tensor, Tensor] | None = None  # (starts, best, median) per row
 
 
-def craft_surrogate(plan: TransferPlan, st: Stacked, s_name: str, progress: Progress,
+def craft_surrogate(plan: TransferPlan, st: Grid, s_name: str, progress: Progress,
                     attacks: Sequence[str] | None = None) -> list[_Crafted]:
     """One batched attack per attack (all, or those named in ``attacks``) on surrogate
     ``s_name``, over the whole eps grid; each is seeded, so independent of the others."""
@@ -371,20 +351,18 @@ def craft_surrogate(plan: TransferPlan, st: Stacked, s_name: str, progress: Prog
     return out
 
 
-def noise_baseline(plan: TransferPlan, st: Stacked) -> _Crafted:
+def noise_baseline(plan: TransferPlan, st: Grid) -> _Crafted:
     """Equal-norm noise in the first attack's threat model (same norm and budget, delivered on
     the measured entries: :func:`baseline_threat`)."""
     template = next(iter(plan.attacks.values()))
     threat = baseline_threat(template, st.eps)
     start = time.perf_counter()
-    delta = threat.sphere(st.y, st.physics, _row_generators(template.seed, st, 0))
-    y_noise = threat.apply(st.y, delta, st.physics)
-    ratio = threat.ratio(delta, st.y)  # like attacks: the norm of delta itself
+    y_noise, ratio = noise_control(threat, st.y, st.physics, row_generators(template.seed, st, 0))
     return _Crafted(BASELINE, R.BASELINE_ATTACK, y_noise, ratio, torch.full_like(ratio, float("nan")),
                     time.perf_counter() - start, 0, f"GaussianNoise({threat!r})")
 
 
-def reconstruct_crafted(plan: TransferPlan, st: Stacked, crafted: Sequence[_Crafted], progress: Progress,
+def reconstruct_crafted(plan: TransferPlan, st: Grid, crafted: Sequence[_Crafted], progress: Progress,
                         ) -> dict[tuple[int, str], tuple[Tensor, float]]:
     """Every target's reconstruction of every crafted k-space: ``(index, target) -> (x, seconds)``."""
     out = {}
@@ -397,19 +375,19 @@ def reconstruct_crafted(plan: TransferPlan, st: Stacked, crafted: Sequence[_Craf
     return out
 
 
-def crafted_records(report: TransferReport, plan: TransferPlan, st: Stacked, crafted: Sequence[_Crafted],
-                    shared: Shared, progress: Progress,
+def keep_perturbations(report: TransferReport, st: Grid, crafted: Sequence[_Crafted]) -> None:
+    """Add the perturbed k-space of ``crafted`` to ``report`` (saved as fastMRI files)."""
+    for c in crafted:
+        report.add_perturbation(c.surrogate, c.attack, st.ids, st.grid, st.y, c.y_adv, st.physics, c.attack_repr)
+
+
+def crafted_records(plan: TransferPlan, st: Grid, crafted: Sequence[_Crafted], shared: Shared, progress: Progress,
                     recons: Mapping[tuple[int, str], tuple[Tensor, float]] | None = None) -> list[dict]:
-    """The records of ``crafted`` on every target, in crafted-major, target-minor order; keeps the
-    perturbations if asked to.
+    """The records of ``crafted`` on every target, in crafted-major, target-minor order.
 
     Reconstructs one crafted k-space at a time (so only one is held), unless ``recons`` (from
     :func:`reconstruct_crafted`) already holds them: the records are the same either way.
     """
-    if plan.keep_perturbations:
-        for c in crafted:
-            report.add_perturbation(c.surrogate, c.attack, st.ids, st.grid, st.y, c.y_adv, st.physics,
-                                    c.attack_repr)
     records: list[dict] = []
     total = 0 if recons is not None else len(crafted) * len(plan.targets)
     with progress.task("targets", total=total, unit="reconstructions", level=1) as bar:
@@ -427,15 +405,12 @@ def crafted_records(report: TransferReport, plan: TransferPlan, st: Stacked, cra
 
 
 def _target_records(c: _Crafted, t_name: str, x_adv: Tensor, t_seconds: float, x_clean: Tensor,
-                    null: Null | None, st: Stacked, normalization: str) -> list[dict]:
+                    null: Null | None, st: Grid, normalization: str) -> list[dict]:
     """The records of ``c``'s perturbed k-space reconstructed by one target: one per stacked row."""
-    vals: dict[str, Tensor] = dict(_metrics.deltas(x_clean, x_adv, st.x, normalization))
-    if st.x is not None:
-        vals.update(_scalar_metrics("clean_", _metrics.metric_table(x_clean, st.x, normalization)))
-        vals.update(_scalar_metrics("adv_", _metrics.metric_table(x_adv, st.x, normalization)))
+    vals = row_metrics(x_adv, x_clean, st.x, normalization)
+    deviations = {k: vals.pop(k) for k in (R.SQUARED_DEVIATION, R.RELATIVE_DEVIATION)}
     vals.update(artifact_stats(x_adv, x_clean))
-    vals[R.DEVIATION] = (x_adv - x_clean).pow(2).flatten(1).sum(1)
-    vals[R.RELATIVE_DEVIATION] = (x_adv - x_clean).flatten(1).norm(dim=1) / x_clean.flatten(1).norm(dim=1).clamp_min(1e-30)
+    vals.update(deviations)  # the columns' order of earlier versions
     if null is not None:
         vals.update(_calibrated(residual(x_adv, x_clean), null, st.eps))
     setting = R.setting_of(c.surrogate, c.attack, t_name)
@@ -466,16 +441,6 @@ def _spread_columns(c: _Crafted, i: int) -> dict[str, float]:
     return R.restart_columns(*(float(t[i]) for t in c.spread)) if c.spread else R.restart_columns()
 
 
-def _row_generators(seed: int, st: "Stacked", draw: int) -> list[torch.Generator]:
-    """One generator per stacked row, seeded by (seed, sample id, eps, draw): a row's noise does
-    not depend on the batch it is in (batch size, eps grid, rank layout)."""
-    gens = []
-    for i in range(st.y.shape[0]):
-        key = f"{seed}|{st.ids[i % st.n]!r}|{st.grid[i // st.n]!r}|{draw}".encode()
-        gens.append(torch.Generator().manual_seed(zlib.crc32(key)))
-    return gens
-
-
 def _calibrated(r: Tensor, null: Null, eps: Tensor) -> dict[str, Tensor]:
     """Null-calibrated artifact statistics; undefined (NaN) at eps = 0, where nothing changed."""
     undefined = torch.where(eps.to(r.device) > 0, 0.0, float("nan")).to(r.dtype)
@@ -488,12 +453,11 @@ def _calibrated(r: Tensor, null: Null, eps: Tensor) -> dict[str, Tensor]:
 
 def __getattr__(name: str) -> Any:
     # Names of 0.1 kept for one release.
-    import warnings
+    from .._deprecation import renamed
 
-    moved = {"DEFAULT_EPS": R.STUDY_EPS, "default_attack": default_attack}
+    moved = {"DEFAULT_EPS": (R.STUDY_EPS, "kspace_attacks.study.records.STUDY_EPS"),
+             "default_attack": (default_attack, "kspace_attacks.attacks.default_attack")}
     if name in moved:
-        warnings.warn(f"kspace_attacks.study.transfer.{name} is deprecated; use "
-                      f"{'kspace_attacks.study.records.STUDY_EPS' if name == 'DEFAULT_EPS' else 'kspace_attacks.attacks.default_attack'}",
-                      DeprecationWarning, stacklevel=2)
-        return moved[name]
+        renamed(f"kspace_attacks.study.transfer.{name}", moved[name][1])
+        return moved[name][0]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,17 +37,18 @@ from torch import Tensor
 from .._checks import check_image, check_kspace
 from ..io import atomic_torch_save, atomic_write_text
 from . import records as R
+from ..measurement import Grid
 from .journal import Journal, Key, batch_of
 from .null import Null
 from .progress import Progress, Task
 from .report import TransferReport
 from .transfer import (
     Shared,
-    Stacked,
     TransferPlan,
     batch_shared,
     craft_surrogate,
     crafted_records,
+    keep_perturbations,
     noise_baseline,
     reconstruct_crafted,
 )
@@ -115,12 +116,12 @@ class SweepWork:
     fail_fast: bool = False
     marker: dict = field(default_factory=dict)
 
-    def stacked(self, b: int) -> Stacked:
+    def stacked(self, b: int) -> Grid:
         """Batch ``b`` stacked once per budget (as :func:`~kspace_attacks.study.transfer.transfer` does)."""
         x, y, physics = self.batches[b]
         y = check_kspace(f"data[{b}].y", y)
         x = None if x is None else check_image(f"data[{b}].x", x)
-        return Stacked.of(x, y, physics, self.grid, list(self.ids[b]))
+        return Grid.of(x, y, physics, self.grid, list(self.ids[b]))
 
 
 # ------------------------------------------------------------------------------- shared files
@@ -207,7 +208,7 @@ class _Pending:
     """A surrogate unit waiting for its batch's shared file, with everything it computed."""
 
     unit: Unit
-    stacked: Stacked
+    stacked: Grid
     crafted: list
     recons: dict
     start: float
@@ -233,11 +234,12 @@ def _failed(unit: Unit, work: SweepWork, error: BaseException | str) -> list[dic
              "sample_ids": " ".join(map(str, work.ids[unit.batch])), "error": text}]
 
 
-def _records_of(work: SweepWork, unit: Unit, st: Stacked, crafted: list, shared: Shared,
+def _records_of(work: SweepWork, unit: Unit, st: Grid, crafted: list, shared: Shared,
                 recons: dict | None) -> list[dict]:
     """Records of crafted k-space on every target; saves the unit's perturbation files."""
     report = TransferReport(normalization=work.plan.normalization)
-    records = crafted_records(report, work.plan, st, crafted, shared, work.progress, recons)
+    keep_perturbations(report, st, crafted)
+    records = crafted_records(work.plan, st, crafted, shared, work.progress, recons)
     report.save_perturbations(work.out / "perturbations" / f"batch{unit.batch:04d}", provenance=work.provenance)
     return [dict(r, batch=unit.batch) for r in records]
 
@@ -390,4 +392,4 @@ def merge_records(journals: Sequence[Mapping[Key, list[dict]]], crafts: Sequence
     failed = [{"batch": b, "status": "failed", "units": " ".join(str(r.get("unit", "all")) for r in rows),
                "sample_ids": rows[0].get("sample_ids", ""), "error": rows[0].get("error", "")}
               for b, rows in sorted(failed_by_batch.items())]
-    return ok, failed
+    return R.upgrade(ok), failed  # journals of earlier versions name columns as they did

@@ -34,12 +34,11 @@ from torch import Tensor
 
 from .._checks import check_image, describe
 from .._runtime import flush_denormals, reproducible_numerics
-from .._stack import repeat_physics, repeat_rows
 from ..attacks import GaussianNoise
-from ..attacks.base import frozen_eval
 from ..io import atomic_path, dumps_strict
+from ..measurement import Grid, against_reference, noise_control, row_metrics
 from ..stats import bootstrap_ci
-from .measure import _drops, _model_name, check_batch
+from .measure import _model_name, check_batch, reconstruct as _reconstruct
 from .protocol import PROTOCOLS, Protocol, get_protocol
 
 __all__ = ["evaluate", "measure_card", "write_card", "model_provenance", "CardError", "ProtocolRun",
@@ -100,20 +99,11 @@ class ProtocolRun:
         return torch.nan_to_num(stack, nan=float("inf")).argmin(0)
 
 
-def _reconstruct(model: Any, y: Tensor, physics: Any, what: str) -> Tensor:
-    """``model(y, physics)`` without gradients; its shape and finiteness are checked."""
-    with torch.no_grad(), frozen_eval(model):
-        return check_image(f"model(y, physics) on {what}", model(y, physics))
-
-
-def _row_values(x_adv: Tensor, x_clean: Tensor, x: Tensor | None, normalization: str,
-                k: int) -> dict[str, Tensor]:
-    d = _drops(x_adv, x_clean, x, normalization)
-    dev = (x_adv - x_clean).flatten(1).norm(dim=1) / x_clean.flatten(1).norm(dim=1).clamp_min(1e-30)
-    vals = {"delta_ssim": -d["ssim_lost"], "delta_psnr": -d["psnr_lost"], "relative_deviation": dev,
-            "ssim_clean": d["ssim_clean"], "ssim_adv": d["ssim_adv"], "psnr_clean": d["psnr_clean"],
-            "psnr_adv": d["psnr_adv"]}
-    return {m: v.detach().double().cpu().reshape(k, -1) for m, v in vals.items()}
+def _row_values(x_adv: Tensor, x_clean: Tensor, g: Grid, normalization: str) -> dict[str, Tensor]:
+    """The card's numbers of one condition, metric -> ``(K, n)`` (eps x slice)."""
+    m = row_metrics(x_adv, x_clean, g.x, normalization)
+    vals = {**against_reference(m), "relative_deviation": m["relative_deviation"]}
+    return {k: g.per_eps(v.detach().double().cpu()) for k, v in vals.items()}
 
 
 def _measure_batch(model: Any, attack_model: Any, batch: tuple, p: Protocol, seed: int,
@@ -121,29 +111,33 @@ def _measure_batch(model: Any, attack_model: Any, batch: tuple, p: Protocol, see
     """Attack one batch on every objective plus the noise control; returns the stacked clean
     reconstruction. Row ``i * n + j`` is slice ``j`` at ``p.eps[i]``."""
     x, y, physics = batch
-    k, n = len(p.eps), y.shape[0]
-    eps = torch.tensor(p.eps, dtype=torch.float64).repeat_interleave(n)
-    ys, ps = repeat_rows(y, k), repeat_physics(physics, k, n)
-    xs = None if x is None else repeat_rows(x, k)
-    x_clean = _reconstruct(model, ys, ps, "the clean k-space")
-    runs = [(o, p.attack_for(o, eps, seed)) for o in p.objectives]
-    runs.append((NOISE, GaussianNoise(p.threat_model(eps), seed=seed, monotone=False)))
-    for label, atk in runs:
+    g = Grid.of(x, y, physics, p.eps)
+    x_clean = _reconstruct(model, g.y, g.physics, "the clean k-space")
+    for label in (*p.objectives, NOISE):
         start = time.perf_counter()
-        surrogate = model if attack_model is None or label == NOISE else attack_model
-        res = atk(surrogate, ys, ps, x_clean=x_clean if surrogate is model else None)
-        x_adv = _reconstruct(model, res.y_adv, ps, f"the {label} perturbations")
-        vals = _row_values(x_adv, x_clean, xs, p.normalization, k)
-        vals["ratio"] = res.ratio.detach().double().cpu().reshape(k, n)
-        if res.restart_spread is not None:
-            vals["restart_spread"] = res.restart_spread.detach().double().cpu().reshape(k, n)
-        c = conditions.setdefault(label, Condition(values={}, attack=res.attack))
+        if label == NOISE:  # the kernel's control: the attack's energy on the entries the model sees
+            threat = p.threat_model(g.eps)
+            y_adv, ratio = noise_control(threat, g.y, g.physics, torch.Generator().manual_seed(seed))
+            spread, grad_evals, forward_evals = None, 0, 0
+            name = repr(GaussianNoise(threat, seed=seed, monotone=False))
+        else:
+            surrogate = model if attack_model is None else attack_model
+            res = p.attack_for(label, g.eps, seed)(surrogate, g.y, g.physics,
+                                                   x_clean=x_clean if surrogate is model else None)
+            y_adv, ratio, spread = res.y_adv.detach(), res.ratio, res.restart_spread
+            grad_evals, forward_evals, name = res.grad_evals, res.forward_evals, res.attack
+        x_adv = _reconstruct(model, y_adv, g.physics, f"the {label} perturbations")
+        vals = _row_values(x_adv, x_clean, g, p.normalization)
+        vals["ratio"] = g.per_eps(ratio.detach().double().cpu())
+        if spread is not None:
+            vals["restart_spread"] = g.per_eps(spread.detach().double().cpu())
+        c = conditions.setdefault(label, Condition(values={}, attack=name))
         for m, v in vals.items():
             c.values[m] = v if m not in c.values else torch.cat([c.values[m], v], dim=1)
-        c.y_adv.append(res.y_adv.detach())
+        c.y_adv.append(y_adv)
         c.x_adv.append(x_adv)
-        c.grad_evals += res.grad_evals
-        c.forward_evals += res.forward_evals + 1
+        c.grad_evals += grad_evals
+        c.forward_evals += forward_evals + 1
         c.seconds += time.perf_counter() - start
     return x_clean
 

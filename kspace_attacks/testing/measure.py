@@ -12,7 +12,9 @@ from torch import Tensor
 
 from .. import metrics as _metrics
 from .._checks import check_image, check_kspace, check_nonneg_float, check_physics, check_positive_int, describe
-from ..attacks import ATTACKS, Attack, GaussianNoise, attack_class
+from ..attacks import ATTACKS, Attack, attack_class
+from ..attacks.base import frozen_eval
+from ..measurement import against_reference, noise_control, row_metrics
 from ..result import AttackResult
 from ..threat import KSpaceL2
 from .settings import DEFAULT_EPS, DEFAULT_STEPS, current_settings, resolve
@@ -199,22 +201,16 @@ def check_batch(batch: Any) -> tuple[Tensor | None, Tensor, Any]:
     return x, y, physics
 
 
-def _drops(x_adv: Tensor, x_clean: Tensor, x_true: Tensor | None,
-           normalization: str) -> dict[str, Tensor]:
-    if x_true is not None:
-        s_clean = _metrics.ssim(x_clean, x_true, normalization)
-        s_adv = _metrics.ssim(x_adv, x_true, normalization)
-        p_clean = _metrics.psnr(x_clean, x_true, normalization)
-        p_adv = _metrics.psnr(x_adv, x_true, normalization)
-    else:
-        s_clean = torch.ones(x_adv.shape[0], device=x_adv.device)
-        s_adv = _metrics.ssim(x_adv, x_clean, normalization)
-        p_clean = torch.full_like(s_clean, float("nan"))
-        p_adv = _metrics.psnr(x_adv, x_clean, normalization)
-    return {
-        "ssim_clean": s_clean, "ssim_adv": s_adv, "psnr_clean": p_clean, "psnr_adv": p_adv,
-        "ssim_lost": s_clean - s_adv, "psnr_lost": p_clean - p_adv,
-    }
+def reconstruct(model: Any, y: Tensor, physics: Any, what: str) -> Tensor:
+    """``model(y, physics)`` without gradients; its shape and finiteness are checked."""
+    with torch.no_grad(), frozen_eval(model):
+        return check_image(f"model(y, physics) on {what}", model(y, physics))
+
+
+def _against_reference(x_adv: Tensor, x_clean: Tensor, x_true: Tensor | None,
+                       normalization: str) -> dict[str, Tensor]:
+    """The kernel's numbers against the reference (ground truth, else the clean reconstruction)."""
+    return against_reference(row_metrics(x_adv, x_clean, x_true, normalization))
 
 
 def _nanmax(t: Tensor) -> float:
@@ -287,16 +283,21 @@ def measure_robustness(
         y = y.to(device)
         x = None if x is None else x.to(device)
     res = atk(model, y, physics)
-    noise = GaussianNoise(atk.threat, seed=seed)(model, y, physics, x_clean=res.x_clean)
-    return _measurement(name or _model_name(model), atk, res, noise, x, normalization,
+    # the kernel's control: the attack's energy on the entries the model sees
+    y_noise, _ = noise_control(atk.threat, y, physics, torch.Generator().manual_seed(seed))
+    x_noise = reconstruct(model, y_noise, physics, "the noise control")
+    return _measurement(name or _model_name(model), atk, res, x_noise, x, normalization,
                         time.perf_counter() - start)
 
 
-def _measurement(name: str, atk: Attack, res: AttackResult, noise: AttackResult, x: Tensor | None,
+def _measurement(name: str, atk: Attack, res: AttackResult, x_noise: Tensor, x: Tensor | None,
                  normalization: str, seconds: float) -> "RobustnessMeasurement":
     """The numbers of one measurement: worst sample, means and the noise control."""
-    d = _drops(res.x_adv, res.x_clean, x, normalization)
-    dn = _drops(noise.x_adv, res.x_clean, x, normalization)
+    d = _against_reference(res.x_adv, res.x_clean, x, normalization)
+    dn = _against_reference(x_noise, res.x_clean, x, normalization)
+    # this record's sign: lost = clean - adv (positive = degradation), i.e. -delta
+    d["ssim_lost"], d["psnr_lost"] = -d["delta_ssim"], -d["delta_psnr"]
+    dn["ssim_lost"], dn["psnr_lost"] = -dn["delta_ssim"], -dn["delta_psnr"]
     worst = int(torch.nan_to_num(d["ssim_lost"], nan=-float("inf")).argmax())
     return RobustnessMeasurement(
         model=name,

@@ -150,12 +150,13 @@ def _marker_kwargs(node: Any) -> dict[str, Any]:
                 f"{node.nodeid}: @pytest.mark.{MARKER} takes keyword arguments only "
                 f"({', '.join(_MARKER_KEYS)}), got positional {mark.args!r}", pytrace=False
             )
-        unknown = sorted(set(mark.kwargs) - set(_MARKER_KEYS))
-        if unknown:
-            pytest.fail(
-                f"{node.nodeid}: @pytest.mark.{MARKER}: unknown keyword(s) {unknown}; "
-                f"expected some of {list(_MARKER_KEYS)}", pytrace=False
-            )
+        from ..schema import ConfigError
+        from .settings import MarkerOptions
+
+        try:  # keys, types and ranges, as every configuration table checks them
+            MarkerOptions.from_mapping(mark.kwargs, where=f"{node.nodeid}: @pytest.mark.{MARKER}")
+        except ConfigError as e:
+            pytest.fail(str(e), pytrace=False)
         merged.update(mark.kwargs)
     return merged
 

@@ -46,63 +46,80 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from torch import Tensor
 
 from .._checks import describe
-from ..attacks import Attack, attack_class
+from ..attacks import ATTACKS, Attack, attack_class
 from ..losses import LOSSES
-from ..threat import KSpaceL2, KSpaceLinf, ThreatModel
+from ..schema import ConfigError, Table, setting
+from ..threat import ThreatModel
+from ..threat_spec import ThreatSpec
 
 __all__ = ["Protocol", "PROTOCOL_V1", "PROTOCOL_V2", "PROTOCOLS", "get_protocol"]
 
-_THREATS = {"KSpaceL2": KSpaceL2, "KSpaceLinf": KSpaceLinf}
+def _threat(spec: Any) -> str | None:
+    try:
+        ThreatSpec.from_mapping(spec, "protocol.threat")
+    except ConfigError as e:
+        return f"a threat table ({e})"
+    return None
 
 
-def _frozen(d: Mapping[str, Any]) -> Any:
-    return field(default_factory=lambda: dict(d))
+def _budgets(eps: Any) -> str | None:
+    return None if eps and all(e > 0 for e in eps) else "budgets > 0"
+
+
+def _objectives(objectives: Any) -> str | None:
+    ok = objectives and all(o in LOSSES and o not in ("ground_truth", "targeted") for o in objectives)
+    return None if ok else "some of ['deviation', 'ssim']"
+
+
+def _attack_name(name: Any) -> str | None:
+    try:
+        attack_class(name)
+    except ValueError:
+        return f"one of {sorted(ATTACKS)}"
+    return None
 
 
 @dataclass(frozen=True)
-class Protocol:
+class Protocol(Table):
     """A fixed measurement procedure for robustness cards (see the module's docstring).
 
-    Make a variant with :func:`dataclasses.replace` and a new ``version`` (tests use a tiny
-    one); a card records the whole definition (:meth:`as_dict`), whatever its name.
+    Make a variant with :func:`dataclasses.replace` (or :meth:`from_mapping` of a table) and a
+    new ``version`` (tests use a tiny one); a card records the whole definition
+    (:meth:`as_dict`), whatever its name.
     """
 
-    version: str
-    eps: tuple[float, ...]
-    steps: int = 20
-    attack: str = "apgd"
-    attack_options: dict[str, Any] = _frozen({"restarts": 1, "initial_step": 2.0, "momentum": 0.75,
-                                              "rho": 0.75, "monotone": True})
-    objectives: tuple[str, ...] = ("deviation", "ssim")
-    threat: dict[str, Any] = _frozen({"type": "KSpaceL2", "relative": True, "per": "sample",
-                                      "support": "measured"})
-    normalization: str = "minmax"
-    data: dict[str, Any] = _frozen({"source": "embedded", "n_slices": 8, "split": "test",
-                                    "preset": "embedded", "contrast": "t1", "seed": 0})
-    bootstrap: dict[str, Any] = _frozen({"level": 0.95, "resamples": 10000, "seed": 0})
-    threads: int = 1
-    description: str = ""
+    TABLE: ClassVar[str] = "protocol"
 
-    def __post_init__(self) -> None:
-        if not self.eps or any(not (isinstance(e, (int, float)) and e > 0) for e in self.eps):
-            raise ValueError(f"eps: expected budgets > 0, got {self.eps!r}")
-        unknown = [o for o in self.objectives if o not in LOSSES or o in ("ground_truth", "targeted")]
-        if not self.objectives or unknown:
-            raise ValueError(f"objectives: expected some of ['deviation', 'ssim'], got {self.objectives!r}")
-        attack_class(self.attack)  # raises for an unknown attack name
-        if self.threat.get("type") not in _THREATS:
-            raise ValueError(f"threat: type must be one of {sorted(_THREATS)}, got {self.threat!r}")
+    version: str = setting(doc="the protocol's name, recorded on every card")
+    eps: tuple[float, ...] = setting(doc="the budget grid (relative l2 per sample unless threat says otherwise)",
+                                     check=_budgets)
+    steps: int = setting(20, "the attack's steps (WorstCase: its budget of gradient evaluations per row)", minimum=1)
+    attack: str = setting("apgd", "the attack (a registered name)", check=_attack_name)
+    attack_options: dict[str, Any] = setting(
+        doc="the attack's other arguments", factory=lambda: {"restarts": 1, "initial_step": 2.0, "momentum": 0.75,
+                                                             "rho": 0.75, "monotone": True})
+    objectives: tuple[str, ...] = setting(doc="the objectives, each its own attack (the card takes the worse)",
+                                          check=_objectives, factory=lambda: ("deviation", "ssim"))
+    threat: dict[str, Any] = setting(doc="the threat model table (type, relative, per, support)", check=_threat,
+                                     factory=lambda: ThreatSpec().as_dict())
+    normalization: str = setting("minmax", "metric normalisation", choices=("minmax", "fastmri"))
+    data: dict[str, Any] = setting(doc="the protocol's own data (demo_batch arguments)",
+                                   factory=lambda: {"source": "embedded", "n_slices": 8, "split": "test",
+                                                    "preset": "embedded", "contrast": "t1", "seed": 0})
+    bootstrap: dict[str, Any] = setting(doc="bootstrap of the mean's CI",
+                                        factory=lambda: {"level": 0.95, "resamples": 10000, "seed": 0})
+    threads: int = setting(1, "torch threads while measuring (float sums depend on them)", minimum=1)
+    description: str = setting("", "one paragraph on what the protocol does")
 
     def threat_model(self, eps: float | Tensor) -> ThreatModel:
         """The protocol's threat model at budget(s) ``eps`` (a float or one per row)."""
-        spec = dict(self.threat)
-        return _THREATS[spec.pop("type")](eps=eps, **spec)
+        return ThreatSpec.from_mapping(self.threat, "protocol.threat").build(eps)
 
     def attack_for(self, objective: str, eps: float | Tensor, seed: int = 0) -> Attack:
         """The protocol's attack maximising ``objective`` at budget(s) ``eps``."""

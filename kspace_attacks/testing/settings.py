@@ -7,13 +7,15 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 from typing import Any
 
 from .._checks import describe
+from ..schema import Table, setting
 
 __all__ = ["DEFAULT_EPS", "DEFAULT_STEPS", "DEFAULT_MAX_DELTA_SSIM", "DEFAULT_ARTIFACTS_DIR",
-           "Settings", "current_settings", "use_settings", "resolve"]
+           "MarkerOptions", "Settings", "current_settings", "use_settings", "resolve"]
 
 #: Built-in defaults (overridden by explicit arguments, markers and command-line options).
 #: A robustness assertion's budget: 0.02 relative l2 (the study's grid is
@@ -26,6 +28,28 @@ DEFAULT_ARTIFACTS_DIR = Path(".kspace-attacks") / "artifacts"
 
 LOCK = threading.Lock()
 
+
+
+@dataclass(frozen=True)
+class MarkerOptions(Table):
+    """The keywords of ``@pytest.mark.kspace_robustness``: a test's defaults (unset: ``None``)."""
+
+    TABLE: ClassVar[str] = "@pytest.mark.kspace_robustness"
+
+    eps: float | None = setting(None, f"relative l2 budget (default {DEFAULT_EPS})", minimum=0.0)
+    steps: int | None = setting(None, f"attack steps (default {DEFAULT_STEPS})", minimum=1)
+    max_delta_ssim: float | None = setting(None, f"SSIM the worst case may cost (default {DEFAULT_MAX_DELTA_SSIM})",
+                                           minimum=0.0)
+    max_delta_psnr: float | None = setting(None, "PSNR in dB the worst case may cost (default: not checked)",
+                                           minimum=0.0)
+    attack: Any = setting(None, "an attack name ('apgd', 'worst_case', ...) or an Attack template")
+    seed: int | None = setting(None, "seed of the attack and of kspace_batch's data")
+    protocol: Any = setting(None, "a card protocol ('v1', 'v2' or a Protocol): assert on its card instead")
+    preset: str | None = setting(None, "kspace_batch: the data preset")
+    n: int | None = setting(None, "kspace_batch: slices", minimum=1)
+    coils: int | None = setting(None, "kspace_batch: coils (multi-coil presets)", minimum=1)
+    contrast: str | None = setting(None, "kspace_batch: contrast")
+    split: str | None = setting(None, "kspace_batch: split of the embedded data")
 
 
 @dataclass
