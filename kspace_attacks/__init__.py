@@ -43,9 +43,10 @@ _EXPORTS = {
     "TransferReport": "study.report",
     "transfer": "study.transfer", "STUDY_EPS": "study.records",
     "evaluate": "testing.card",
+    "certify": "certify", "Certificate": "certify", "SmoothedModel": "certify",
 }
 _SUBMODULES = ("attacks", "losses", "metrics", "data", "study", "testing", "interop", "io",
-               "adapters", "defense")
+               "adapters", "defense", "certify", "measurement", "schema")
 # old top-level names: name -> (module, attribute or None for the module itself)
 _DEPRECATED = {
     "DEFAULT_EPS": ("study.records", "STUDY_EPS"),
@@ -53,7 +54,7 @@ _DEPRECATED = {
     "plots": ("study.plots", None),
 }
 
-__all__ = sorted([*_EXPORTS, *_SUBMODULES])
+__all__ = sorted({*_EXPORTS, *_SUBMODULES})
 
 
 def __getattr__(name: str) -> Any:

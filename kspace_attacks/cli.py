@@ -8,6 +8,8 @@
     kspace-attacks evaluate --model SPEC --out DIR     a robustness card under a fixed protocol
     kspace-attacks train NAME [...]                    train a shipped reconstructor
     kspace-attacks models                              list the registered reconstructors
+    kspace-attacks certify MODEL --eps E.. --out DIR   certified radius of the smoothed model (center smoothing)
+    kspace-attacks config-reference                    every configuration key (docs/CONFIG.md)
 
 Exit codes: 0 success; 2 an error in the arguments, the configuration or a data file (one
 line is printed; set ``KSPACE_ATTACKS_DEBUG=1`` to see the traceback instead); 3 a sweep in
@@ -193,7 +195,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         card = evaluate(model, data=data, protocol=args.protocol, out=args.out, name=args.name or args.model,
                         seed=args.seed, attack_model=attack_model,
-                        attack_model_note=f"--attack-model {args.attack_model}" if args.attack_model else None)
+                        attack_model_note=f"--attack-model {args.attack_model}" if args.attack_model else None,
+                        certify={"sigma": args.certify} if args.certify is not None else False)
     except CardError as e:
         print(f"kspace-attacks evaluate: error: {e}", file=sys.stderr)
         return EXIT_ERROR
@@ -266,6 +269,14 @@ def _cmd_config_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_certify(args: argparse.Namespace) -> int:
+    from .adapters import resolve_model
+    from .certify.command import run
+    from .data import demo_batch
+
+    return run(args, resolve_model=resolve_model, demo_batch=demo_batch)
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from .adapters import list_reconstructors
 
@@ -281,6 +292,33 @@ def _cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
     from .adapters.training.supervised import main as train_main
 
     return int(train_main([args.name, *rest]) or 0)
+
+
+def _add_evaluate_parser(sub: Any) -> None:
+    """``kspace-attacks evaluate``: a robustness card."""
+    evaluate = sub.add_parser(
+        "evaluate", help="robustness card of a model under a fixed protocol (card.json, card.md)",
+        description="Attack a model under a fixed, versioned protocol (v2, the default: the "
+                    "WorstCase search, 100 gradient evaluations per row, on two objectives, eps "
+                    "0.01/0.02/0.05/0.08, 8 embedded test slices, noise control, restart spread; "
+                    "v1: one 20-step APGD run) and write its robustness card.")
+    evaluate.add_argument("--model", required=True, metavar="SPEC",
+                          help="a registered name (see `kspace-attacks models`) or module:callable / "
+                               "file.py:callable returning a model(y, physics)")
+    evaluate.add_argument("--out", required=True, help="folder for card.json and card.md")
+    evaluate.add_argument("--data", default=None, metavar="PATH",
+                          help="a NIfTI volume or fastMRI file/folder instead of the protocol's data "
+                               "(recorded as non-standard)")
+    evaluate.add_argument("--protocol", default="v2", help="protocol version (default: %(default)s)")
+    evaluate.add_argument("--name", default=None, help="model name on the card (default: SPEC)")
+    evaluate.add_argument("--seed", type=int, default=0, help="attack and noise seed (default: %(default)s)")
+    evaluate.add_argument("--attack-model", default=None, metavar="SPEC",
+                          help="craft the perturbations on this model instead (slow or stochastic models; "
+                               "recorded on the card as non-standard)")
+    evaluate.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
+    evaluate.add_argument("--certify", type=float, default=None, metavar="SIGMA",
+                          help="add a 'certified' section: center smoothing at this noise level (e.g. 0.04), "
+                               "the smoothed model's certified radius next to the attack's lower bound")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,27 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--no-panels", action="store_true", help=argparse.SUPPRESS)  # the default now
     report.add_argument("--max-slices", type=int, default=8,
                         help="slices with image panels when rebuilding (default: %(default)s)")
-    evaluate = sub.add_parser(
-        "evaluate", help="robustness card of a model under a fixed protocol (card.json, card.md)",
-        description="Attack a model under a fixed, versioned protocol (v2, the default: the "
-                    "WorstCase search, 100 gradient evaluations per row, on two objectives, eps "
-                    "0.01/0.02/0.05/0.08, 8 embedded test slices, noise control, restart spread; "
-                    "v1: one 20-step APGD run) and write its robustness card.")
-    evaluate.add_argument("--model", required=True, metavar="SPEC",
-                          help="a registered name (see `kspace-attacks models`) or module:callable / "
-                               "file.py:callable returning a model(y, physics)")
-    evaluate.add_argument("--out", required=True, help="folder for card.json and card.md")
-    evaluate.add_argument("--data", default=None, metavar="PATH",
-                          help="a NIfTI volume or fastMRI file/folder instead of the protocol's data "
-                               "(recorded as non-standard)")
-    evaluate.add_argument("--protocol", default="v2", help="protocol version (default: %(default)s)")
-    evaluate.add_argument("--name", default=None, help="model name on the card (default: SPEC)")
-    evaluate.add_argument("--seed", type=int, default=0, help="attack and noise seed (default: %(default)s)")
-    evaluate.add_argument("--attack-model", default=None, metavar="SPEC",
-                          help="craft the perturbations on this model instead (slow or stochastic models; "
-                               "recorded on the card as non-standard)")
-    evaluate.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
+    _add_evaluate_parser(sub)
     sub.add_parser("models", help="list the registered reconstructors")
+    from .certify.command import add_parser as add_certify_parser  # light: no torch
+
+    add_certify_parser(sub)
     sub.add_parser("config-reference", help="print the reference of every configuration key (sweep / demo / "
                                             "study files, card protocols, the pytest marker) as Markdown")
     train = sub.add_parser("train", help="train a reconstructor on the embedded data (see train NAME --help)",
@@ -386,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             return _cmd_train(args, rest)
         return {"demo": _cmd_demo, "study": _cmd_demo, "sweep": _cmd_sweep, "report": _cmd_report, "evaluate": _cmd_evaluate, "models": _cmd_models,
-                "config-reference": _cmd_config_reference}[args.command](args)
+                "config-reference": _cmd_config_reference, "certify": _cmd_certify}[args.command](args)
     except (ConfigError, FileNotFoundError, KeyError, ValueError, TypeError) as e:
         if os.environ.get("KSPACE_ATTACKS_DEBUG"):
             raise

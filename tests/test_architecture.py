@@ -219,3 +219,13 @@ def test_module_and_function_sizes():
                     long_functions.append(f"{p.relative_to(ROOT)}:{node.name}: {length}")
     assert not long_modules, long_modules
     assert not long_functions, long_functions
+
+
+def test_every_subpackage_is_in_the_wheel():
+    """pyproject lists packages explicitly: a subpackage missing there installs from a checkout
+    (editable) but not from a wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {_module_name(p) for p in _files() if p.name == "__init__.py"}
+    assert found - listed == set()

@@ -310,3 +310,26 @@ def test_v2_is_the_default_protocol_and_runs_the_worst_case_search():
     # the worst case still beats equal-norm noise on the fragile model
     last = card["results"]["attack"][-1]["relative_deviation"]["mean"]
     assert last > 2 * card["results"]["noise"][-1]["relative_deviation"]["mean"]
+
+
+def test_a_card_can_carry_the_certified_bracket(tmp_path):
+    """evaluate(certify=...) adds the smoothed model's certified radius next to the attack's lower
+    bound on it, per eps; on the linear zero-filled model the bracket holds on every slice."""
+    import dataclasses
+
+    from kspace_attacks.testing.card_render import render_markdown
+    from kspace_attacks.testing.protocol import PROTOCOL_V1
+
+    p = dataclasses.replace(PROTOCOL_V1, version="tiny-cert", eps=(0.01, 0.02), steps=2)
+    zf = lambda y, physics: physics.A_adjoint(y)  # noqa: E731
+    card = ka.evaluate(zf, data=demo_batch(2), protocol=p, name="zero_filled", out=tmp_path,
+                       certify={"sigma": 0.04, "n_pred": 300, "n_cert": 400, "delta": 0.2, "attack_budget": 4})
+    c = card["certified"]
+    assert [r["eps"] for r in c["results"]] == [0.01, 0.02] and len(c["slices"]) == 4
+    for r in c["slices"]:
+        assert r["abstained"] or r["lower"] <= r["radius"]
+    assert all(r["certified"] == 2 for r in c["results"])
+    assert "SMOOTHED reconstruction" in c["statement"] and "Nothing is certified about the base model" in c["statement"]
+    md = (tmp_path / "card.md").read_text()
+    assert "## Certified (the smoothed model only)" in md and md == render_markdown(card)
+    assert "certified" not in ka.evaluate(zf, data=demo_batch(2), protocol=p)  # only when asked

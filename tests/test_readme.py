@@ -1,9 +1,11 @@
-"""The README's quickstart runs and prints what the README says."""
+"""The README's examples run and print what the README says."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+
+import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -29,9 +31,15 @@ def test_quickstart_runs_and_matches_readme(capsys):
         assert abs(float(noise) / float(doc_noise) - 1) < 0.02
 
 
-def test_robust_training_example_runs_and_prints_what_the_readme_says(capsys):
-    section = README.read_text()[README.read_text().index("## My model failed"):]
+def _example(heading: str) -> tuple[str, list[str]]:
+    """The first python block after ``heading`` and the text block it documents as output."""
+    section = README.read_text()[README.read_text().index(heading):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    documented = re.search(r"```text\n(.*?)```", section, re.S).group(1).splitlines()
+    return code, re.search(r"```text\n(.*?)```", section, re.S).group(1).splitlines()
+
+
+@pytest.mark.parametrize("heading", ["## My model failed", "### An upper bound next to the lower bound"])
+def test_example_runs_and_prints_what_the_readme_says(capsys, heading):
+    code, documented = _example(heading)
     exec(compile(code, "README.md", "exec"), {})
     assert capsys.readouterr().out.splitlines() == documented

@@ -339,9 +339,47 @@ def card_dict(run: ProtocolRun, model_info: dict[str, Any], user_data: bool, see
     }
 
 
+#: the certified section's settings unless ``certify=`` says otherwise: the smallest round sigma that
+#: certifies every budget of the protocols with these draws (benchmarks/results/certify.md)
+CERTIFY_DEFAULTS: dict[str, Any] = {"sigma": 0.04, "n_pred": 500, "n_cert": 1200, "delta": 0.15,
+                                    "alpha": 0.01, "attack_budget": 10, "attack_n": 8}
+
+
+def certified_section(model: Any, batches: list, p: Protocol, seed: int,
+                      options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The card's "certified" section: center smoothing on the card's slices at the protocol's
+    budgets (:func:`kspace_attacks.certify.certify`): per eps, how many slices were certified,
+    the attack's lower bound on the smoothed model next to the certified radius (relative to
+    the smoothed reconstruction) and their ratio; every slice's row under ``slices``."""
+    from ..certify import certify
+
+    opts = {**CERTIFY_DEFAULTS, **(options or {})}
+    certs = [certify(model, y, physics, eps=list(p.eps), seed=seed, **opts) for _, y, physics in batches]
+    rows = [dict(r, sample=k) for k, r in enumerate(r for c in certs for r in c.to_records())]
+
+    def median(values: list[float]) -> float:
+        v = torch.tensor([x for x in values if x == x], dtype=torch.float64)
+        return float(v.median()) if v.numel() else float("nan")
+
+    results = []
+    for e in p.eps:
+        at = [r for r in rows if r["eps"] == e]
+        ok = [r for r in at if not r["abstained"]]
+        results.append({"eps": e, "slices": len(at), "certified": len(ok),
+                        "lower_rel_median": median([r["lower_rel"] for r in ok]),
+                        "radius_rel_median": median([r["radius_rel"] for r in ok]),
+                        "width_median": median([r["width"] for r in ok])})
+    return {"method": "center smoothing (Kumar & Goldstein, NeurIPS 2021)", "settings": opts,
+            "statement": certs[0].statement.splitlines()[0] + " Nothing is certified about the base model.",
+            "smoothing_error_rel_median": median([r["smoothing_error_rel"] for r in rows]),
+            "noise_rel_median": median([r["noise_rel"] for r in rows]),
+            "forward_evals_per_slice": median([float(r["forward_evals"]) for r in rows]),
+            "seconds": sum(c.seconds for c in certs), "results": results, "slices": rows}
+
+
 def measure_card(model: Any, data: Any = None, protocol: str | Protocol = "v2", name: str | None = None,
                  seed: int = 0, attack_model: Any = None, attack_model_note: str | None = None,
-                 device: Any = None) -> tuple[dict[str, Any], ProtocolRun]:
+                 device: Any = None, certify: bool | Mapping[str, Any] = False) -> tuple[dict[str, Any], ProtocolRun]:
     """The card and the run behind it, without writing files (see :func:`evaluate`)."""
     if not callable(model):
         raise TypeError(f"model: expected a callable model(y, physics), got {describe(model)}")
@@ -361,7 +399,11 @@ def measure_card(model: Any, data: Any = None, protocol: str | Protocol = "v2", 
     am = None
     if attack_model is not None:
         am = dict(model_provenance(attack_model), note=attack_model_note)
-    return card_dict(run, info, data is not None, seed, am), run
+    card = card_dict(run, info, data is not None, seed, am)
+    if certify:
+        card["certified"] = certified_section(model, run.batches, p, seed,
+                                              certify if isinstance(certify, Mapping) else None)
+    return card, run
 
 
 def write_card(card: Mapping[str, Any], out: str | os.PathLike) -> dict[str, Path]:
@@ -381,7 +423,7 @@ def write_card(card: Mapping[str, Any], out: str | os.PathLike) -> dict[str, Pat
 def evaluate(model: Any, data: Any = None, protocol: str | Protocol = "v2",
              out: str | os.PathLike | None = None, name: str | None = None, seed: int = 0, *,
              attack_model: Any = None, attack_model_note: str | None = None,
-             device: Any = None) -> dict[str, Any]:
+             device: Any = None, certify: bool | Mapping[str, Any] = False) -> dict[str, Any]:
     """Measure ``model`` under a versioned protocol and return its robustness card (a dict).
 
     :param model: reconstructor ``model(y, physics) -> x`` (a function or an ``nn.Module``).
@@ -396,10 +438,14 @@ def evaluate(model: Any, data: Any = None, protocol: str | Protocol = "v2",
         card records it and says the numbers are a lower bound on the white-box worst case.
     :param str attack_model_note: what ``attack_model`` is, in words (recorded on the card).
     :param device: run on this device (moves an ``nn.Module`` model and the data).
+    :param certify: ``True`` (or a dict of :func:`kspace_attacks.certify.certify` arguments over
+        :data:`CERTIFY_DEFAULTS`) adds a "certified" section: the certified radius of the
+        *smoothed* model next to the attack's lower bound on it, per eps (an upper bound for
+        the smoothed model only; nothing is certified about ``model`` itself).
     :raises CardError: when the model fails on the data (its name and the error in the
         message); no card file is written then.
     """
-    card, _ = measure_card(model, data, protocol, name, seed, attack_model, attack_model_note, device)
+    card, _ = measure_card(model, data, protocol, name, seed, attack_model, attack_model_note, device, certify)
     if out is not None:
         write_card(card, out)
     return card

@@ -88,6 +88,8 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     for label in ("attack", *[k for k in results if k not in ("attack", "noise")], "noise"):
         if label in results:
             lines += [f"## {_LABELS.get(label, label)}", ""] + _table(results[label], label != "attack") + [""]
+    if "certified" in card:
+        lines += _certified(card["certified"])
     lines += ["## Cost", "", "| condition | gradient evaluations | forward evaluations | seconds |",
               "|---|---|---|---|"]
     cost = card["cost"]
@@ -100,6 +102,23 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     lines += [f"- **noise control**: {card['protocol']['noise_control']}", "", "## Notes", ""]
     lines += [f"- {n}" for n in card["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _certified(c: Mapping[str, Any]) -> list[str]:
+    """The "certified" section: the bracket of the smoothed model per eps."""
+    s = c["settings"]
+    lines = ["## Certified (the smoothed model only)", "", c["statement"], "",
+             f"{c['method']}; sigma {s['sigma']:g}, n_pred {s['n_pred']}, n_cert {s['n_cert']}, alpha "
+             f"{s['alpha']:g}, delta {s['delta']:g}; the smoothing noise has {_num(c['noise_rel_median'], 2)} "
+             f"x ||y|| and moves the reconstruction by {_num(c['smoothing_error_rel_median'], 3)} of its norm "
+             f"(median); {c['forward_evals_per_slice']:.0f} reconstructions per slice, {c['seconds']:.0f} s.", "",
+             "| eps | certified slices | lower bound (attack) | certified radius | radius / lower |",
+             "|---|---|---|---|---|"]
+    for r in c["results"]:
+        lines.append(f"| {r['eps']:g} | {r['certified']} of {r['slices']} | {_num(r['lower_rel_median'], 4)} | "
+                     f"{_num(r['radius_rel_median'], 4)} | {_num(r['width_median'], 1)} |")
+    return lines + ["", "Lower bound and radius: medians over the certified slices, relative to the smoothed "
+                        "reconstruction's norm.", ""]
 
 
 def _at(card: Mapping[str, Any], label: str, eps: float) -> Mapping[str, Any] | None:
