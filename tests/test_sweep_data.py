@@ -366,3 +366,22 @@ def test_embedded_source_is_unchanged():
     batches, ids = build_data(validate_config({"n_slices": 3, "batch_size": 2}))
     assert ids == ["test-0", "test-40", "test-79"]
     assert [b[0].shape[0] for b in batches] == [2, 1]
+
+
+def test_records_name_each_items_slice_and_contrast(tmp_path):
+    """Embedded ids index the split's items (slice-major over 5 contrasts); the records say which
+    slice and contrast each is, read from the data set itself."""
+    from kspace_attacks.data import EmbeddedBrain
+    from kspace_attacks.study.sources import item_coordinates
+
+    cfg = validate_config({**QUICK, "n_slices": 3, "eps": [0.05]})
+    ds = EmbeddedBrain("test")
+    expected = {f"test-{i}": {"slice": ds.info(i)["z"], "contrast": ds.info(i)["contrast"]} for i in (0, 40, 79)}
+    assert item_coordinates(cfg, ["test-0", "test-40", "test-79"]) == expected
+    assert len({c["contrast"] for c in expected.values()}) > 1  # the items are not one contrast
+    report = run_sweep(cfg, tmp_path / "out", progress=False)
+    for r in report.records:
+        assert (r["slice"], r["contrast"]) == tuple(expected[r["sample_id"]].values())
+        assert list(r)[:3] == ["sample_id", "slice", "contrast"]
+    assert item_coordinates(validate_config({**QUICK, "data": {"nifti": "brain.nii.gz"}}), ["brain-12"]) == \
+        {"brain-12": {"slice": 12, "contrast": ""}}

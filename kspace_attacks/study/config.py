@@ -65,7 +65,9 @@ Data tables (details in :mod:`kspace_attacks.study.sources`)::
     data = {fastmri = "test.h5", mask = "file", coil_maps = "estimate", normalize = "max",
             target = "complex", slices = "0:10"}
 
-Sample ids name the file and slice (``<file stem>-<slice>``; embedded: ``<split>-<index>``).
+Sample ids name the file and slice (``<file stem>-<slice>``; embedded: ``<split>-<index>``); a
+sweep's records also carry each item's ``slice`` and ``contrast``
+(:func:`~kspace_attacks.study.sources.item_coordinates`).
 """
 
 from __future__ import annotations

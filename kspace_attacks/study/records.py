@@ -53,6 +53,7 @@ STUDY_EPS: tuple[float, ...] = tuple(round(0.01 * i, 2) for i in range(9))
 # Identification -------------------------------------------------------------------------
 SAMPLE_ID, SURROGATE, TARGET, ATTACK, SETTING, EPS = (
     "sample_id", "surrogate", "target", "attack", "setting", "eps")
+SLICE, CONTRAST = "slice", "contrast"  # the item's coordinates (sweeps)
 BATCH = "batch"
 # The attack ------------------------------------------------------------------------------
 RATIO, ATTACK_LOSS, GRAD_EVALS, ATTACK_SECONDS, TARGET_SECONDS = (
@@ -77,6 +78,8 @@ RELATIVE_DEVIATION = "relative_deviation"
 _GT = "against the ground truth x_true"
 COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column(SAMPLE_ID, "", "id of the slice (data order, or the data set's own id)"),
+    Column(SLICE, "index", "the item's slice: z of the embedded template, or the slice of its NIfTI / fastMRI file"),
+    Column(CONTRAST, "", "the item's contrast (embedded: t1, t1w, t2w, pd, flair; empty for files)"),
     Column(SURROGATE, "", "model the perturbation was crafted on; 'random' for the noise baseline"),
     Column(TARGET, "", "model that reconstructed the perturbed k-space"),
     Column(ATTACK, "", "attack label (the attack's name, e.g. 'pgd', or the config's key)"),

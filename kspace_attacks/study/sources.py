@@ -35,7 +35,7 @@ inconsistent files fail before the sweep starts, with the file and the problem i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from .._checks import describe
 from ..data.selection import evenly_spaced, select_slices
 from .errors import ConfigError
 
-__all__ = ["DATA_HELP", "DATA_KEYS", "check_data", "build_data"]
+__all__ = ["DATA_HELP", "DATA_KEYS", "check_data", "build_data", "item_coordinates", "with_coordinates"]
 
 DATA_HELP = "'embedded', {fastmri = 'dir'} or {nifti = 'file'}"
 #: Keys of each data table besides the source key itself, with their defaults.
@@ -138,7 +138,7 @@ def build_data(cfg: Mapping[str, Any]) -> tuple[Batches, list[str]]:
         # Evenly spaced slices over the split: different anatomy, deterministic.
         idx = evenly_spaced(range(len(ds)), cfg["n_slices"])
         x = torch.stack([ds[i][0] for i in idx])
-        ids = [f"{cfg['split']}-{i}" for i in idx]
+        ids = [f"{cfg['split']}-{i}" for i in idx]  # (its slice and contrast: item_coordinates)
     else:
         x, ids = _nifti(cfg, preset.img_size)
     device, bs = cfg["device"], cfg["batch_size"]
@@ -213,3 +213,40 @@ def _fastmri(cfg: Mapping[str, Any], preset: Any) -> tuple[Batches, list[str]]:
         # the zero-filled model). Without a stored reconstruction there is no ground truth.
         batches = [(None if bool((physics.mask < 1).any()) else x, y, physics) for x, y, physics in batches]
     return batches, ds.sample_ids()
+
+
+def item_coordinates(cfg: Mapping[str, Any], ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Where each item of :func:`build_data` comes from: ``{id: {"slice": ..., "contrast": ...}}``.
+
+    Embedded ids (``test-79``) index the split's items, which run slice-major over the
+    contrasts: the coordinates are the template's z and the contrast. File ids
+    (``<stem>-<slice>``) carry their slice; files have no contrast name (empty). The ids
+    themselves stay as they are: each row's noise is seeded by its id.
+    """
+    if _source(cfg["data"]) == "embedded":
+        from ..data import EmbeddedBrain
+
+        ds = EmbeddedBrain(split=cfg["split"], preset=cfg["preset"], seed=cfg["seed"])
+        out = {}
+        for sid in ids:
+            info = ds.info(int(str(sid).rsplit("-", 1)[1]))
+            out[str(sid)] = {"slice": info["z"], "contrast": info["contrast"]}
+        return out
+    return {str(sid): {"slice": int(str(sid).rsplit("-", 1)[1]), "contrast": ""} for sid in ids}
+
+
+def with_coordinates(records: Sequence[dict], coordinates: Mapping[str, Mapping[str, Any]]) -> list[dict]:
+    """``records`` with their item's ``slice`` and ``contrast`` right after ``sample_id``."""
+    out = []
+    for r in records:
+        where = coordinates.get(str(r.get("sample_id")))
+        if where is None or "sample_id" not in r:
+            out.append(r)
+            continue
+        row = {}
+        for k, v in r.items():
+            row[k] = v
+            if k == "sample_id":
+                row.update(where)
+        out.append(row)
+    return out

@@ -35,6 +35,7 @@ from .config import (
 from .journal import Journal, read_journal
 from .progress import Progress
 from .report import TransferReport, records_to_csv
+from .sources import item_coordinates, with_coordinates
 from .transfer import TransferPlan
 from .units import (Claims, SweepWork, clear_scratch, done_units, forget_failures, merge_records, run_units,
                     units_of)
@@ -191,6 +192,7 @@ def _run_sweep(cfg: dict[str, Any], out: Path, progress: bool, models: Mapping[s
     _barrier(world)
     journals = _all_journals(out, merged=False)
     ok, failed = merge_records(journals, crafts)
+    ok = with_coordinates(ok, item_coordinates(cfg, ids))  # which slice and contrast each row is
     report = TransferReport(ok, normalization=cfg["normalization"], provenance=provenance,
                             config=dict(cfg, seconds=time.perf_counter() - start, world_size=world))
     if rank == 0:
