@@ -43,7 +43,9 @@ _EXPORTS = {
     "TransferReport": "study.report",
     "transfer": "study.transfer", "STUDY_EPS": "study.records",
     "evaluate": "testing.card",
-    "certify": "certify", "Certificate": "certify", "SmoothedModel": "certify",
+    # ``certify`` is the package itself, callable as the function (kspace_attacks.certify): a
+    # cached function here would make ``import kspace_attacks.certify`` return the function
+    "Certificate": "certify", "SmoothedModel": "certify",
 }
 _SUBMODULES = ("attacks", "losses", "metrics", "data", "study", "testing", "interop", "io",
                "adapters", "defense", "certify", "measurement", "schema")

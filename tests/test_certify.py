@@ -298,3 +298,15 @@ def test_certify_subcommand_writes_csv_and_json(tmp_path, capsys):
     assert "radius_rel" in capsys.readouterr().out
     with pytest.raises(TypeError, match="resolve_model"):
         command.run(args)
+
+
+def test_ka_certify_and_the_package_are_one_object_in_any_import_order():
+    """``ka.certify(...)`` and ``import kspace_attacks.certify`` both work, whichever comes first
+    (a cached function at the top level once made the import return the function)."""
+    import subprocess
+    import sys
+
+    code = ("import kspace_attacks as ka; f = ka.certify; import kspace_attacks.certify as kc; "
+            "assert kc is ka.certify and callable(kc) and kc.Certificate is ka.Certificate")
+    for first in ("", "import kspace_attacks.certify; "):
+        subprocess.run([sys.executable, "-c", first + code], check=True)
