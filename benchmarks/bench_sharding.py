@@ -1,6 +1,6 @@
 """Sharding a sweep over torchrun ranks: one process vs 2 ranks, same records.
 
-    python benchmarks/bench_sharding.py [--repeats 3] [--config demo|reduced] [--out benchmarks/results]
+    python benchmarks/bench_sharding.py [--repeats 3] [--config demo|reduced] [--threads 1] [--out benchmarks/results]
     python benchmarks/bench_sharding.py --plan study     # the study's dry-run plan, 1 vs 2 ranks
 
 Runs ``kspace-attacks sweep`` on the same configuration as one process
@@ -9,8 +9,9 @@ Runs ``kspace-attacks sweep`` on the same configuration as one process
 identical records (timing columns aside), and writes ``sharding_<config>.csv`` with min and
 median times and their ratio.
 
-Configurations, both with the thread budget the demo prints (``threads = 2``: one process uses
-2 threads, each of 2 ranks 1, :func:`~kspace_attacks.study.sweep.rank_threads`): ``demo`` is
+Both launches run every unit at the same ``--threads`` (default 1; the thread rule of
+:func:`~kspace_attacks.study.sweep.rank_threads`: a launch may not change the count, so 2 ranks
+at 2 threads on 2 cores are refused unless ``oversubscribe``). ``demo`` is
 the demo's printed configuration (``kspace-attacks demo --print-config``: 4 slices in one batch,
 9 budgets, both surrogates, both attacks, four targets, 4 null draws); ``reduced`` is its
 structure with a fifth of its iterative work (attack budgets, diffusion sampler steps 50 ->
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", choices=sorted(CONFIGS), default="reduced")
     parser.add_argument("--plan", choices=["study"], default=None,
                         help="write the study's dry-run plan for 1 and 2 ranks instead of running")
+    parser.add_argument("--threads", type=int, default=1, help="threads of every unit, in both launches")
     parser.add_argument("--out", default="benchmarks/results", help="folder of sharding_<config>.csv")
     args = parser.parse_args(argv)
     if args.plan:
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:
         cfg = Path(d) / "cfg.toml"
-        cfg.write_text(dump_toml(validate_config(CONFIGS[args.config])))
+        cfg.write_text(dump_toml(validate_config(dict(CONFIGS[args.config], threads=args.threads))))
         for i in range(args.repeats):
             one = [sys.executable, "-m", "kspace_attacks", "sweep", "--config", str(cfg), "--out", f"{d}/one{i}", "--quiet"]
             two = [str(torchrun), "--nproc_per_node", "2", "--master_port", str(29650 + i), "-m", "kspace_attacks",
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                         for i in range(args.repeats))
     load_after = os.getloadavg()[0]
     med = {k: statistics.median(v) for k, v in times.items()}
-    row = {"config": args.config, "runs": args.repeats, "one_process_min_s": min(times[1]),
+    row = {"config": args.config, "threads": args.threads, "runs": args.repeats, "one_process_min_s": min(times[1]),
            "one_process_median_s": med[1], "two_ranks_min_s": min(times[2]), "two_ranks_median_s": med[2],
            "ratio_median": med[2] / med[1], "ratio_min": min(times[2]) / min(times[1]),
            "records_identical": identical,

@@ -167,6 +167,7 @@ def test_schedule():
         assert s.alpha_bar(0.3) == pytest.approx(float(s.alpha_bar(torch.tensor(0.3))), rel=1e-6)
 
 
+@pytest.mark.isolated  # trains: a native crash must fail this test only
 def test_train_resume_and_checkpoint(tmp_path):
     g = torch.Generator().manual_seed(0)
     images = torch.rand(6, 2, 16, 16, generator=g)

@@ -387,6 +387,7 @@ def _train_tiny(name, out, steps, data, physics, **kw):
                             progress=False, **kw)
 
 
+@pytest.mark.isolated  # trains: a native crash must fail this test only
 @pytest.mark.parametrize("name", ["resunetpp", "irim"])
 def test_training_decreases_loss(name, tmp_path):
     physics = make_physics("single", 32, 32)
@@ -401,6 +402,45 @@ def test_training_decreases_loss(name, tmp_path):
         TINY_IRIM["n_state"] if name == "irim" else TINY_RESUNET["widths"])
 
 
+@pytest.mark.isolated  # the reported abort: a 4-channel ResUnet++ at one thread
+def test_the_four_channel_resunetpp_trains_at_one_thread_around_onednn(tmp_path, monkeypatch):
+    """Widths [4, 4, 8, 8] at one thread aborted inside oneDNN on some CPUs: its forward and
+    backward now run with oneDNN off (scoped), the shipped widths keep it, and the process's
+    setting is the same afterwards."""
+    from kspace_attacks._kernels import narrow_conv_layers
+
+    assert torch.get_num_threads() == 1
+    assert narrow_conv_layers(ResUnetPP(**TINY_RESUNET)) and not narrow_conv_layers(ResUnetPP())
+    seen = []
+    real = supervised._train_step
+    monkeypatch.setattr(supervised, "_train_step",
+                        lambda *a, **k: seen.append(torch.backends.mkldnn.enabled) or real(*a, **k))
+    before = torch.backends.mkldnn.enabled
+    physics = make_physics("single", 32, 32)
+    summary = _train_tiny("resunetpp", tmp_path, 15, ToyData(physics), physics)
+    assert summary["training"]["steps"] == 15 and (tmp_path / "resunetpp.safetensors").exists()
+    assert seen == [False] * 15 and torch.backends.mkldnn.enabled == before
+
+
+def test_attacks_on_a_narrow_model_run_it_without_onednn_and_restore_the_setting():
+    import kspace_attacks as ka
+
+    physics = make_physics("single", 32, 32)
+    x = torch.randn(2, 2, 32, 32, generator=torch.Generator().manual_seed(0))
+    y = physics.A(x)
+    seen = []
+    for widths, expected in ((TINY_RESUNET["widths"], False), ([8, 8, 8, 8], torch.backends.mkldnn.enabled)):
+        model = ResUnetPP(widths=widths, se_reduction=2).eval()
+        hook = model.net.register_forward_hook(lambda *a: seen.append(torch.backends.mkldnn.enabled))
+        seen.clear()
+        ka.PGD(ka.KSpaceL2(eps=0.05), steps=2)(model, y, physics)
+        hook.remove()
+        grad_calls = seen[1:3]  # the clean reconstruction, then one call per step with a gradient
+        assert grad_calls == [expected, expected], (widths, seen)
+    assert torch.backends.mkldnn.enabled == torch.backends.mkldnn.is_available()
+
+
+@pytest.mark.isolated  # trains: a native crash must fail this test only
 def test_resume_continues_at_the_right_step(tmp_path):
     physics = make_physics("single", 32, 32)
     ref = _train_tiny("resunetpp", tmp_path / "ref", 8, ToyData(physics), physics)
@@ -421,6 +461,7 @@ def test_resume_continues_at_the_right_step(tmp_path):
         assert ka == kb and torch.allclose(va.float(), vb.float(), atol=1e-6), ka
 
 
+@pytest.mark.isolated  # trains: a native crash must fail this test only
 def test_no_resume_starts_over(tmp_path):
     physics = make_physics("single", 32, 32)
     _train_tiny("resunetpp", tmp_path, 3, ToyData(physics), physics)

@@ -156,6 +156,7 @@ def test_draws_are_a_function_of_seed_and_call_only():
 # ------------------------------------------------------------------- training gains robustness
 @pytest.mark.parametrize("loss", [AdversarialLoss(ka.KSpaceL2(eps=0.5), budget=3, mix=1.0),
                                   JitterLoss(level=0.5, mix=1.0)], ids=["adversarial", "jitter"])
+@pytest.mark.isolated  # trains: a native crash must fail this test only
 def test_a_tiny_robust_training_run_lowers_the_worst_case_deviation(loss):
     x, y, physics = single_coil(batch=4)
     clean = _train(Gain(), lambda x_net, x, *a: nn.functional.mse_loss(x_net, x), x, y, physics)
@@ -169,6 +170,7 @@ def test_a_tiny_robust_training_run_lowers_the_worst_case_deviation(loss):
     assert nn.functional.mse_loss(robust(y, physics), x) > nn.functional.mse_loss(clean(y, physics), x)
 
 
+@pytest.mark.isolated  # trains: a native crash must fail this test only
 def test_the_deepinv_trainer_runs_the_adversarial_loss():
     x, _, physics = single_coil(batch=4)
     model = _unet()
@@ -185,6 +187,7 @@ def test_the_deepinv_trainer_runs_the_adversarial_loss():
 
 
 # ------------------------------------------------------------------- the supervised trainer
+@pytest.mark.isolated  # trains: a native crash must fail this test only
 def test_robust_run_of_the_trainer_writes_named_weights_and_its_settings(tmp_path):
     from kspace_attacks.adapters import load_reconstructor
     from kspace_attacks.adapters.training import supervised
@@ -216,6 +219,7 @@ def test_robust_settings_are_validated():
         Robust("jitter", eps=0)
 
 
+@pytest.mark.isolated  # trains: a native crash must fail this test only
 def test_the_train_command_fine_tunes_the_shipped_weights_robustly(tmp_path):
     from kspace_attacks.adapters.training import supervised
 

@@ -98,8 +98,8 @@ def test_two_ranks_match_one_process(fresh, tmp_path):
     if not torchrun.exists():
         pytest.skip("torchrun not installed")
     config = tmp_path / "cfg.toml"
-    # threads is the node's budget: 2 ranks share 2 threads, one each, as the single process ran
-    config.write_text(dump_toml(validate_config(dict(CONFIG, threads=2))))
+    # every unit at the configured 1 thread, in one process or in each of 2 ranks
+    config.write_text(dump_toml(validate_config(CONFIG)))
     out = tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONUNBUFFERED="1")  # the callers run 2 threads
     proc = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29531", "-m", "kspace_attacks",

@@ -205,24 +205,23 @@ def test_study_dry_run_plans_without_writing(tmp_path, capsys):
     assert "Plan of the study" in text and "estimated wall time:" in text
 
 
-def test_the_plan_assigns_units_to_ranks_at_their_share_of_the_threads():
+def test_the_plan_assigns_units_to_ranks_each_at_the_configured_threads():
     cfg = validate_config({"n_slices": 2, "batch_size": 2, "eps": [0.05], "surrogates": ["zero_filled", "irim"],
                            "targets": ["zero_filled"], "null_draws": 2, "threads": 2,
                            "attacks": {"a": {"type": "pgd", "steps": 10}}})
     plan = plan_sweep(cfg, timing=False)
-    # per call + per row: 2 threads are twice as fast as 1 here
-    plan.grad_cost = {"zero_filled": (0.0, 0.1), "irim": (0.0, 0.3)}
-    plan.recon_cost = {"zero_filled": (0.0, 1.0)}
-    plan.share_costs = {1: ({"zero_filled": (0.0, 0.2), "irim": (0.0, 0.6)}, {"zero_filled": (0.0, 2.0)})}
+    # per call + per row at the configured 2 threads, which every rank runs
+    plan.grad_cost = {"zero_filled": (0.0, 0.2), "irim": (0.0, 0.6)}
+    plan.recon_cost = {"zero_filled": (0.0, 2.0)}
     rows = 2
     one = plan.unit_seconds()
     assert [n for n, _ in one] == ["batch 0, clean + null + noise", "batch 0, zero_filled / a", "batch 0, irim / a"]
-    assert [round(s, 6) for _, s in one] == [4 * rows * 1.0, 10 * rows * 0.1 + rows, 10 * rows * 0.3 + rows]
+    assert [round(s, 6) for _, s in one] == [4 * rows * 2.0, 10 * rows * 0.2 + 2 * rows, 10 * rows * 0.6 + 2 * rows]
     ranks = plan.rank_plan(2)
-    assert plan.rank_threads(2) == 1 and [len(names) for names, _ in ranks] == [1, 2]
-    # at 1 thread: the references (16 s) on rank 0; zero_filled/a (8 s) then irim/a (16 s) on rank 1
+    assert plan.rank_threads(2) == 2 and [len(names) for names, _ in ranks] == [1, 2]
+    # the references (16 s) on rank 0; zero_filled/a (8 s) then irim/a (16 s) on rank 1
     assert [round(s, 6) for _, s in ranks] == [16.0, 8.0 + 16.0]
     assert plan.seconds(1) == pytest.approx(sum(s for _, s in one)) and plan.seconds(2) == pytest.approx(24.0)
     text = plan.text()
-    assert "with 2 ranks (1 thread(s) each, timed 1 thread(s)):" in text
+    assert "with 2 ranks (2 thread(s) each: 4 cores, or the launch is refused unless oversubscribe = true):" in text
     assert "rank 0: 1 unit(s), about 16 s" in text and "rank 1: 2 unit(s), about 24 s" in text

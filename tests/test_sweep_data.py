@@ -385,3 +385,56 @@ def test_records_name_each_items_slice_and_contrast(tmp_path):
         assert list(r)[:3] == ["sample_id", "slice", "contrast"]
     assert item_coordinates(validate_config({**QUICK, "data": {"nifti": "brain.nii.gz"}}), ["brain-12"]) == \
         {"brain-12": {"slice": 12, "contrast": ""}}
+
+
+def test_multi_coil_file_without_maps_sweeps_to_a_report(tmp_path, capsys):
+    """A multi-coil file as fastMRI ships them (``kspace`` and ``reconstruction_rss``, no coil
+    maps): the sweep estimates the maps, stores them with the perturbed k-space, and ends with
+    exit 0, records, verdicts and report.html; its perturbation files rebuild the physics."""
+    from kspace_attacks.data import read_perturbed_kspace
+
+    img = phantom(3, 72, 72, seed=3)
+    write_h5(tmp_path / "mc.h5", fft2c(img[:, None] * smooth_maps(4, 72, 72)[None]),
+             reconstruction_rss=img.astype(np.float32))
+    config = tmp_path / "c.toml"
+    config.write_text(f'surrogates = ["zero_filled"]\ntargets = ["zero_filled"]\neps = [0.0, 0.02]\n'
+                      f'batch_size = 3\ndata = {{fastmri = "{tmp_path / "mc.h5"}"}}\n'
+                      f'[attacks.pgd]\ntype = "pgd"\nsteps = 2\n')
+    out = tmp_path / "out-mc"
+    code = main(["sweep", "--config", str(config), "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert len(_records(out)) == 3 * 2 * 2 and (out / "verdict.md").is_file() and (out / "report.html").is_file()
+    files = sorted((out / "perturbations").rglob("*.h5"))
+    assert files, "the sweep kept no perturbation files"
+    (_, y, physics), = build_data(validate_config(
+        {**QUICK, "batch_size": 3, "data": {"fastmri": str(tmp_path / "mc.h5")}}))[0]
+    for f in files:
+        saved = read_perturbed_kspace(f)
+        rebuilt = saved.physics()
+        assert saved.coil_maps.shape == (3, 4, 64, 64)
+        assert torch.allclose(rebuilt.coil_maps, physics.coil_maps, atol=1e-6)
+        assert torch.allclose(saved.y_clean, y, atol=1e-6)
+
+
+def test_a_step_after_the_records_that_fails_is_noted_not_raised(tmp_path, capsys, monkeypatch):
+    """Panels and figures present the results: when one cannot be made the sweep still exits 0
+    with its records, verdicts and report.html, which names the step and its error."""
+    import kspace_attacks.study.html as html_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no panel today")
+
+    monkeypatch.setattr(html_module, "build_panels", broken)
+    single_coil_file(tmp_path / "a.h5", n=2)
+    config = tmp_path / "c.toml"
+    config.write_text(f'surrogates = ["zero_filled"]\ntargets = ["zero_filled"]\neps = [0.0, 0.05]\n'
+                      f'data = {{fastmri = "{tmp_path / "a.h5"}"}}\n[attacks.pgd]\ntype = "pgd"\nsteps = 2\n')
+    with pytest.warns(RuntimeWarning, match="image panels not made"):
+        code = main(["sweep", "--config", str(config), "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "Not made: image panels (RuntimeError: no panel today)" in page
+    assert (tmp_path / "out" / "verdict.md").is_file() and _records(tmp_path / "out")
+    monkeypatch.undo()  # a later run that succeeds forgets the note
+    assert main(["sweep", "--config", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert "Not made" not in (tmp_path / "out" / "report.html").read_text()

@@ -109,8 +109,8 @@ def test_torchrun_two_ranks_match_single_process(reference, tmp_path):
     if not torchrun.exists():
         pytest.skip("torchrun not installed")
     out = tmp_path / "out"
-    shared = tmp_path / "cfg.toml"  # threads is the node's budget: 2 ranks share 2, one thread each
-    shared.write_text("threads = 2\n" + cfg.read_text())
+    shared = tmp_path / "cfg.toml"  # the same configuration: each rank runs its 1 thread per unit
+    shared.write_text(cfg.read_text())
     proc = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", "-m",
                            "kspace_attacks", "sweep", "--config", str(shared), "--out", str(out), "--quiet"],
                           env=_env(), capture_output=True, text=True, timeout=600)

@@ -61,25 +61,42 @@ def test_folder_written_before_the_threads_key_resumes(tmp_path):
         run_sweep(validate_config(dict(TINY, threads=2)), out, progress=False)
 
 
-# ------------------------------------------------------------------ the node's budget, shared by ranks
-def test_a_ranks_threads_times_the_local_world_never_exceed_the_budget():
+# ------------------------------------------------------------------ the same threads however launched
+def test_every_rank_runs_the_configured_threads_or_the_launch_is_refused():
     from kspace_attacks.study.sweep import rank_threads
 
-    for budget in range(1, 9):
-        for local in range(1, budget + 1):
-            per_rank = rank_threads(budget, local_world=local, cores=64)
-            assert per_rank >= 1 and per_rank * local <= budget, (budget, local, per_rank)
-            assert per_rank * local > budget - local  # and uses the budget (all but a remainder)
-    with pytest.raises(ConfigError, match=r"threads = 1 is the node's thread budget, shared by its 2 ranks: "
-                                          r"set threads >= 2"):
-        rank_threads(1, local_world=2)
-    with pytest.warns(RuntimeWarning, match=r"threads = 4 exceeds the 2 core\(s\)"):
-        assert rank_threads(4, local_world=1, cores=2) == 4
+    for threads in range(1, 5):
+        for local in range(1, 5):
+            cores = threads * local
+            assert rank_threads(threads, local_world=local, cores=cores) == threads  # fits: kept
+            if local > 1:  # one core short: refused, unless oversubscription is asked for
+                with pytest.raises(ConfigError, match=rf"threads = {threads} per unit x {local} ranks needs "
+                                                      rf"{cores} cores, this node gives {cores - 1}"):
+                    rank_threads(threads, local_world=local, cores=cores - 1)
+                with pytest.warns(RuntimeWarning, match="compete for cores"):
+                    assert rank_threads(threads, local_world=local, cores=cores - 1, oversubscribe=True) == threads
+    with pytest.warns(RuntimeWarning, match=r"threads = 4 x 1 rank\(s\) exceeds the 2 core\(s\)"):
+        assert rank_threads(4, local_world=1, cores=2) == 4  # a process alone only warns
     with pytest.raises(ValueError, match="local_world: expected an int >= 1, got 0"):
         rank_threads(2, local_world=0)
 
 
-def test_a_sweep_under_two_local_ranks_uses_half_the_budget(tmp_path, monkeypatch):
+def test_the_demo_config_under_two_ranks_on_two_cores_is_refused_before_any_work(tmp_path, monkeypatch):
+    """The demo's printed configuration (threads = 2) cannot run as 2 ranks on 2 cores without
+    changing its numbers: the launch stops, writes nothing, and names the launch that keeps them."""
+    from kspace_attacks.study.config import DEMO_OVERRIDES
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # as torchrun sets it (WORLD_SIZE stays 1: no group)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    cfg = validate_config({**DEMO_CONFIG, **DEMO_OVERRIDES})
+    assert cfg["threads"] == 2
+    with pytest.raises(ConfigError, match=r"start at most 1 rank\(s\) per node \(torchrun --nproc_per_node 1"):
+        run_sweep(cfg, tmp_path / "out", progress=False, models={})
+    assert not (tmp_path / "out").exists()
+
+
+def test_ranks_run_the_configured_threads(tmp_path, monkeypatch):
     seen = []
     real = units.craft_surrogate
 
@@ -88,6 +105,29 @@ def test_a_sweep_under_two_local_ranks_uses_half_the_budget(tmp_path, monkeypatc
         return real(*args, **kwargs)
 
     monkeypatch.setattr(units, "craft_surrogate", spy)
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # as torchrun sets it (WORLD_SIZE stays 1: no group)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     report = run_sweep(validate_config(dict(TINY, threads=2)), tmp_path, progress=False)
-    assert seen == [1, 1] and report.provenance["threads"] == 2 and report.provenance["threads_per_rank"] == 1
+    assert seen == [2, 2] and report.provenance["threads"] == 2 and report.provenance["threads_per_rank"] == 2
+
+
+def test_a_folder_of_units_at_another_thread_count_is_not_resumed(tmp_path):
+    """Units journaled at another thread count (an earlier version shared a budget between
+    ranks) would mix numbers: a resume refuses them before adding any unit."""
+    import json
+
+    out = tmp_path / "out"
+    run_sweep(validate_config(TINY), out, progress=False)
+    journal = out / "records.rank0.jsonl"
+    lines = journal.read_text().splitlines()
+    marker = next(i for i, ln in enumerate(lines) if '"_unit_done"' in ln)  # the first unit's marker
+    item = json.loads(lines[marker])
+    assert item["threads"] == 1
+    item["threads"] = 2  # as if this unit ran at 2 threads
+    lines[marker] = json.dumps(item)
+    journal.write_text("\n".join(lines[: marker + 1]) + "\n")  # and the run stopped right after it
+    before = journal.read_text()
+    with pytest.raises(ConfigError, match=r"holds 1 unit\(s\) computed at 2 thread\(s\) per unit, this run "
+                                          r"computes at threads = 1"):
+        run_sweep(validate_config(TINY), out, progress=False)
+    assert journal.read_text() == before

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 from kspace_attacks._runtime import denormals_flushed
+from kspace_attacks._kernels import narrow_conv_guard
 from kspace_attacks.io import atomic_torch_save, atomic_write_text
 
 from .. import _weights
@@ -209,7 +210,8 @@ def _train_loop(run: _Run, hp: _Hyper, x_all: Tensor, out: Path, new_log: bool,
         t0, running = time.perf_counter() - run.elapsed, None
         try:
             while run.step < hp.steps:
-                loss, cur_lr = _train_step(run, hp, x_all, sched)
+                with narrow_conv_guard(run.net):  # forward and backward (see kspace_attacks._kernels)
+                    loss, cur_lr = _train_step(run, hp, x_all, sched)
                 run.elapsed = time.perf_counter() - t0
                 lv = loss.item()
                 running = lv if running is None else 0.98 * running + 0.02 * lv

@@ -40,6 +40,7 @@ from torch.utils.data import Dataset
 
 from kspace_attacks._checks import check_choice
 from kspace_attacks._runtime import denormals_flushed
+from kspace_attacks._kernels import narrow_conv_guard
 from kspace_attacks.io import atomic_torch_save
 from kspace_attacks.losses import magnitude
 
@@ -261,7 +262,8 @@ def _train_loop(cfg: _Settings, state: _State, train_data: Dataset, val_data: Da
                disable=not progress, mininterval=10)
     t0, running = time.perf_counter() - state.elapsed, []
     while state.step < cfg.steps:
-        loss = _train_step(cfg, state, train_data, physics)
+        with narrow_conv_guard(state.model):  # forward and backward (see kspace_attacks._kernels)
+            loss = _train_step(cfg, state, train_data, physics)
         step, state.elapsed = state.step, time.perf_counter() - t0
         running.append(loss.item())
         bar.update(1)

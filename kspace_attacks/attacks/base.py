@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import Tensor
 
+from .._kernels import narrow_conv_guard
 from .._checks import check_image, check_positive_int, describe
 from ..losses import Loss, resolve_loss
 from ..result import AttackResult
@@ -286,7 +287,8 @@ class Attack(ABC):
         if generator is None:
             generator = torch.Generator().manual_seed(self.seed)
         start = time.perf_counter()
-        with frozen_eval(model):
+        # every model call of the attack alike (see kspace_attacks._kernels)
+        with frozen_eval(model), narrow_conv_guard(model):
             forward_evals = 0
             if x_clean is None:
                 x_clean = self._clean(model, y, physics)

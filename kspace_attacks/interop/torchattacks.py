@@ -59,6 +59,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from kspace_attacks._kernels import narrow_conv_guard
 from kspace_attacks._checks import (
     check_choice,
     check_image,
@@ -257,7 +258,8 @@ class _KSpaceAttack(_TorchAttack):
             return model(y_, physics_)
 
         reconstruct.__name__ = self.model_name
-        res = self._core(loss)(reconstruct, y, physics, x_true=x_true, target=target)
+        with narrow_conv_guard(model):  # the core sees a function: guard for the module it calls
+            res = self._core(loss)(reconstruct, y, physics, x_true=x_true, target=target)
         object.__setattr__(self, "_last_result", res)
         return res.y_adv.detach()
 

@@ -14,7 +14,7 @@ A configuration (every key optional; defaults are the demo's)::
     batch_size = 4
     seed = 0
     device = "cpu"
-    threads = 1                      # the node's torch CPU threads, shared by its torchrun ranks
+    threads = 1                      # torch CPU threads of every unit (one process or each rank)
     eps = [0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08]
     surrogates = ["irim", "resunetpp"]
     targets = ["irim", "resunetpp", "diffusion", "zero_filled"]
@@ -47,14 +47,15 @@ A configuration (every key optional; defaults are the demo's)::
     null_draws = 8                   # equal-norm noise draws per target that calibrate the
                                      # artifact statistics (0: none)
 
-``threads`` (an int >= 1) is the thread budget of the machine (node) running the sweep: one
-process uses all of it; ``torchrun --nproc_per_node N`` ranks get ``threads // N`` each
-(:func:`~kspace_attacks.study.sweep.rank_threads`), so ranks never oversubscribe the cores. It
-is fixed for the whole sweep, so records are a function of the configuration, the seed and
-the rank layout's threads (float reductions split over a different number of threads may
-round differently; on this project's CPU the records of 1 and 2 threads are identical, tested
-for 2 ranks vs one process). Configurations written before the key existed load with the
-default, 1.
+``threads`` (an int >= 1) is the number of torch intra-op threads every unit of work runs
+with, in one process or in each ``torchrun`` rank (:func:`~kspace_attacks.study.sweep.rank_threads`).
+Float reductions split over another number of threads round differently and attacks amplify
+that, so the count is part of the numbers' identity: records are a function of the
+configuration (``threads`` included) and the seed, however the run is launched. A launch whose
+ranks would need more threads than the node's cores stops before any work and says which
+launch keeps the numbers; ``oversubscribe = true`` runs it anyway (same numbers, slower). A
+folder's units all carry the thread count they ran with, and a resume or merge at another
+count is refused. Configurations written before the key existed load with the default, 1.
 
 Data tables (details in :mod:`kspace_attacks.study.sources`)::
 
@@ -161,7 +162,10 @@ class SweepConfig(Table):
     null_draws: int = setting(8, "equal-norm noise draws per target and row that calibrate the artifact statistics",
                               check=_null_draws)
     fail_fast: bool = setting(False, "stop at the first failing unit instead of recording it")
-    threads: int = setting(1, "the node's torch CPU threads, shared by its torchrun ranks", minimum=1)
+    threads: int = setting(1, "torch CPU threads of every unit, in one process or in each torchrun rank "
+                              "(part of the numbers' identity)", minimum=1)
+    oversubscribe: bool = setting(False, "let torchrun ranks x threads exceed the node's cores (same numbers, "
+                                         "slower) instead of refusing to start")
     targeted: TargetedSpec = setting(doc="the targeted false-structure test", factory=TargetedSpec)
     report: ReportSpec = setting(doc="report.html", factory=ReportSpec)
 

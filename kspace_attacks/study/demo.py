@@ -23,6 +23,7 @@ from ..io import atomic_write_json, atomic_write_text, read_json
 from .plots import plot_panel
 from .report import perturbation_filename, records_to_csv
 from .config import DEMO_CONFIG, DEMO_OVERRIDES, build_data, build_models, validate_config
+from .steps import best_effort
 from .sweep import run_sweep
 from .targeted import targeted_transfer, targeted_verdicts
 from .verdicts import mean as _mean, write_verdicts
@@ -53,7 +54,7 @@ def run_demo(out: str | os.PathLike = "kspace-attacks-demo", config: dict | None
     result = {"out": str(out), "records": len(report.records)}
     if int(os.environ.get("RANK", "0")) != 0:  # rank 0 writes what follows the sweep
         return result
-    panel = _image_panel(out, cfg, models)
+    panel = best_effort(out, "image panel (panel.png)", _image_panel, out, cfg, models)
     if panel is not None:
         result["panel"] = str(panel)
     result.update(finish_run(out, cfg, report, models, title))
@@ -66,12 +67,13 @@ def run_demo(out: str | os.PathLike = "kspace-attacks-demo", config: dict | None
 def finish_run(out: Path, cfg: dict[str, Any], report: Any, models: dict[str, Any], title: str) -> dict[str, Any]:
     """What follows every sweep (demo, study, ``sweep``): the targeted test when
     ``targeted.slices > 0``, ``verdict.json`` / ``verdict.md`` and ``report.html`` (with the
-    image panels stored for ``report``)."""
+    image panels stored for ``report``). The targeted test and the panels are presentation:
+    if one fails, the page says so (:mod:`.steps`) and the run still ends with its verdicts."""
     from .html import write_html_report
 
     result: dict[str, Any] = {}
     if cfg["targeted"]["slices"]:
-        result.update(run_targeted(out, cfg, models))
+        result.update(best_effort(out, "targeted insertion test", run_targeted, out, cfg, models) or {})
     result["verdicts"] = write_verdicts(report, out, title=title, extra_rows=result.get("targeted_rows", ()))
     with torch.no_grad():
         result["report"] = str(write_html_report(out, models, max_slices=cfg["report"]["panel_slices"]))

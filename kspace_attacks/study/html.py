@@ -38,6 +38,7 @@ from ..io import atomic_write_text, read_json
 from . import records as R
 from .html_panels import PanelSet, build_panels, load_panels, save_panels
 from .report import TransferReport
+from .steps import best_effort, read_notes
 
 __all__ = ["write_html_report", "render_html_report"]
 
@@ -45,7 +46,7 @@ _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d232a;background:#fafbfc}
 header,main{max-width:1180px;margin:0 auto;padding:0 20px}
 header{padding-top:18px}h1{font-size:1.6em;margin:.2em 0}h2{margin-top:1.6em;border-bottom:2px solid #dde3ea}
-nav a{margin-right:1em}.muted{color:#5b6570;font-size:.92em}
+nav a{margin-right:1em}.muted{color:#5b6570;font-size:.92em}.warn{color:#8a4b00}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em;background:#fff}
 th,td{border:1px solid #d5dbe1;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#eef2f6}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
@@ -163,7 +164,9 @@ def _overview(report: TransferReport, failed: list[dict], directory: Path) -> st
              ("failed batches", len(failed)), ("folder", directory.resolve())]
     if cfg.get("seconds") is not None:
         facts.append(("run time", f"{float(cfg['seconds']):.0f} s"))
-    return _table(None, [(f"<b>{_e(k)}</b>", _e(v)) for k, v in facts])
+    notes = "".join(f"<p class='warn'>Not made: {_e(n['step'])} ({_e(n['error'])}). The records and "
+                    "verdicts are complete.</p>" for n in read_notes(directory))
+    return _table(None, [(f"<b>{_e(k)}</b>", _e(v)) for k, v in facts]) + notes
 
 
 def _rounded(v: Any) -> Any:
@@ -411,10 +414,14 @@ def render_html_report(directory: str | os.PathLike, models: Mapping[str, Any] |
     verdicts = read_json(d / "verdict.json").get("rows", []) if (d / "verdict.json").is_file() else []
     failed = _read_csv(d / "failed.csv")
     if models:  # built from the run's models, and stored so later pages need no model
-        panels = build_panels(d, report.config, report.records, models, **panel_options)
+        panels = best_effort(d, "image panels", build_panels, d, report.config, report.records, models,
+                             **panel_options)
         reason = "no saved perturbations or no configured target among the given models"
         if panels is not None:
             save_panels(panels, d)
+        else:
+            reason = next((f"building them failed ({n['error']})" for n in read_notes(d)
+                           if n["step"] == "image panels"), reason)
     else:
         panels = load_panels(d)
         reason = ("no panels were stored with the results (the sweep stores them; "

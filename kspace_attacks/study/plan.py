@@ -53,8 +53,6 @@ class SweepPlan:
     shared_runs: dict[str, str] = field(default_factory=dict)  # target -> the target whose sampler run it shares
     grad_cost: dict[str, tuple[float, float]] = field(default_factory=dict)
     recon_cost: dict[str, tuple[float, float]] = field(default_factory=dict)
-    #: the same costs timed at a rank's share of the threads: ``{threads: (grad_cost, recon_cost)}``
-    share_costs: dict[int, tuple[dict, dict]] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -78,10 +76,10 @@ class SweepPlan:
         per_row = sum(self.per_row_recons.values())
         return {t: self.rows * per_row + self.crafted_rows for t in self.targets}
 
-    def unit_seconds(self, threads: int | None = None) -> list[tuple[str, float]]:
-        """Estimated seconds of every unit, in claiming order (needs timings), at ``threads``
-        intra-op threads (default: the configuration's; a count not timed uses those costs)."""
-        grad_cost, recon_cost = self.share_costs.get(threads or self.threads, (self.grad_cost, self.recon_cost))
+    def unit_seconds(self) -> list[tuple[str, float]]:
+        """Estimated seconds of every unit, in claiming order (needs timings), at the
+        configuration's threads (every rank runs those)."""
+        grad_cost, recon_cost = self.grad_cost, self.recon_cost
 
         def call(cost: tuple[float, float], rows: int) -> float:
             return cost[0] + cost[1] * rows
@@ -99,14 +97,15 @@ class SweepPlan:
         return out
 
     def rank_threads(self, ranks: int) -> int:
-        """Each rank's threads when ``ranks`` ranks share the node's budget."""
-        return max(1, self.threads // ranks)
+        """Each rank's threads: the configuration's, however many ranks (the thread count is part
+        of the numbers' identity, :func:`~kspace_attacks.study.sweep.rank_threads`)."""
+        return self.threads
 
     def rank_plan(self, ranks: int = 1) -> list[tuple[list[str], float]]:
         """Which units each of ``ranks`` ranks runs and its estimated seconds: ranks claim units in
-        order as they become free, each with its share of the threads."""
+        order as they become free, each at the configuration's threads."""
         plan: list[tuple[list[str], float]] = [([], 0.0) for _ in range(ranks)]
-        for name, sec in self.unit_seconds(self.rank_threads(ranks)):
+        for name, sec in self.unit_seconds():
             i = min(range(ranks), key=lambda k: plan[k][1])
             plan[i] = (plan[i][0] + [name], plan[i][1] + sec)
         return plan
@@ -139,9 +138,8 @@ class SweepPlan:
             lines.append(f"timed on this machine (threads = {self.threads}; seconds per call + per row):")
             lines += [f"  {name}: {c[0]:.3g} + {c[1]:.3g} x rows" for name, c in costs]
             lines += [f"  {name}: about {_duration(sec)}" for name, sec in self.unit_seconds()]
-            t2 = self.rank_threads(2)
-            timed = "timed" if t2 in self.share_costs or t2 == self.threads else "not timed: costs at"
-            lines.append(f"with 2 ranks ({t2} thread(s) each, {timed} {t2} thread(s)):")
+            lines.append(f"with 2 ranks ({self.threads} thread(s) each: {2 * self.threads} cores, or the launch is "
+                         f"refused unless oversubscribe = true):")
             for k, (names, sec) in enumerate(self.rank_plan(2)):
                 lines.append(f"  rank {k}: {len(names)} unit(s), about {_duration(sec)}")
             lines.append(f"estimated wall time: {_duration(self.seconds())} in one process, about "
@@ -243,11 +241,4 @@ def plan_sweep(cfg: Mapping[str, Any], timing: bool = True, models: Mapping[str,
             _, y, physics = batches[0]
             targets = {t: models[t] for t in cfg["targets"]}
             _time_models(plan, surrogates, targets, y, physics)
-            share = plan.rank_threads(2)
-            if share != cfg["threads"]:  # what each of 2 ranks would run with (rank_threads)
-                full = plan.grad_cost, plan.recon_cost
-                with reproducible_numerics(share):
-                    _time_models(plan, surrogates, targets, y, physics)
-                plan.share_costs[share] = plan.grad_cost, plan.recon_cost
-                plan.grad_cost, plan.recon_cost = full
     return plan

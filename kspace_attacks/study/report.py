@@ -130,7 +130,8 @@ class TransferReport:
         """Keep a batch of clean/perturbed k-space (``len(grid)`` copies of ``ids``) for saving."""
         self._perturbations.append(dict(surrogate=surrogate, attack=attack, ids=list(ids), grid=list(grid),
                                         y_clean=y_clean.detach().cpu(), y_adv=y_adv.detach().cpu(),
-                                        mask=getattr(physics, "mask", None), attack_repr=attack_repr))
+                                        mask=getattr(physics, "mask", None), attack_repr=attack_repr,
+                                        coil_maps=_detached(getattr(physics, "coil_maps", None))))
 
     def perturbed_kspace(self, surrogate: str, attack: str, eps: float, sample_id: Any) -> Tensor:
         """The kept perturbed k-space ``(1, ...)`` of one sample (needs ``keep_perturbations``)."""
@@ -209,10 +210,14 @@ class TransferReport:
             n = len(p["ids"])
             for i, e in enumerate(p["grid"]):
                 sl = slice(i * n, (i + 1) * n)
-                entry = merged.setdefault((p["surrogate"], p["attack"], e), dict(ids=[], y_clean=[], y_adv=[], p=p))
+                entry = merged.setdefault((p["surrogate"], p["attack"], e),
+                                          dict(ids=[], y_clean=[], y_adv=[], maps=[], p=p))
                 entry["ids"] += p["ids"]
                 entry["y_clean"].append(p["y_clean"][sl])
                 entry["y_adv"].append(p["y_adv"][sl])
+                maps = p.get("coil_maps")
+                if maps is not None:  # per-row maps, or one set shared by every row
+                    entry["maps"].append(maps[sl] if maps.shape[0] > 1 else maps.expand(n, *maps.shape[1:]))
         paths = []
         for (s, a, e), entry in merged.items():
             p = entry["p"]
@@ -221,8 +226,11 @@ class TransferReport:
             mask = mask.detach().cpu()
             if mask.dim() == 4:
                 mask = mask[0, 0]
+            # multi-coil: the coil maps the sweep attacked with (estimated when the data had none)
+            # go into the file, so that reading it back rebuilds the same physics
+            physics_or_mask = _multicoil_physics(mask, torch.cat(entry["maps"])) if entry["maps"] else mask
             paths.append(write_perturbed_kspace(
-                folder / perturbation_filename(s, a, e), y_clean, y_adv, mask, eps=e,
+                folder / perturbation_filename(s, a, e), y_clean, y_adv, physics_or_mask, eps=e,
                 attack_settings={"attack": p["attack_repr"], "surrogate": s, "name": a, "sample_ids": entry["ids"]},
                 provenance=provenance,
             ))
@@ -254,3 +262,14 @@ class TransferReport:
         kinds = sorted({(r["surrogate"], r["target"]) for r in self.records})
         return f"TransferReport({len(self.records)} records, pairs={kinds})"
 
+
+
+def _detached(t: Any) -> Tensor | None:
+    return t.detach().cpu() if isinstance(t, Tensor) else None
+
+
+def _multicoil_physics(mask: Tensor, coil_maps: Tensor) -> Any:
+    """A ``MultiCoilMRI`` with the given mask ``(H, W)`` and per-slice maps ``(S, N, H, W)``."""
+    from deepinv.physics import MultiCoilMRI
+
+    return MultiCoilMRI(mask=mask, coil_maps=coil_maps, img_size=tuple(coil_maps.shape[-2:]))

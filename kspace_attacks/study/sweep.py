@@ -32,11 +32,12 @@ from .config import (
     surrogate_batches,
     validate_config,
 )
-from .journal import Journal, read_journal
+from .journal import Journal, read_journal, read_markers
 from .progress import Progress
 from .report import TransferReport, records_to_csv
 from .sources import item_coordinates, with_coordinates
 from .transfer import TransferPlan
+from .steps import best_effort, clear_notes
 from .units import (Claims, SweepWork, clear_scratch, done_units, forget_failures, merge_records, run_units,
                     units_of)
 
@@ -77,7 +78,7 @@ def _check_out(out: Path, cfg: Mapping[str, Any]) -> None:
         old = validate_config(tomllib.loads(previous.read_text()))
         # the same work may resume on another device; the targeted test and the report's
         # panels run after the sweep and do not change its records
-        keep = ("device", "targeted", "report")
+        keep = ("device", "targeted", "report", "oversubscribe")
         old, new = canonical(old), canonical(cfg)
         if {k: v for k, v in old.items() if k not in keep} != {k: v for k, v in new.items() if k not in keep}:
             raise ConfigError(
@@ -111,34 +112,66 @@ def run_sweep(cfg: Mapping[str, Any], out: str | os.PathLike, progress: bool = T
     """
     cfg = validate_config(cfg)
     # denormals make CPU attack loops many times slower; the thread count changes float sums
-    with flush_denormals(), reproducible_numerics(rank_threads(cfg["threads"])):
+    with flush_denormals(), reproducible_numerics(rank_threads(cfg["threads"], oversubscribe=cfg["oversubscribe"])):
         return _run_sweep(cfg, Path(out), progress, models)
 
 
-def rank_threads(budget: int, local_world: int | None = None, cores: int | None = None) -> int:
-    """One rank's intra-op threads: its share of the node's thread ``budget`` (``threads``).
+def rank_threads(threads: int, local_world: int | None = None, cores: int | None = None,
+                 oversubscribe: bool = False) -> int:
+    """The intra-op threads every unit of a sweep runs with: ``threads``, however it is launched.
 
-    With ``local_world`` ranks on a node (default ``LOCAL_WORLD_SIZE``, 1 without torchrun)
-    each gets ``budget // local_world``, so the node never runs more compute threads than the
-    budget: two ranks that each took the whole budget of 2 on 2 cores ran 4.7x slower than one
-    process. Warns when the budget exceeds the ``cores`` this process may use (default: its CPU
-    affinity); refuses a budget smaller than the number of ranks.
+    Float reductions split over another number of threads round differently, and attacks
+    amplify the difference (a 2-thread and a 1-thread run of the demo differed in 1,374 of its
+    values), so the count is part of a run's identity: a process alone and each of
+    ``local_world`` torchrun ranks on a node (default ``LOCAL_WORLD_SIZE``, 1 without torchrun)
+    run exactly ``threads``. A launch whose ranks would need more threads than the node's
+    ``cores`` (default: this process's CPU affinity) stops before any work, naming the launch
+    that keeps the numbers, unless ``oversubscribe`` (same numbers, ranks compete for cores:
+    two ranks at 2 threads on 2 cores ran 4.7x slower than one process). A process alone with
+    more threads than cores only warns.
 
-        >>> rank_threads(2, local_world=2), rank_threads(8, local_world=2, cores=8), rank_threads(3, 1, 4)
-        (1, 4, 3)
+        >>> rank_threads(2, local_world=1, cores=2), rank_threads(2, local_world=2, cores=4)
+        (2, 2)
+        >>> rank_threads(2, local_world=2, cores=2, oversubscribe=True)
+        2
     """
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if local_world is None else local_world
     if isinstance(local, bool) or not isinstance(local, int) or local < 1:
         raise ValueError(f"local_world: expected an int >= 1, got {local!r}")
-    if budget < local:
-        raise ConfigError(f"config: threads = {budget} is the node's thread budget, shared by its {local} ranks: "
-                          f"set threads >= {local} (e.g. the node's cores) or start at most {budget} rank(s)")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads: expected an int >= 1, got {threads!r}")
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if budget > cores:
-        warnings.warn(f"threads = {budget} exceeds the {cores} core(s) this process may use: compute threads "
-                      f"will compete for cores (set threads = {cores})", RuntimeWarning, stacklevel=2)
-    return budget // local
+    need = threads * local
+    if need > cores and local > 1 and not oversubscribe:
+        fit = cores // threads
+        keep = (f"start at most {fit} rank(s) per node (torchrun --nproc_per_node {fit} ...)" if fit >= 1
+                else "run it in one process (kspace-attacks sweep ...)")
+        raise ConfigError(
+            f"config: threads = {threads} per unit x {local} ranks needs {need} cores, this node gives "
+            f"{cores}; nothing was run. Every record is computed at threads = {threads}, so fewer threads "
+            f"per rank would change the numbers of every attacked row. To keep them: {keep}, or set "
+            f"oversubscribe = true (same numbers, slower). Setting threads = {max(1, cores // local)} "
+            f"gives another run, whose numbers differ from a {threads}-thread run's.")
+    if need > cores:
+        warnings.warn(f"threads = {threads} x {local} rank(s) exceeds the {cores} core(s) this process may use: "
+                      f"compute threads will compete for cores", RuntimeWarning, stacklevel=2)
+    return threads
+
+
+def check_unit_threads(markers: Mapping[Any, Mapping[str, Any]], threads: int, where: str) -> None:
+    """Refuse to resume or merge units computed at another thread count than ``threads``.
+
+    :param markers: ``{unit key: marker}`` of the journals (:func:`~.journal.read_markers`).
+    :param where: the folder, for the message.
+    """
+    other = sorted({int(m["threads"]) for m in markers.values() if "threads" in m} - {threads})
+    if other:
+        n = sum(1 for m in markers.values() if m.get("threads") in other)
+        raise ConfigError(
+            f"out: {where} holds {n} unit(s) computed at {', '.join(map(str, other))} thread(s) per unit, "
+            f"this run computes at threads = {threads}; their numbers would not match. Resume with the "
+            f"launch that made them, or use a new --out folder.")
 
 
 def _start(cfg: dict[str, Any], out: Path, rank: int, world: int) -> tuple[dict, Claims]:
@@ -177,6 +210,7 @@ def _run_sweep(cfg: dict[str, Any], out: Path, progress: bool, models: Mapping[s
     journal = Journal(out / f"records.rank{rank}.jsonl")
     crafts, cost = _crafts(plan)
     limits = surrogate_batches(cfg)
+    check_unit_threads(_all_markers(out), cfg["threads"], str(out))  # before any work is added
     done = done_units(_all_journals(out), out, crafts, limits)
     if rank == 0:
         forget_failures(out, done, len(batches))
@@ -191,6 +225,7 @@ def _run_sweep(cfg: dict[str, Any], out: Path, progress: bool, models: Mapping[s
         run_units(work, todo, claims, journal, bar)
     _barrier(world)
     journals = _all_journals(out, merged=False)
+    check_unit_threads(_all_markers(out), cfg["threads"], str(out))  # every rank's units alike
     ok, failed = merge_records(journals, crafts)
     ok = with_coordinates(ok, item_coordinates(cfg, ids))  # which slice and contrast each row is
     report = TransferReport(ok, normalization=cfg["normalization"], provenance=provenance,
@@ -227,15 +262,22 @@ def _all_journals(out: Path, merged: bool = True) -> Any:
     return {k: v for j in journals for k, v in j.items()}
 
 
+def _all_markers(out: Path) -> dict:
+    """The markers of every rank's journaled units (rank, threads, deterministic mode)."""
+    return {(p.name, k): m for p in sorted(out.glob("records.rank*.jsonl")) for k, m in read_markers(p).items()}
+
+
 def _finish(out: Path, report: TransferReport, failed: list[dict]) -> None:
-    """Rank 0: save the report, ``failed.csv`` (or remove a stale one) and the figures."""
+    """Rank 0: save the report, ``failed.csv`` (or remove a stale one) and the figures (a
+    figure that cannot be drawn is noted, :mod:`.steps`, not raised)."""
+    clear_notes(out)
     report.save(out, perturbations=False)
     if failed:
         atomic_write_text(out / "failed.csv", records_to_csv(failed))
     else:  # a failed.csv of an earlier run must not outlive its failures
         (out / "failed.csv").unlink(missing_ok=True)
     if report.records:
-        report.plot(out)
+        best_effort(out, "figures of the change against eps", report.plot, out)
 
 
 # what decides float results besides the configuration (world size and time do not)

@@ -24,6 +24,10 @@ Marker
     (explicit arguments win; command-line options win over both). Select such tests with
     ``-m kspace_robustness``.
 
+    ``@pytest.mark.isolated``: run the test in a fresh Python process, so that a native crash
+    (e.g. inside a compiled kernel) fails that test instead of ending the session
+    (:mod:`kspace_attacks.testing.isolation`).
+
 Options
     ``--kspace-eps``, ``--kspace-steps``, ``--kspace-device`` (override every attack),
     ``--kspace-report=PATH`` (JSON of all measurements, with the robustness card of every
@@ -97,6 +101,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "seed=None, protocol=None, preset=None, n=None, coils=None, contrast=None): defaults of the "
         "kspace-attacks robustness assertions and fixtures of this test",
     )
+    from . import isolation  # @pytest.mark.isolated: a test in a process of its own
+
+    if not config.pluginmanager.is_registered(isolation):
+        config.pluginmanager.register(isolation, "kspace_attacks.isolation")
     device = config.getoption("kspace_device")
     if device is not None:
         try:
