@@ -231,3 +231,11 @@ def load_jit(weights: Any = _weights.EMBEDDED, device: str | torch.device = "cpu
     """Registry entry point of ``irim_jit``: the shipped irim fine-tuned on equal-norm noise
     (``kspace-attacks train irim --robust jitter``; settings in ``weights/irim_jit.json``)."""
     return _weights.load_model(IRIM, "irim_jit", DEFAULT_CONFIG, weights, device, kwargs)
+
+
+def load_noiseless(weights: Any = _weights.EMBEDDED, device: str | torch.device = "cpu",
+                   **kwargs: Any) -> IRIM:
+    """Registry entry point of ``irim_noiseless``: the weights of kspace-attacks 0.2, trained on
+    noiseless k-space (the shipped ``irim`` continues them on the noisy preset; settings in
+    ``weights/irim_noiseless.json``). The robust variants were fine-tuned from these."""
+    return _weights.load_model(IRIM, "irim_noiseless", DEFAULT_CONFIG, weights, device, kwargs)

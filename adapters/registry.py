@@ -34,8 +34,10 @@ BUILTIN: dict[str, str] = {
     "irim": "kspace_attacks.adapters.irim:load",
     "irim_adv": "kspace_attacks.adapters.irim:load_adv",
     "irim_jit": "kspace_attacks.adapters.irim:load_jit",
+    "irim_noiseless": "kspace_attacks.adapters.irim:load_noiseless",
     "resunetpp": "kspace_attacks.adapters.resunetpp:load",
     "resunetpp_adv": "kspace_attacks.adapters.resunetpp:load_adv",
+    "resunetpp_noiseless": "kspace_attacks.adapters.resunetpp:load_noiseless",
     "zero_filled": "kspace_attacks.adapters.zero_filled:load",
 }
 

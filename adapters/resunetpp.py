@@ -215,3 +215,11 @@ def load_adv(weights: Any = _weights.EMBEDDED, device: str | torch.device = "cpu
     """Registry entry point of ``resunetpp_adv``: the shipped resunetpp fine-tuned adversarially
     (``kspace-attacks train resunetpp --robust adversarial``; settings in ``weights/resunetpp_adv.json``)."""
     return _weights.load_model(ResUnetPP, "resunetpp_adv", DEFAULT_CONFIG, weights, device, kwargs)
+
+
+def load_noiseless(weights: Any = _weights.EMBEDDED, device: str | torch.device = "cpu",
+                   **kwargs: Any) -> ResUnetPP:
+    """Registry entry point of ``resunetpp_noiseless``: the weights of kspace-attacks 0.2, trained
+    on noiseless k-space (the shipped ``resunetpp`` continues them on the noisy preset; settings
+    in ``weights/resunetpp_noiseless.json``). ``resunetpp_adv`` was fine-tuned from these."""
+    return _weights.load_model(ResUnetPP, "resunetpp_noiseless", DEFAULT_CONFIG, weights, device, kwargs)

@@ -1,9 +1,11 @@
 """Image quality of registered reconstructors on the embedded test split.
 
-PSNR / SSIM on min-max normalised magnitude images (data range 1; the study's convention),
-mean and standard deviation over the split, plus the time per image::
+PSNR / SSIM on the reference's scale (data range = the ground truth's maximum, the records'
+default) and on min-max normalised magnitude images (data range 1; the original study's
+convention), mean and standard deviation over the split, plus the time per image::
 
     python benchmarks/evaluate_reconstructors.py                      # irim resunetpp zero_filled
+    python benchmarks/evaluate_reconstructors.py irim diffusion --preset embedded_noiseless
     python benchmarks/evaluate_reconstructors.py irim --n 16 --json out.json
 """
 
@@ -23,7 +25,7 @@ from kspace_attacks.data import EmbeddedBrain, get_preset
 def evaluate(name: str, ds: EmbeddedBrain, physics, n: int, batch_size: int = 16,
              weights: str | None = "embedded") -> dict:
     model = load_reconstructor(name, weights=weights)
-    psnr, ssim, seconds = [], [], 0.0
+    psnr, ssim, psnr_mm, ssim_mm, seconds = [], [], [], [], 0.0
     with torch.no_grad():
         for start in range(0, n, batch_size):
             items = [ds[i] for i in range(start, min(n, start + batch_size))]
@@ -31,11 +33,16 @@ def evaluate(name: str, ds: EmbeddedBrain, physics, n: int, batch_size: int = 16
             t0 = time.perf_counter()
             x_hat = model(y, physics)
             seconds += time.perf_counter() - t0
-            psnr.append(metrics.psnr(x_hat, x))
-            ssim.append(metrics.ssim(x_hat, x))
+            psnr.append(metrics.psnr(x_hat, x, "fastmri"))  # the reference's scale
+            ssim.append(metrics.ssim(x_hat, x, "fastmri"))
+            psnr_mm.append(metrics.psnr(x_hat, x, "minmax"))
+            ssim_mm.append(metrics.ssim(x_hat, x, "minmax"))
     p, s = torch.cat(psnr), torch.cat(ssim)
+    pm, sm = torch.cat(psnr_mm), torch.cat(ssim_mm)
     return {"name": name, "n": n, "psnr": p.mean().item(), "psnr_std": p.std().item(),
-            "ssim": s.mean().item(), "ssim_std": s.std().item(), "ms_per_image": 1e3 * seconds / n}
+            "ssim": s.mean().item(), "ssim_std": s.std().item(), "psnr_minmax": pm.mean().item(),
+            "ssim_minmax": sm.mean().item(), "parameters": sum(q.numel() for q in model.parameters()),
+            "ms_per_image": 1e3 * seconds / n}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,19 +51,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--n", type=int, default=None, help="first n items (default: all)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--preset", default="embedded", help="embedded (30 dB noise) or embedded_noiseless")
     p.add_argument("--json", default=None, help="write the rows to this file")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.set_flush_denormal(True)
-    ds = EmbeddedBrain(a.split)
-    physics = get_preset("embedded").physics()
+    ds = EmbeddedBrain(a.split, preset=a.preset)
+    physics = get_preset(a.preset).physics()
     n = len(ds) if a.n is None else min(a.n, len(ds))
     rows = [evaluate(name, ds, physics, n) for name in a.names]
-    print(f"{'model':<14}{'PSNR (dB)':>16}{'SSIM':>16}{'ms/img':>9}   split={a.split}, n={n}")
+    print(f"{'model':<20}{'PSNR (dB)':>16}{'SSIM':>16}{'minmax PSNR':>13}{'SSIM':>7}{'ms/img':>9}   "
+          f"split={a.split}, n={n}, preset={a.preset}")
     for r in rows:
-        print(f"{r['name']:<14}{r['psnr']:>9.2f} ± {r['psnr_std']:<4.2f}"
-              f"{r['ssim']:>9.3f} ± {r['ssim_std']:<5.3f}{r['ms_per_image']:>8.1f}")
+        print(f"{r['name']:<20}{r['psnr']:>9.2f} ± {r['psnr_std']:<4.2f}"
+              f"{r['ssim']:>9.3f} ± {r['ssim_std']:<5.3f}{r['psnr_minmax']:>12.2f}{r['ssim_minmax']:>8.3f}"
+              f"{r['ms_per_image']:>8.1f}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=2)

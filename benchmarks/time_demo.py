@@ -1,9 +1,10 @@
 """Wall time of ``kspace-attacks demo``, repeated on an otherwise idle machine.
 
-    python benchmarks/time_demo.py [--repeats 3] [--out benchmarks/results/demo_time.csv]
+    python benchmarks/time_demo.py [--repeats 3] [--out benchmarks/results/demo_time.csv] [--keep docs/demo]
 
-Runs the demo command ``--repeats`` times (each into a fresh temporary folder, so nothing is
-resumed), records the load average before and after each run, and writes the min and median
+Runs the demo command ``--repeats`` times (each into a fresh folder, so nothing is resumed:
+temporary ones, except that ``--keep DIR``, which must not exist or be empty, receives the
+first run's results), records the load average before and after each run, and writes the min and median
 wall times (process start-up included) with the machine and torch version. The README quotes
 these numbers; time nothing else while it runs.
 """
@@ -28,12 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3, help="timed runs (>= 1; quote >= 3)")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "demo_time.csv")
+    p.add_argument("--keep", type=Path, default=None, help="folder for the first run's results (new or empty)")
     a = p.parse_args(argv)
     if a.repeats < 1:
         p.error(f"--repeats: expected >= 1, got {a.repeats}")
+    if a.keep is not None and a.keep.exists() and any(a.keep.iterdir()):
+        p.error(f"--keep: expected a new or empty folder, got {a.keep}, which holds files")
     times, loads = [], []
     for i in range(a.repeats):
         with tempfile.TemporaryDirectory() as d:
+            if i == 0 and a.keep is not None:
+                d = str(a.keep)
             before = os.getloadavg()[0]
             start = time.perf_counter()
             subprocess.run([sys.executable, "-m", "kspace_attacks", "demo", "--out", d, "--quiet"], check=True,

@@ -48,7 +48,7 @@ _EXPORTS = {
     "Certificate": "certify", "SmoothedModel": "certify",
 }
 _SUBMODULES = ("attacks", "losses", "metrics", "data", "study", "testing", "interop", "io",
-               "adapters", "defense", "certify", "measurement", "schema")
+               "adapters", "defense", "certify", "measurement", "schema", "hallucination")
 # old top-level names: name -> (module, attribute or None for the module itself)
 _DEPRECATED = {
     "DEFAULT_EPS": ("study.records", "STUDY_EPS"),

@@ -14,7 +14,10 @@ all measure the same way through this module:
   only, so a row's noise does not depend on the batch it is in;
 - :func:`row_metrics`: every per-row number, named as the records' columns
   (:mod:`kspace_attacks.study.records`), with ``delta_<metric> = <metric>(adv) - <metric>(clean)``
-  (a degradation is a negative Delta SSIM / PSNR);
+  (a degradation is a negative Delta SSIM / PSNR), on the reference's scale by default (the
+  min-max numbers of the original study alongside, as ``*_minmax``), the foreground SSIM
+  (``*_ssim_fg``) and, given the physics, the measured / null-space split of the change
+  (:mod:`kspace_attacks.hallucination`);
 - :func:`against_reference`: the same numbers against the reference a caller has: the ground
   truth, or, without one, the clean reconstruction (then SSIM(clean) = 1 and PSNR(clean) is
   undefined: NaN, not a made-up number).
@@ -35,9 +38,11 @@ Example:
     >>> [round(r, 6) for r in ratio.tolist()]
     [0.01, 0.01, 0.05, 0.05]
     >>> zf = physics.A_adjoint
-    >>> m = row_metrics(zf(y_noise), zf(g.y), g.x)
-    >>> bool((m["relative_deviation"] > 0).all()), sorted(m)[:3]
-    (True, ['adv_nmse', 'adv_psnr', 'adv_ssim'])
+    >>> m = row_metrics(zf(y_noise), zf(g.y), g.x, physics=g.physics)
+    >>> bool((m["relative_deviation"] > 0).all()), [k for k in m if k.startswith("delta_ssim")]
+    (True, ['delta_ssim', 'delta_ssim_minmax', 'delta_ssim_fg'])
+    >>> bool(m["delta_null_fraction"].abs().max() < 1e-6)  # zero-filled: all of the change is data
+    True
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from torch import Tensor
 from . import metrics as _metrics
 from ._stack import repeat_physics, repeat_rows
 from .attacks.gaussian_noise import GaussianNoise
+from .hallucination import split_columns, splits
 from .threat import ThreatModel
 
 __all__ = ["Grid", "row_generators", "noise_control", "row_metrics", "against_reference"]
@@ -136,22 +142,54 @@ def noise_control(threat: ThreatModel, y: Tensor, physics: Any,
 
 
 def row_metrics(x_adv: Tensor, x_clean: Tensor, x_true: Tensor | None = None,
-                normalization: str = "minmax") -> dict[str, Tensor]:
+                normalization: str = "reference", physics: Any = None) -> dict[str, Tensor]:
     """Every per-row number of a perturbed reconstruction, ``(B,)`` tensors named as the
-    records' columns.
+    records' columns (:mod:`kspace_attacks.study.records`).
 
     Always: ``ssim_vs_clean``, ``psnr_vs_clean``, ``nmse_vs_clean`` (perturbed vs clean
     reconstruction), ``relative_deviation`` = ``||x_adv - x_clean|| / ||x_clean||`` and
     ``squared_deviation`` = ``||x_adv - x_clean||^2``. With ``x_true``: ``delta_<m>``,
     ``clean_<m>`` and ``adv_<m>`` for SSIM, PSNR and NMSE. Without it these are absent.
+
+    ``normalization`` (default ``"reference"``: the reference's scale, the ground truth's or,
+    vs clean, the clean reconstruction's) scores those; the same numbers with per-image min-max
+    normalisation (the original study's, which an attack can game) follow as ``<column>_minmax``.
+    The SSIM over the reference's foreground (:func:`~kspace_attacks.metrics.foreground_mask`):
+    ``ssim_vs_clean_fg``, and with ``x_true`` ``clean_ssim_fg``, ``adv_ssim_fg``,
+    ``delta_ssim_fg``. With ``physics`` (deepinv ``MRI`` or ``MultiCoilMRI``; other physics are
+    skipped), the measured / null-space split of the change (and of the error with ``x_true``):
+    :func:`~kspace_attacks.hallucination.split_columns`.
     """
-    vals = dict(_metrics.deltas(x_clean, x_adv, x_true, normalization))
+    norm = _metrics.canonical_normalization(normalization)
+    vs, vs_mm = _tables(x_adv, x_clean, norm)
+    vals = {f"{k}_vs_clean": v for k, v in vs.items()}
     if x_true is not None:
-        vals.update({f"clean_{k}": v for k, v in _metrics.metric_table(x_clean, x_true, normalization).items()})
-        vals.update({f"adv_{k}": v for k, v in _metrics.metric_table(x_adv, x_true, normalization).items()})
+        adv, adv_mm = _tables(x_adv, x_true, norm)
+        clean, clean_mm = _tables(x_clean, x_true, norm)
+        vals.update({f"delta_{k}": adv[k] - clean[k] for k in adv})
+        vals.update({f"clean_{k}": v for k, v in clean.items()})
+        vals.update({f"adv_{k}": v for k, v in adv.items()})
     vals["squared_deviation"] = _metrics.squared_deviation(x_adv, x_clean)
     vals["relative_deviation"] = _metrics.relative_deviation(x_adv, x_clean)
+    vals.update({f"{k}_vs_clean_minmax": v for k, v in vs_mm.items()})
+    vals["ssim_vs_clean_fg"] = _metrics.ssim(x_adv, x_clean, norm, mask=_metrics.foreground_mask(x_clean))
+    if x_true is not None:
+        vals.update({f"delta_{k}_minmax": adv_mm[k] - clean_mm[k] for k in adv_mm})
+        vals.update({f"clean_{k}_minmax": v for k, v in clean_mm.items()})
+        vals.update({f"adv_{k}_minmax": v for k, v in adv_mm.items()})
+        fg = _metrics.foreground_mask(x_true)
+        vals["clean_ssim_fg"] = _metrics.ssim(x_clean, x_true, norm, mask=fg)
+        vals["adv_ssim_fg"] = _metrics.ssim(x_adv, x_true, norm, mask=fg)
+        vals["delta_ssim_fg"] = vals["adv_ssim_fg"] - vals["clean_ssim_fg"]
+    if physics is not None and splits(physics):
+        vals.update(split_columns(x_adv, x_clean, physics, x_true))
     return vals
+
+
+def _tables(x_hat: Tensor, x_ref: Tensor, normalization: str) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """The metric table in ``normalization`` and in min-max (one computation when they agree)."""
+    main = _metrics.metric_table(x_hat, x_ref, normalization)
+    return main, main if normalization == "minmax" else _metrics.metric_table(x_hat, x_ref, "minmax")
 
 
 def against_reference(values: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -69,8 +69,10 @@ def test_known_answers_per_metric():
     assert answers["structured"].lines == [] and answers["targeted"].lines == []
     # every line: answer, counts, a headline cell with its effect, CI and n
     line = transfer.lines[0]
-    assert re.match(r"deviation: yes \(4 holds of 4 cells\); e\.g\. surrogate irim, attack worst_case, "
-                    r"target diffusion(_nodc)?, eps 0\.08: \+0\.\d+ \[\+0\.\d+, \+0\.\d+\], n = 12, holds$", line), line
+    # (the counts after the Holm correction, and what stands behind them: no subject ids here)
+    assert re.match(r"deviation: yes \(4 holds of 4 cells; after Holm; unit: item, no subject ids\); e\.g\. "
+                    r"surrogate irim, attack worst_case, target diffusion(_nodc)?, eps 0\.08: "
+                    r"\+0\.\d+ \[\+0\.\d+, \+0\.\d+\], n = 12, p_adj = 0\.00\d+, holds$", line), line
     # the headline cell is the largest eps; its numbers are the verdict row's
     h = transfer.rows[0]
     assert all(r["n"] == 12 for r in transfer.rows) and not transfer.small_sample
@@ -80,10 +82,13 @@ def test_known_answers_per_metric():
 
 def test_small_samples_and_mixed_outcomes_are_said():
     recs = [r for r in _records(n=4)]
-    rows = decide(recs, ablations=ablations_of(CONFIG))
-    answers = {a.question.key: a for a in answer(rows, CONFIG)}
+    small = decide(recs, ablations=ablations_of(CONFIG))
+    answers = {a.question.key: a for a in answer(small, CONFIG)}
     assert answers["transfer_beats_noise"].small_sample
     assert "(small sample)" in answers["transfer_beats_noise"].lines[0]
+    # 4 slices are 4 units: too few to decide anything, however large the effect
+    assert answers["transfer_beats_noise"].words["deviation"] == "inconclusive"
+    _, rows = _answers()
     # flip one cell: the answer becomes mixed, not yes; an inconclusive one: "yes or inconclusive"
     def flip(outcome):
         return [dict(r, outcome=outcome) if r["claim_id"] == "beats_noise" and r["eps"] == 0.02
@@ -102,7 +107,7 @@ def test_the_final_dc_question_is_two_sided():
     rows = decide(recs, ablations=ablations_of(CONFIG))
     final = {a.question.key: a for a in answer(rows, CONFIG)}["final_dc"]
     assert final.words["deviation"] == "yes, more with it"
-    assert final.lines[0].startswith("deviation: yes, more with it (4 more with it of 4 cells)")
+    assert final.lines[0].startswith("deviation: yes, more with it (4 more with it of 4 cells; after Holm")
     assert final.lines[0].endswith(", more with it")
 
 

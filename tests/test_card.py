@@ -92,9 +92,10 @@ def test_v1_card_of_a_function_model(v1_card):
             s = r["delta_ssim"]
             assert s["n"] == 8 and s["worst"] <= s["mean"] and s["ci95"][0] <= s["mean"] <= s["ci95"][1]
             assert r.get("ratio_max", 0) <= r["eps"] + 1e-6
-            # A^H is an isometry on the measured entries: every perturbation of relative size
-            # eps moves the zero-filled image by exactly eps of its norm
-            assert r["relative_deviation"]["mean"] == pytest.approx(r["eps"], rel=2e-3)
+            # A^H is an isometry on the measured entries: a perturbation of relative size
+            # ratio <= eps moves the zero-filled image by exactly ratio of its norm (the SSIM
+            # objective's worst case may stop inside the ball on noisy data)
+            assert 0.95 * r["eps"] <= r["relative_deviation"]["mean"] <= r["eps"] * (1 + 2e-3)
     assert card["cost"]["deviation"]["grad_evals"] == card["cost"]["ssim"]["grad_evals"] == 20
     assert card["cost"]["rows_per_attack"] == 32
     s = card["summary"]

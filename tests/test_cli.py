@@ -264,7 +264,7 @@ def test_partial_failure_exits_3_with_a_summary(tmp_path, capsys, monkeypatch):
     code, out, err = _run(capsys, "sweep", "--config", _two_batches(tmp_path), "--out", str(tmp_path / "o"), "--quiet")
     assert code == 3
     assert "1 of 2 slice(s) in 1 of 2 batch(es) failed" in err
-    assert "first error (batch 1, slices test-79): RuntimeError: simulated failure in call 2" in err
+    assert "first error (batch 1, slices test-69): RuntimeError: simulated failure in call 2" in err
     assert str(tmp_path / "o" / "failed.csv") in err and "warning" not in err
     assert (tmp_path / "o" / "records.csv").is_file()  # the slices that worked are saved
 
@@ -276,7 +276,7 @@ def test_allow_failures_accepts_partial_results(tmp_path, capsys, monkeypatch):
     assert code == 0
     assert "kspace-attacks sweep: warning: partial results accepted (--allow-failures): 1 of 2 slice(s)" in err
     with open(tmp_path / "o" / "records.csv", newline="") as f:
-        assert {r["sample_id"] for r in csv.DictReader(f)} == {"test-79"}
+        assert {r["sample_id"] for r in csv.DictReader(f)} == {"test-69"}
 
 
 @pytest.mark.parametrize("allow", [False, True])

@@ -43,13 +43,24 @@ def test_splits_disjoint_covering_contiguous():
     sets = [set(EmbeddedBrain(s).z.tolist()) for s in SPLITS]
     assert sum(map(len, sets)) == len(z) and set().union(*sets) == set(z.tolist())
     assert all(not (sets[i] & sets[j]) for i in range(3) for j in range(i + 1, 3))
-    assert [len(s) for s in sets] == np.bincount(split, minlength=3).tolist()
-    assert all(len(s) >= 10 for s in sets)
-    # contiguous blocks: the split changes at most every BLOCK slices
+    counts = np.bincount(split, minlength=3).tolist()
+    assert len(sets[0]) == counts[0] and len(sets[1]) + len(sets[2]) == counts[1] + counts[2]
+    assert [len(s) for s in sets] == [80, 22, 14]
+    # training: contiguous blocks, the split changes at most every BLOCK slices
     order = np.argsort(z)
-    changes = np.nonzero(np.diff(split[order]))[0]
+    changes = np.nonzero(np.diff((split[order] == 0).astype(int)))[0]
     assert (np.diff(changes) >= 8).all()
     assert np.array_equal(assign_splits(z), split)
+
+
+def test_test_slices_are_spread_and_never_next_to_another_or_to_training():
+    test, train = np.array(sorted(EmbeddedBrain("test").z)), np.array(sorted(EmbeddedBrain("train").z))
+    assert (np.diff(test) >= 2).all()  # no two adjacent test slices
+    assert (np.abs(test[:, None] - train[None, :]).min(axis=1) >= 2).all()  # nor next to training
+    ds = EmbeddedBrain("test")
+    blocks = {ds.info(i)["block"] for i in range(len(ds))}
+    assert len(blocks) == 5 and {ds.info(i)["subject"] for i in range(len(ds))} == {"icbm152"}
+    assert test.min() < 50 and test.max() > 130  # spread over the whole brain
 
 
 def test_dataset_items_shapes_range_determinism():
@@ -67,8 +78,9 @@ def test_dataset_items_shapes_range_determinism():
     # the image depends on (seed, z, contrast, sample), not on the other contrasts held
     ds2 = EmbeddedBrain("train", contrasts=(ds.info(7)["contrast"],))
     assert torch.equal(ds2[ds.info(7)["sample"]][0], x)
-    # y is the preset's measurement of x
-    assert torch.allclose(y, ds.preset.simulate(x[None])[0], atol=1e-6)
+    # y is the preset's measurement of x, plus its noise floor (30 dB)
+    clean = get_preset("embedded_noiseless").simulate(x[None])[0]
+    assert abs(float(10 * torch.log10(clean.norm() ** 2 / (y - clean).norm() ** 2)) - 30.0) < 0.3
 
 
 def test_eval_splits_defaults():
@@ -92,7 +104,9 @@ def test_demo_batch():
     x, y, physics = demo_batch(4)
     assert x.shape == (4, 2, 64, 64) and y.shape == (4, 2, 64, 64)
     assert physics.mask.shape == (4, 2, 64, 64)
-    assert torch.allclose(physics.A(x), y, atol=1e-6)
+    noise = (y - physics.A(x)).flatten(1).norm(dim=1) / physics.A(x).flatten(1).norm(dim=1)
+    assert torch.allclose(noise, torch.full((4,), 10 ** -1.5), rtol=0.05)  # the 30 dB noise floor
+    assert torch.allclose(physics.A(x), demo_batch(4, preset="embedded_noiseless")[1], atol=1e-6)
     zf = physics.A_adjoint(y)
     assert zf.shape == x.shape and float((zf - x).norm() / x.norm()) < 0.5
     x2, y2, _ = demo_batch(4)

@@ -20,6 +20,7 @@ from kspace_attacks.data import (
     paper_mask,
     synthesize,
 )
+from kspace_attacks.data.presets import DEFAULT_SNR_DB
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -46,7 +47,9 @@ def _maps(size: int = 32) -> torch.Tensor:
 
 def test_paper_preset_mask_is_the_study_mask():
     p = get_preset("paper")
-    assert (p.img_size, p.acceleration, p.coils, p.noisy) == (256, 8, 1, False)
+    assert (p.img_size, p.acceleration, p.coils, p.snr_db) == (256, 8, 1, DEFAULT_SNR_DB)
+    assert not get_preset("paper_noiseless").noisy
+    assert torch.equal(get_preset("paper_noiseless").mask(), p.mask())
     cols = _cols(p.mask())
     assert len(cols) == 32
     assert list(range(124, 132)) == [c for c in cols if 124 <= c < 132]
@@ -61,7 +64,8 @@ def test_paper_preset_mask_is_the_study_mask():
 
 def test_embedded_preset_mask():
     p = get_preset("embedded")
-    assert (p.img_size, p.coils, p.noisy) == (64, 1, False)
+    assert (p.img_size, p.coils, p.snr_db) == (64, 1, DEFAULT_SNR_DB)
+    assert not get_preset("embedded_noiseless").noisy
     cols = _cols(p.mask())
     assert 64 / len(cols) == pytest.approx(4, abs=0.3)
     assert set(range(30, 35)) <= set(cols)  # 0.08 * 64 = 5 centre lines around 32
@@ -121,7 +125,7 @@ def test_coil_maps_rss_is_one():
 
 @pytest.mark.parametrize("coils", [1, 4])
 def test_physics_simulate_shapes_and_adjoint(coils):
-    p = get_preset("embedded", coils=coils)
+    p = get_preset("embedded_noiseless", coils=coils)
     phys = p.physics(batch_size=2)
     assert phys.mask.shape == (2, 2, 64, 64)
     x = torch.rand(2, 2, 64, 64, generator=_gen(0))
@@ -141,7 +145,7 @@ def test_physics_simulate_shapes_and_adjoint(coils):
 
 
 def test_fully_sampled_norm_preserved():
-    p = get_preset("embedded", acceleration=1, center_fraction=0.1)
+    p = get_preset("embedded_noiseless", acceleration=1, center_fraction=0.1)
     x = torch.rand(1, 1, 64, 64, generator=_gen(2))
     assert float(p.simulate(x).norm()) == pytest.approx(float(x.norm()), rel=1e-5)
 
@@ -149,7 +153,7 @@ def test_fully_sampled_norm_preserved():
 @pytest.mark.parametrize("coils", [1, 3])
 def test_noise_snr_and_determinism(coils):
     p = get_preset("embedded", coils=coils, snr_db=20.0)
-    clean = get_preset("embedded", coils=coils)
+    clean = get_preset("embedded_noiseless", coils=coils)
     x = torch.rand(4, 1, 64, 64, generator=_gen(0))
     y0 = clean.simulate(x)
     y = p.simulate(x, generator=_gen(5))
@@ -164,11 +168,24 @@ def test_noise_snr_and_determinism(coils):
 
 
 def test_noise_sigma_absolute():
-    p = get_preset("embedded", noise_sigma=0.01)
+    p = get_preset("embedded", noise_sigma=0.01, snr_db=None)
     x = torch.zeros(8, 1, 64, 64)
     n = p.simulate(x, generator=_gen(0))
     m = p.physics().mask.expand_as(n)
     assert float(n[m > 0].std()) == pytest.approx(0.01, rel=0.05)
+
+
+def test_the_named_presets_carry_the_documented_noise_floor():
+    """``simulate`` differs from the noiseless ``physics.A(x)`` by the documented SNR, seeded."""
+    p = get_preset("embedded")
+    x = torch.rand(6, 1, 64, 64, generator=_gen(3))
+    phys = p.physics()
+    y = p.simulate(x, physics=phys, generator=_gen(4))
+    clean = phys.A(torch.cat([x, 0 * x], 1))
+    snr = 10 * torch.log10(clean.flatten(1).norm(dim=1) ** 2 / (y - clean).flatten(1).norm(dim=1) ** 2)
+    assert snr.tolist() == pytest.approx([DEFAULT_SNR_DB] * 6, abs=0.3)
+    assert torch.equal(y, p.simulate(x, physics=phys, generator=_gen(4)))
+    assert torch.equal(get_preset("embedded_noiseless").simulate(x, physics=phys), clean)
 
 
 def test_simulate_errors_name_the_argument():

@@ -50,7 +50,7 @@ def test_demo_verdicts_carry_their_numbers(demo):
     assert {r["metric"] for r in rows if r["claim_id"] == "beats_noise"} == {"deviation", "ssim", "psnr"}
     assert any(r["target"] == "diffusion" and r["setting"] == "transfer" for r in rows)
     for r in rows:
-        assert r["outcome"] in ("holds", "does not hold", "inconclusive", "no difference")
+        assert r["outcome"] in ("holds", "does not hold", "negligible", "inconclusive", "no difference")
         assert r["small_sample"] and r["n"] == 2  # the tiny demo: 2 slices per cell
         if r["outcome"] == "holds":
             assert r["ci_low"] > r["threshold"]

@@ -24,6 +24,7 @@ MODULES = [
     "kspace_attacks.attacks.worst_case",
     "kspace_attacks.result",
     "kspace_attacks.measurement",
+    "kspace_attacks.hallucination",
     "kspace_attacks.schema",
     "kspace_attacks.threat_spec",
     "kspace_attacks._deprecation",

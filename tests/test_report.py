@@ -138,7 +138,7 @@ def test_summary_files(report, tmp_path):
     assert not (out / "perturbations").exists()
     meta = json.loads((out / "summary.json").read_text())
     assert meta["n_records"] == len(report.records)
-    assert meta["normalization"] == "minmax"
+    assert meta["normalization"] == "reference"  # transfer()'s default: the reference's scale
     expected = report.summary()
     assert len(meta["summary"]) == len(expected)
     for got, want in zip(meta["summary"], expected, strict=True):

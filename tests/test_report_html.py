@@ -68,7 +68,7 @@ def test_the_report_shows_config_verdicts_curves_panels_and_failures(folder, pag
         assert label in text
     # one panel per (eps > 0, slice), and a selector over the two slices
     assert text.count('class="slice-panel"') == 2
-    assert re.findall(r'<option value="(\d+)">([^<]+)</option>', text) == [("0", "test-0"), ("1", "test-79")]
+    assert re.findall(r'<option value="(\d+)">([^<]+)</option>', text) == [("0", "test-0"), ("1", "test-69")]
     assert "RuntimeError: out of memory on slice test-99" in text  # failed.csv
 
 

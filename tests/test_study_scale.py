@@ -131,11 +131,11 @@ def test_a_sweep_attacks_a_limited_surrogate_on_its_slices_only(tmp_path):
 
 # ------------------------------------------------------------------ ties
 def test_differences_below_the_resolution_are_no_difference():
-    base = [0.0512, 0.0634, 0.0467, 0.0588]
+    base = [0.0512, 0.0634, 0.0467, 0.0588, 0.0541, 0.0602, 0.0495, 0.0577]  # 8 units: enough to decide
     # the zero-filled case: attack and noise move the output alike, up to float rounding
     for delta in (1.1e-8, -3.7e-9):
         out = paired_outcome([b + delta for b in base], base)
-        assert out.outcome == NO_DIFFERENCE and out.tolerance == pytest.approx(1e-6 * sum(base) / 4)
+        assert out.outcome == NO_DIFFERENCE and out.tolerance == pytest.approx(1e-6 * sum(base) / 8)
     assert paired_outcome([b + 1e-3 for b in base], base).outcome == HOLDS
     assert paired_outcome([b - 1e-3 for b in base], base).outcome == DOES_NOT_HOLD
     # a real spread around the threshold stays inconclusive

@@ -89,14 +89,15 @@ def test_given_attacks_replace_the_default_attacks():
         ({"baseline": "yes"}, r"config\.baseline: expected true or false"),
         ({"surrogates": []}, r"config\.surrogates: expected at least one entry"),
         ({"targets": ["irim", 3]}, r"config\.targets: expected a list of strings"),
-        ({"normalization": "zscore"}, r"config\.normalization: expected one of \['minmax', 'fastmri'\], got 'zscore'"),
+        ({"normalization": "zscore"}, r"config\.normalization: expected one of \['reference', 'minmax', 'fastmri'\], got 'zscore'"),
         ({"threat": {"type": "KSpaceL1"}}, r"config\.threat\.type: expected one of \['KSpaceL2', 'KSpaceLinf'\], got 'KSpaceL1'"),
         ({"threat": "KSpaceL2"}, r"config\.threat: expected a table"),
         ({"attacks": {}}, r"config\.attacks: expected at least one entry"),
         ({"attacks": {"x": {"type": "CW"}}}, r"config\.attacks\.x\.type: expected one of \[.*'adam', (.*, )?'fgm', 'noise', 'pgd', 'worst_case'\], got 'CW'"),
         ({"attacks": {"x": {"steps": 3}}}, r"config\.attacks\.x\.type: expected one of"),
         ({"attacks": {"x": "PGD"}}, r"config\.attacks\.x: expected a table, got str"),
-        ({"data": "fastmri"}, r"data must be 'embedded', \{fastmri = 'dir'\} or \{nifti = 'file'\}, got 'fastmri'"),
+        ({"data": "fastmri"}, r"data must be 'embedded', \{embedded = 'test'\}, \{fastmri = 'dir'\}, \{nifti = "
+                              r"'file'\}, \{shipped = 'name'\} or a list of these tables \(fastmri alone\), got 'fastmri'"),
         ({"data": {"dicom": "dir"}}, r"data must be 'embedded'"),
         ({"data": {"fastmri": "a", "nifti": "b"}}, r"data must be 'embedded'"),
     ],
@@ -220,8 +221,13 @@ def test_build_data_embedded():
     assert all(i.startswith("test-") for i in ids)
     x, y, physics = batches[0]
     assert x.shape == (2, 2, 64, 64) and y.shape == (2, 2, 64, 64)
-    # the measurements are the physics applied to the images (noiseless embedded preset)
-    assert torch.allclose(physics.A(x), y, atol=1e-5)
+    # the measurements are the physics applied to the images plus the preset's 30 dB noise floor
+    clean = physics.A(x)
+    snr = 10 * torch.log10(clean.flatten(1).norm(dim=1) ** 2 / (y - clean).flatten(1).norm(dim=1) ** 2)
+    assert torch.allclose(snr, torch.full_like(snr, 30.0), atol=0.3)
+    noiseless = build_data(validate_config({"n_slices": 3, "batch_size": 2, "seed": 1,
+                                            "preset": "embedded_noiseless"}))[0][0]
+    assert torch.equal(noiseless[0], x) and torch.allclose(physics.A(x), noiseless[1], atol=1e-6)
 
 
 def test_build_models_resolves_names_and_weights():

@@ -308,7 +308,11 @@ def test_nifti_slice_selection(volume, table, expected):
     direct = load_nifti_slices(path, size=64, slices=expected)
     assert torch.equal(x[:, :1], direct) and torch.equal(x[:, 1:], torch.zeros_like(direct))
     for xb, yb, physics in batches:
-        assert torch.allclose(physics.A(xb), yb, atol=1e-6)
+        clean = physics.A(xb)
+        content = clean.flatten(1).norm(dim=1) > 0
+        snr = 10 * torch.log10(clean.flatten(1).norm(dim=1) ** 2 / (yb - clean).flatten(1).norm(dim=1) ** 2)
+        assert torch.allclose(snr[content], torch.full_like(snr[content], 30.0), atol=0.5)  # the noise floor
+        assert torch.equal(yb[~content], clean[~content])  # an empty slice: nothing to be relative to
 
 
 def test_nifti_default_is_top_level_n_slices_evenly_spaced(volume, tmp_path):
@@ -364,27 +368,61 @@ def test_select_slices():
 
 def test_embedded_source_is_unchanged():
     batches, ids = build_data(validate_config({"n_slices": 3, "batch_size": 2}))
-    assert ids == ["test-0", "test-40", "test-79"]
+    assert ids == ["test-0", "test-34", "test-69"]
     assert [b[0].shape[0] for b in batches] == [2, 1]
 
 
-def test_records_name_each_items_slice_and_contrast(tmp_path):
+def test_records_name_each_items_slice_contrast_subject_and_block(tmp_path, volume):
     """Embedded ids index the split's items (slice-major over 5 contrasts); the records say which
-    slice and contrast each is, read from the data set itself."""
+    slice, contrast, subject and anatomical block each is, read from the data set itself."""
     from kspace_attacks.data import EmbeddedBrain
     from kspace_attacks.study.sources import item_coordinates
 
     cfg = validate_config({**QUICK, "n_slices": 3, "eps": [0.05]})
     ds = EmbeddedBrain("test")
-    expected = {f"test-{i}": {"slice": ds.info(i)["z"], "contrast": ds.info(i)["contrast"]} for i in (0, 40, 79)}
-    assert item_coordinates(cfg, ["test-0", "test-40", "test-79"]) == expected
+    expected = {f"test-{i}": {k: ds.info(i)[k if k != "slice" else "z"] for k in ("slice", "contrast", "subject",
+                                                                                  "block")} for i in (0, 34, 69)}
+    assert item_coordinates(cfg, ["test-0", "test-34", "test-69"]) == expected
     assert len({c["contrast"] for c in expected.values()}) > 1  # the items are not one contrast
+    assert len({c["block"] for c in expected.values()}) == 3 and {c["subject"] for c in expected.values()} == {"icbm152"}
     report = run_sweep(cfg, tmp_path / "out", progress=False)
     for r in report.records:
-        assert (r["slice"], r["contrast"]) == tuple(expected[r["sample_id"]].values())
-        assert list(r)[:3] == ["sample_id", "slice", "contrast"]
-    assert item_coordinates(validate_config({**QUICK, "data": {"nifti": "brain.nii.gz"}}), ["brain-12"]) == \
-        {"brain-12": {"slice": 12, "contrast": ""}}
+        assert (r["slice"], r["contrast"], r["subject"], r["block"]) == tuple(expected[r["sample_id"]].values())
+        assert list(r)[:5] == ["sample_id", "slice", "contrast", "subject", "block"]
+    path, _ = volume  # 30 slices: quarters of the volume are its blocks
+    nifti = validate_config({**QUICK, "data": {"nifti": str(path)}})
+    assert item_coordinates(nifti, ["vol-12", "vol-29"]) == {
+        "vol-12": {"slice": 12, "contrast": "", "subject": "vol", "block": 1},
+        "vol-29": {"slice": 29, "contrast": "", "subject": "vol", "block": 3}}
+
+
+def test_a_list_of_sources_gives_each_its_subject_and_per_item_noise(volume):
+    """The study's data: template test slices and real volumes in one sweep; each item's noise is
+    seeded by its id, so it does not depend on the other items or the batch."""
+    from kspace_attacks.study.sources import item_coordinates
+
+    path, _ = volume
+    table = [{"embedded": "test", "n_slices": 4, "contrasts": ["t1"]}, {"nifti": str(path), "slices": [10, 20]},
+             {"shipped": "dipy_aniso", "slices": [8]}]
+    cfg = validate_config({**QUICK, "batch_size": 3, "data": table})
+    batches, ids = build_data(cfg)
+    assert ids[:4] == ["test-z42-t1", "test-z68-t1", "test-z114-t1", "test-z140-t1"]
+    assert ids[4:] == ["vol-10", "vol-20", "unseen_brain_dipy_aniso-8"]
+    coords = item_coordinates(cfg, ids)
+    assert [coords[i]["subject"] for i in ids] == ["icbm152"] * 4 + ["vol", "vol", "unseen_brain_dipy_aniso"]
+    y = torch.cat([b[1] for b in batches])
+    alone, ids_alone = build_data(validate_config({**QUICK, "data": [table[1]]}))
+    assert ids_alone == ["vol-10", "vol-20"] and torch.equal(torch.cat([b[1] for b in alone]), y[4:6])
+    again = build_data(validate_config({**QUICK, "batch_size": 1, "data": table}))[0]
+    assert torch.equal(torch.cat([b[1] for b in again]), y)
+    other_seed = build_data(validate_config({**QUICK, "seed": 1, "data": table}))[0]
+    assert not torch.equal(torch.cat([b[1] for b in other_seed]), y)
+    with pytest.raises(ConfigError, match=r"data\[1\]: a list holds simulated sources"):
+        validate_config({**QUICK, "data": [table[0], {"fastmri": "dir"}]})
+    with pytest.raises(ConfigError, match=r"data\.shipped must be one of \['dipy_aniso', 'dipy_s0'\]"):
+        validate_config({**QUICK, "data": {"shipped": "mni"}})
+    with pytest.raises(ConfigError, match="the same item is listed twice"):
+        build_data(validate_config({**QUICK, "data": [table[1], table[1]]}))
 
 
 def test_multi_coil_file_without_maps_sweeps_to_a_report(tmp_path, capsys):
@@ -438,3 +476,26 @@ def test_a_step_after_the_records_that_fails_is_noted_not_raised(tmp_path, capsy
     monkeypatch.undo()  # a later run that succeeds forgets the note
     assert main(["sweep", "--config", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     assert "Not made" not in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_a_nifti_volume_as_data_gets_noise_subjects_cluster_cis_and_the_split(tmp_path, volume, capsys):
+    """As a new user would: ``data = {nifti = "vol.nii.gz"}`` and nothing else about realism."""
+    import json
+
+    path, _ = volume
+    config = tmp_path / "c.toml"
+    config.write_text(f'data = {{nifti = "{path}"}}\nn_slices = 8\nsurrogates = ["zero_filled"]\n'
+                      f'targets = ["zero_filled"]\neps = [0.02, 0.05]\nbatch_size = 8\n'
+                      f'[attacks.pgd]\ntype = "pgd"\nsteps = 2\n')
+    out = tmp_path / "out"
+    assert main(["sweep", "--config", str(config), "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
+    records = _records(out)
+    assert {r["subject"] for r in records} == {"vol"} and {r["block"] for r in records} == {"0", "1", "2", "3"}
+    assert all(0 <= float(r["delta_null_fraction"]) <= 1 for r in records if r["eps"] != "0.0")
+    (x, y, physics), = build_data(validate_config({**QUICK, "n_slices": 8, "batch_size": 8,
+                                                   "data": {"nifti": str(path)}}))[0]
+    clean = physics.A(x)
+    assert ((y - clean).flatten(1).norm(dim=1) > 0.02 * clean.flatten(1).norm(dim=1)).all()  # the noise floor
+    rows = json.loads((out / "verdict.json").read_text())["rows"]
+    beats = [r for r in rows if r["claim_id"] == "beats_noise"]
+    assert beats and all(r["unit"] == "block" and r["n_clusters"] == 4 and r["n_subjects"] == 1 for r in beats)

@@ -102,7 +102,8 @@ def test_targeted_transfer_inserts_the_structure(problem):
         assert len(records) == 2
         for i, r in enumerate(records):
             assert set(r) == {"sample", "surrogate_eps", "target", "kind", "contrast", "ratio",
-                              "roi_contrast", "roi_ssim", "shown", "condition"}
+                              "roi_contrast", "roi_contrast_data", "roi_contrast_beyond_data",
+                              "roi_contrast_null", "roi_ssim", "shown", "condition"}
             assert (r["sample"], r["target"], r["kind"], r["surrogate_eps"]) == (i, "zf", "blob", eps)
             assert r["ratio"] <= eps + 1e-6
             assert -1 <= r["roi_ssim"] <= 1
@@ -137,6 +138,14 @@ def test_targeted_verdict_uses_controls(problem):
     for i in range(2):  # the targeted perturbation shows the structure; the controls do not
         assert by[("targeted", i)] > by[("noise", i)] + 0.3 and by[("targeted", i)] > by[("untargeted", i)]
     rows = targeted_verdicts(records)
-    assert [r["setting"] for r in rows] == ["vs noise", "vs untargeted"]
+    # judged on the contrast beyond the data first, then the raw contrast (data included)
+    assert [(r["metric"], r["setting"]) for r in rows] == [
+        ("roi_contrast_beyond_data", "vs noise"), ("roi_contrast_beyond_data", "vs untargeted"),
+        ("roi_contrast", "vs noise"), ("roi_contrast", "vs untargeted")]
     for r in rows:
-        assert r["claim_id"] == "targeted_shows" and r["n"] == 2 and r["mean_diff"] > 0.3
+        assert r["claim_id"] == "targeted_shows" and r["n"] == 2
+    raw = [r for r in rows if r["metric"] == "roi_contrast"]
+    assert all(r["mean_diff"] > 0.3 for r in raw)
+    # the zero-filled target shows exactly what its data carry: nothing beyond them
+    beyond = [r for r in rows if r["metric"] == "roi_contrast_beyond_data"]
+    assert all(abs(r["mean_diff"]) < 1e-5 for r in beyond)

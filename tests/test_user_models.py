@@ -111,6 +111,6 @@ def test_more_slices_than_the_embedded_split_has_is_an_error_naming_the_count():
     from kspace_attacks.study.sources import build_data
 
     cfg = validate_config({"n_slices": 100, "split": "test"})
-    with pytest.raises(ConfigError, match=r"n_slices = 100, but the embedded 'test' split has 80 items "
-                                          r"\(16 slices x 5 contrasts\); expected n_slices <= 80"):
+    with pytest.raises(ConfigError, match=r"n_slices = 100, but the embedded 'test' split has 70 items "
+                                          r"\(14 slices x 5 contrasts\); expected n_slices <= 70"):
         build_data(cfg)

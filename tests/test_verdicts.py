@@ -25,12 +25,16 @@ def zero_filled(y, physics):
 
 # ------------------------------------------------------------------------------ statistics
 def test_outcomes_on_known_answers():
-    assert paired_outcome([1.0, 1.1, 0.9, 1.2, 1.0], [0.1, 0.2, 0.0, 0.1, 0.2]).outcome == "holds"
-    assert paired_outcome([0.1, 0.2, 0.0, 0.1], [1.0, 1.1, 0.9, 1.2]).outcome == "does not hold"
+    high, low = [1.0, 1.1, 0.9, 1.2, 1.0, 1.05, 0.95, 1.1], [0.1, 0.2, 0.0, 0.1, 0.2, 0.15, 0.05, 0.1]
+    assert paired_outcome(high, low).outcome == "holds"
+    assert paired_outcome(low, high).outcome == "does not hold"
     assert paired_outcome([0.1, 0.3, 0.0, 0.2], [0.2, 0.1, 0.1, 0.2]).outcome == "inconclusive"
     # the threshold moves the decision
-    o = paired_outcome([1.0, 1.1, 0.9, 1.2], [0.5, 0.6, 0.4, 0.7], threshold=1.0)
+    o = paired_outcome(high, [x - 0.5 for x in high], threshold=1.0)
     assert o.outcome == "does not hold" and o.ci_high <= 1.0
+    # 4 independent units cannot decide (their smallest p is 2 * 2**-4), however clear they look
+    o = paired_outcome(high[:4], low[:4])
+    assert o.outcome == "inconclusive" and o.ci_low > 0.5 and o.p_holds == 0.125
     # NaN pairs are dropped, not propagated
     o = paired_outcome([1.0, float("nan"), 1.2], [0.0, 0.0, 0.1])
     assert o.n == 2 and o.small_sample
@@ -76,7 +80,7 @@ def _records(harm_dev: float, harm_ssim: float, n: int = 6) -> list[dict]:
 
 def test_each_metric_is_decided_separately():
     # The attack wins in its own objective but loses in SSIM: the verdicts must say both.
-    rows = decide(_records(harm_dev=0.3, harm_ssim=-0.2))
+    rows = decide(_records(harm_dev=0.3, harm_ssim=-0.2, n=12))
     beats = {(r["metric"], r["eps"]): r["outcome"] for r in rows if r["claim_id"] == "beats_noise"}
     assert beats[("deviation", 0.08)] == "holds"
     assert beats[("ssim", 0.08)] == "does not hold"
@@ -86,8 +90,19 @@ def test_each_metric_is_decided_separately():
     assert structured and all(r["outcome"] == "no difference" for r in structured)
     grows = {r["metric"]: r["outcome"] for r in rows if r["claim_id"] == "grows_with_eps"}
     assert grows["deviation"] == "holds"
-    for r in rows:
-        assert r["n"] == 6 and r["small_sample"] and r["target"] == "t"
+    for r in rows:  # 12 slices without subject ids: 12 units, not a small sample
+        assert r["n"] == r["n_clusters"] == 12 and r["unit"] == "item" and not r["small_sample"]
+        assert r["target"] == "t" and r["correction"] == "holm"
+    # 6 slices: small samples; 6 units give p >= 2 * 2**-6, so Holm over each question's tested
+    # cells (a claim in one metric: one per eps) decides none of beats_noise, while
+    # grows_with_eps (one tested cell per metric) still holds
+    few = decide(_records(harm_dev=0.3, harm_ssim=-0.2))
+    assert all(r["small_sample"] for r in few)
+    beats = [r for r in few if r["claim_id"] == "beats_noise"]
+    assert all(r["family_size"] == 2 for r in beats)
+    assert all(r["outcome"] == "inconclusive" and r["p_adjusted"] == 2 * 2 ** -5 for r in beats)
+    assert {r["outcome_uncorrected"] for r in beats} == {"holds", "does not hold"}  # alone, each would
+    assert [r["outcome"] for r in few if r["claim_id"] == "grows_with_eps" and r["metric"] == "deviation"] == ["holds"]
 
 
 def test_markdown_is_tables_with_a_sentence_per_claim():

@@ -168,11 +168,11 @@ class _State:
 def _settings(name: str, steps: int | None, batch_size: int | None, lr: float | None,
               seed: int, log_every: int, ckpt_every: int, val_every: int,
               threads: int | None, device: str | torch.device,
-              robust: Robust | None = None) -> _Settings:
+              robust: Robust | None = None, init: Any = None) -> _Settings:
     """Validate the arguments (missing ones from :data:`SPECS`) and apply ``threads``."""
     check_choice("name", name, TRAINABLE)
     spec = SPECS[name]
-    fine_tune = robust is not None and robust.init is not None
+    fine_tune = (robust is not None and robust.init is not None) or init is not None
     steps, batch_size, lr = check_run_args(
         spec["steps"] if steps is None else steps,
         spec["batch_size"] if batch_size is None else batch_size,
@@ -343,6 +343,7 @@ def train(
     device: str | torch.device = "cpu",
     progress: bool = True,
     robust: Robust | None = None,
+    init: str | os.PathLike | None = None,
 ) -> dict:
     """Train ``name`` (``"irim"`` or ``"resunetpp"``) and write weights + JSON to ``out``.
 
@@ -366,21 +367,30 @@ def train(
     :param progress: show a tqdm progress bar.
     :param robust: robust training (:class:`~.robust.Robust`: adversarial or jitter, its eps
         and starting weights); the weights are then written as ``<name>_adv`` / ``<name>_jit``.
+    :param init: starting weights of a standard run (fine-tuning, peak rate
+        :data:`FINE_TUNE_LR` unless ``lr`` is given): ``"embedded"`` (the shipped model) or a
+        ``.safetensors`` path; ``None`` (default): random initialisation. Robust runs take
+        theirs from ``robust.init``.
     :return: summary dict (the content of ``<name>.json``).
     """
+    if init is not None and robust is not None:
+        raise ValueError("init: robust runs take their starting weights from robust.init; got both")
     cfg = _settings(name, steps, batch_size, lr, seed, log_every, ckpt_every, val_every,
-                    threads, device, robust)
+                    threads, device, robust, init)
     train_data, val_data, test_data, physics = _data(train_data, val_data, test_data, physics,
                                                      preset, seed, device)
     out = run_dir(out)
     state = _init_state(cfg, arch, seed)
-    if robust is not None and robust.init is not None:
-        _weights.load_state(state.model, _weights.resolve(name, robust.init))
+    start = robust.init if robust is not None else init
+    if start is not None:
+        _weights.load_state(state.model, _weights.resolve(name, start))
     _resume(state, out / "checkpoint.pt", out / "log.jsonl", resume, device)
     _train_loop(cfg, state, train_data, val_data, physics, out, progress)
 
     state.model.eval()
     summary = _summary(cfg, state, seed, preset, train_data)
+    if init is not None:
+        summary["training"]["init"] = str(init)
     if test_data is not None:
         summary["metrics"] = _test_metrics(state.model, test_data, physics, device)
     _weights.save_state(state.model, out / f"{cfg.weights_name}.safetensors", state.model.config)
@@ -417,9 +427,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--objective", default="deviation", help="inner objective (adversarial)")
     r.add_argument("--noise", choices=("equal_norm", "gaussian"), default="equal_norm",
                    help="jitter noise")
-    r.add_argument("--init", default="embedded",
-                   help="starting weights: embedded (fine-tune the shipped model), a "
-                        ".safetensors path, or none")
+    p.add_argument("--init", default=None,
+                   help="starting weights: embedded (fine-tune the shipped model), a .safetensors "
+                        "path, or none (default: none for a standard run, embedded for a robust one)")
     return p
 
 
@@ -427,16 +437,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``kspace-attacks train <name> [--steps N] [--batch-size B] [--lr LR] ...``."""
     a = parser().parse_args(argv)
     robust = None
+    init = None if a.init is None or a.init.lower() == "none" else a.init
     if a.robust is not None:
         robust = Robust(a.robust, eps=a.eps, mix=a.mix, budget=a.budget, attack=a.attack,
                         objective=a.objective, noise=a.noise,
-                        init=None if a.init.lower() == "none" else a.init)
+                        init="embedded" if a.init is None else init)
+        init = None
     default_out = Path("runs") / (a.name if robust is None else robust.weights_name(a.name))
     summary = train(a.name, steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                     out=a.out or default_out, resume=a.resume, robust=robust,
                     log_every=a.log_every, threads=a.threads, ckpt_every=a.ckpt_every,
                     val_every=a.val_every, device=a.device, progress=not a.no_progress,
-                    preset=a.preset)
+                    preset=a.preset, init=init)
     print(json.dumps(summary.get("metrics", {}), indent=2))
     return 0
 

@@ -11,7 +11,7 @@ Example::
 from .coils import birdcage_maps
 from .embedded import EmbeddedBrain, demo_batch, load_embedded
 from .masks import deepinv_mask, paper_mask
-from .nifti import NiftiSlices, load_nifti_slices, unseen_brain
+from .nifti import SHIPPED_VOLUMES, NiftiSlices, load_nifti_slices, shipped_volume, unseen_brain
 from .presets import Preset, get_preset, list_presets
 from .synth import CONTRASTS, augment, synthesize
 
@@ -20,6 +20,7 @@ __all__ = [
     "EmbeddedBrain",
     "NiftiSlices",
     "Preset",
+    "SHIPPED_VOLUMES",
     "augment",
     "birdcage_maps",
     "deepinv_mask",
@@ -29,6 +30,7 @@ __all__ = [
     "load_embedded",
     "load_nifti_slices",
     "paper_mask",
+    "shipped_volume",
     "synthesize",
     "unseen_brain",
 ]

@@ -11,7 +11,7 @@ Example::
     >>> ds = EmbeddedBrain("test")
     >>> x, y = ds[0]
     >>> x.shape, y.shape, len(ds)
-    (torch.Size([2, 64, 64]), torch.Size([2, 64, 64]), 80)
+    (torch.Size([2, 64, 64]), torch.Size([2, 64, 64]), 70)
 """
 
 from __future__ import annotations
@@ -31,13 +31,16 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .._checks import check_choice, check_positive_int
-from .build import SPLITS
+from .build import BLOCK, SPLITS
 from .presets import Preset, get_preset
 from .synth import CONTRASTS, Augmentation, augment, synthesize
 
-__all__ = ["DATA_FILE", "EmbeddedBrain", "cache_dir", "demo_batch", "load_embedded"]
+__all__ = ["DATA_FILE", "SUBJECT", "EmbeddedBrain", "anatomical_blocks", "cache_dir", "demo_batch",
+           "load_embedded", "split_slices"]
 
 DATA_FILE = Path(__file__).with_name("embedded_brain_64.npz")
+#: Subject id of every embedded item: all are slices of one template brain (MNI ICBM152 2009a).
+SUBJECT = "icbm152"
 SHIPPED_SIZE = 64
 _LOCK = threading.Lock()
 
@@ -99,6 +102,43 @@ def load_embedded(size: int = SHIPPED_SIZE) -> dict[str, np.ndarray]:
         return _load(size)
 
 
+def split_slices(codes: np.ndarray, z: np.ndarray, split: str) -> np.ndarray:
+    """Rows of the shipped arrays in ``split``. Training: the stored training blocks. Test: the
+    held-out (val and test) slices at least 2 slices from every training slice, taken along z
+    skipping each one's neighbour, so that no test slice is adjacent to another or to anything a
+    model trained on. Val: the remaining held-out slices (used only to watch training).
+
+    >>> codes = np.array([0, 0, 1, 1, 1, 1, 2, 2, 2, 0]); z = np.arange(10)
+    >>> split_slices(codes, z, "test").tolist(), split_slices(codes, z, "val").tolist()
+    ([3, 5, 7], [2, 4, 6, 8])
+    """
+    check_choice("split", split, SPLITS)
+    train = np.nonzero(codes == SPLITS.index("train"))[0]
+    if split == "train":
+        return train
+    held = np.nonzero(codes != SPLITS.index("train"))[0]
+    held = held[np.argsort(z[held], kind="stable")]
+    z_train = z[train]
+    test: list[int] = []
+    for row in held:
+        far = z_train.size == 0 or np.abs(z_train - z[row]).min() >= 2
+        if far and (not test or z[row] - z[test[-1]] >= 2):
+            test.append(int(row))
+    chosen = np.array(test, dtype=int) if split == "test" else np.setdiff1d(held, test)
+    return np.sort(chosen)
+
+
+def anatomical_blocks(z: np.ndarray, block: int = BLOCK) -> np.ndarray:
+    """Block id of every slice: consecutive runs of ``block`` kept slices along z (the units the
+    splits are made of), numbered from the bottom of the brain.
+
+    >>> anatomical_blocks(np.array([30, 31, 32, 33]), block=2).tolist()
+    [0, 0, 1, 1]
+    """
+    order = np.argsort(np.argsort(z, kind="stable"), kind="stable")
+    return (order // block).astype(int)
+
+
 def _maps(arrays: dict[str, np.ndarray], i: int) -> Tensor:
     t1, gm, wm, brain = (
         torch.from_numpy(arrays[k][i]).float() / 255 for k in ("t1", "gm", "wm", "brain")
@@ -122,10 +162,14 @@ class EmbeddedBrain(Dataset):
     Everything is a deterministic function of ``(seed, slice, contrast, sample)``.
 
     ``len(ds) = n_slices(split) * len(contrasts) * samples_per_slice``; at 64x64 the splits hold
-    80 / 20 / 16 slices (train / val / test), so the defaults give 80*5*8 = 3200 training,
-    100 validation and 80 test items. Items are ordered slice-major (then contrast, then sample).
+    80 / 22 / 14 slices (train / val / test), so the defaults give 80*5*8 = 3200 training,
+    110 validation and 70 test items. Items are ordered slice-major (then contrast, then sample).
 
-    :param str split: ``"train"``, ``"val"`` or ``"test"`` (contiguous blocks of z; disjoint).
+    :param str split: ``"train"``, ``"val"`` or ``"test"`` (disjoint). Training slices are
+        contiguous blocks of z (:func:`~kspace_attacks.data.build.assign_splits`); the held-out
+        blocks give the 14 test slices, spread over five blocks of the whole brain, none adjacent
+        to another or to a training slice (:func:`split_slices`); the other 22 held-out slices
+        are val (only used to watch training).
     :param str, Preset preset: acquisition preset (``"embedded"``, ``"paper"`` or a :class:`Preset`).
     :param contrasts: subset of :data:`~kspace_attacks.data.synth.CONTRASTS`
         (``"t1"`` template, ``"t1w"``, ``"t2w"``, ``"pd"``, ``"flair"``); default all.
@@ -169,8 +213,9 @@ class EmbeddedBrain(Dataset):
         self.seed = seed
         self.synth_kwargs = {"phase": self.preset.phase, **(synth_kwargs or {})}
         self._arrays = load_embedded(self.preset.img_size)
-        self.slices = np.nonzero(self._arrays["split"] == SPLITS.index(split))[0]
+        self.slices = split_slices(self._arrays["split"], self._arrays["z"], split)
         self.z = self._arrays["z"][self.slices].astype(int)
+        self.blocks = anatomical_blocks(self._arrays["z"])[self.slices]
         self._physics = None
 
     @property
@@ -188,7 +233,9 @@ class EmbeddedBrain(Dataset):
         return len(self.slices) * len(self.contrasts) * self.samples_per_slice
 
     def info(self, index: int) -> dict:
-        """``slice`` (row in the npz), ``z`` (template index), ``contrast``, ``sample``, ``seed``."""
+        """``slice`` (row in the npz), ``z`` (template index), ``contrast``, ``sample``, ``seed``,
+        ``subject`` (:data:`SUBJECT`: every item is the one template brain) and ``block`` (its
+        anatomical block of :data:`~kspace_attacks.data.build.BLOCK` neighbouring slices)."""
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"index: expected an int, got {type(index).__name__} {index!r}")
         n = len(self)
@@ -206,6 +253,8 @@ class EmbeddedBrain(Dataset):
             "contrast": contrast,
             "sample": k,
             "seed": _item_seed(self.seed, z, contrast, k, self.augment),
+            "subject": SUBJECT,
+            "block": int(self.blocks[s]),
         }
 
     def image(self, index: int) -> Tensor:

@@ -33,7 +33,8 @@ from .._checks import check_choice, check_nonneg_float, check_positive_int
 from .presets import Preset, get_preset
 from .selection import SliceSpec, evenly_spaced, select_slices
 
-__all__ = ["NiftiSlices", "load_nifti_slices", "resample_plane"]
+__all__ = ["NiftiSlices", "SHIPPED_VOLUMES", "load_nifti_slices", "resample_plane", "shipped_volume",
+           "volume_slices"]
 
 
 def _load_volume(path: str | Path, canonical: bool, volume: int) -> tuple[np.ndarray, tuple]:
@@ -213,6 +214,38 @@ class NiftiSlices(Dataset):
 #: ``NOTICE-DIPY-S0.txt``): 10 axial slices, T2-weighted, 128 x 128 at 2 mm.
 UNSEEN_BRAIN = "unseen_brain_dipy_S0.nii.gz"
 
+#: Real brain volumes shipped in the package, by name (each its own subject; notices beside them):
+#: ``dipy_s0`` (:data:`UNSEEN_BRAIN`) and ``dipy_aniso`` (a whole brain, 58 x 58 x 24 voxels of
+#: 4 x 4 x 5 mm; ``NOTICE-DIPY-ANISO.txt``).
+SHIPPED_VOLUMES = {"dipy_s0": UNSEEN_BRAIN, "dipy_aniso": "unseen_brain_dipy_aniso.nii.gz"}
+
+
+def shipped_volume(name: str) -> Path:
+    """The path of a shipped NIfTI volume (:data:`SHIPPED_VOLUMES`).
+
+    >>> shipped_volume("dipy_aniso").name
+    'unseen_brain_dipy_aniso.nii.gz'
+    """
+    from importlib import resources
+
+    check_choice("name", name, tuple(SHIPPED_VOLUMES))
+    return Path(str(resources.files("kspace_attacks.data") / SHIPPED_VOLUMES[name]))
+
+
+def volume_slices(path: str | Path, axis: int = 2) -> int:
+    """Number of slices of a NIfTI volume along ``axis`` (of the RAS-reoriented volume), read
+    from its header only.
+
+    >>> volume_slices(shipped_volume("dipy_s0"))
+    10
+    """
+    try:
+        import nibabel as nib
+    except ImportError as e:  # pragma: no cover - optional dependency
+        raise ImportError("volume_slices needs nibabel: pip install nibabel") from e
+    img = nib.as_closest_canonical(nib.load(str(path)))
+    return int(img.shape[axis])
+
 
 def unseen_brain(preset: str | Preset = "embedded", seed: int = 0) -> NiftiSlices:
     """The shipped brain the models never saw, as ``(x, y)`` pairs of ``preset``.
@@ -225,7 +258,4 @@ def unseen_brain(preset: str | Preset = "embedded", seed: int = 0) -> NiftiSlice
     >>> len(data), tuple(data[0][0].shape)
     (10, (2, 64, 64))
     """
-    from importlib import resources
-
-    path = Path(str(resources.files("kspace_attacks.data") / UNSEEN_BRAIN))
-    return NiftiSlices(path, preset=preset, seed=seed, slices=range(10))
+    return NiftiSlices(shipped_volume("dipy_s0"), preset=preset, seed=seed, slices=range(10))

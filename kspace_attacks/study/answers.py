@@ -14,13 +14,17 @@ glance, each with the evidence behind the answer:
 
 :func:`answer` picks the cells of each question (the diffusion targets are the targets named
 like a configured diffusion model, or given), and per metric writes one line: the outcome
-counts over the cells, and the *headline cell* (the first attack at the largest eps, the first
-surrogate) with its n, mean paired difference and 95 % CI. The answer word is "yes" when every
-cell holds, "no" when every cell does not hold, "no difference" when every cell is a tie,
-"yes or inconclusive" / "no or inconclusive" when the decided cells agree, and "mixed" when
-some hold and some do not. Question 7 is two-sided (either sampler may be the more fragile):
-its cells read "more without it" (CI above 0), "more with it" (CI below 0), "inconclusive" or
-"no difference".
+counts over the cells after the multiplicity correction within each question (a claim in one metric)
+(:mod:`kspace_attacks.study.statistics`), the subjects and clusters behind them ("3 subjects,
+13 blocks; unit: block"), and the *headline cell* (the first attack at the largest eps, the
+first surrogate) with its n, mean paired difference, 95 % CI and adjusted p. The answer word is
+"yes" when every cell holds, "no" when every cell does not hold, "negligible" when every cell
+is negligible (or a tie), "no difference" when every cell is a tie, "yes or inconclusive" /
+"no or inconclusive" / "negligible or inconclusive" when the decided cells agree, "no or
+negligible" when none holds, and "mixed" when some hold and others are decided otherwise.
+Question 7 is two-sided (either sampler may be the more fragile): its cells read "more without
+it" (the difference above the floor), "more with it" (below minus the floor), "negligible",
+"inconclusive" or "no difference".
 
 Example:
 
@@ -37,7 +41,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .statistics import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NO_DIFFERENCE
+from .statistics import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NEGLIGIBLE, NO_DIFFERENCE, support
 
 __all__ = ["Question", "Answer", "QUESTIONS", "answer", "diffusion_targets", "render_answers_markdown"]
 
@@ -100,21 +104,28 @@ def diffusion_targets(config: Mapping[str, Any] | None, targets: Sequence[str]) 
 
 
 def _word(outcomes: list[str]) -> str:
-    """yes / no / no difference when every cell agrees; "yes or inconclusive" (some hold, none
-    does not) and "no or inconclusive" likewise; "mixed" when some hold and some do not."""
+    """yes / no / negligible / no difference when every cell agrees (ties count as negligible
+    among negligible cells); "yes or inconclusive" (some hold, the others inconclusive) and
+    "no or inconclusive", "negligible or inconclusive" likewise; "no or negligible" when none
+    holds; "mixed" when some hold and others are decided otherwise."""
     holds, not_hold = outcomes.count(HOLDS), outcomes.count(DOES_NOT_HOLD)
+    small = outcomes.count(NEGLIGIBLE) + outcomes.count(NO_DIFFERENCE)
     if holds == len(outcomes):
         return "yes"
     if not_hold == len(outcomes):
         return "no"
     if outcomes.count(NO_DIFFERENCE) == len(outcomes):
         return "no difference"
-    if holds and not_hold:
-        return "mixed"
+    if small == len(outcomes):
+        return "negligible"
     if holds:
-        return "yes or inconclusive"
+        return "mixed" if not_hold or small else "yes or inconclusive"
+    if not_hold and small:
+        return "no or negligible"
     if not_hold:
         return "no or inconclusive"
+    if small:
+        return "negligible or inconclusive"
     return "inconclusive"
 
 
@@ -123,7 +134,9 @@ ABOVE, BELOW = "above", "below"
 
 
 def _side(r: dict) -> str:
-    tol = float(r.get("tolerance") or 0.0)
+    if "outcome_uncorrected" in r:  # decided with a floor: "does not hold" is "b clearly worse"
+        return {HOLDS: ABOVE, DOES_NOT_HOLD: BELOW}.get(r["outcome"], r["outcome"])
+    tol = float(r.get("tolerance") or 0.0)  # rows of earlier versions: the CI against 0
     if r["outcome"] == NO_DIFFERENCE:
         return NO_DIFFERENCE
     if r["n"] >= 2 and r["ci_low"] > tol:
@@ -136,14 +149,17 @@ def _side(r: dict) -> str:
 def _two_sided(rs: list[dict], sides: tuple[str, str]) -> tuple[str, dict[str, int], str]:
     """A two-sided question's answer word, its tally and the headline cell's reading."""
     classes = [_side(r) for r in rs]
-    names = {ABOVE: sides[0], BELOW: sides[1], INCONCLUSIVE: "inconclusive", NO_DIFFERENCE: "no difference"}
-    tally = {names[c]: classes.count(c) for c in (ABOVE, BELOW, INCONCLUSIVE, NO_DIFFERENCE)}
+    names = {ABOVE: sides[0], BELOW: sides[1], NEGLIGIBLE: NEGLIGIBLE, INCONCLUSIVE: "inconclusive",
+             NO_DIFFERENCE: "no difference"}
+    tally = {names[c]: classes.count(c) for c in (ABOVE, BELOW, NEGLIGIBLE, INCONCLUSIVE, NO_DIFFERENCE)}
     if classes.count(ABOVE) == len(classes):
         word = f"yes, {sides[0]}"
     elif classes.count(BELOW) == len(classes):
         word = f"yes, {sides[1]}"
     elif classes.count(NO_DIFFERENCE) == len(classes):
         word = "no difference"
+    elif classes.count(NEGLIGIBLE) + classes.count(NO_DIFFERENCE) == len(classes):
+        word = "no, negligible"
     elif ABOVE in classes and BELOW in classes:
         word = "mixed"
     elif ABOVE in classes or BELOW in classes:
@@ -204,28 +220,39 @@ def answer(rows: Sequence[dict], config: Mapping[str, Any] | None = None,
             if q.sides is not None:
                 word, counts, _ = _two_sided(rs, q.sides)
             else:
-                counts = {o: sum(r["outcome"] == o for r in rs) for o in (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, NO_DIFFERENCE)}
+                counts = {o: sum(r["outcome"] == o for r in rs)
+                          for o in (HOLDS, DOES_NOT_HOLD, NEGLIGIBLE, INCONCLUSIVE, NO_DIFFERENCE)}
                 word = _word([r["outcome"] for r in rs])
-            h = _headline(rs, surrogates, attacks)
-            where = ", ".join(f"{k} {h[k]}" for k in ("surrogate", "attack", "target") if h.get(k))
-            eps = f", eps {float(h['eps']):g}" if h.get("eps") not in (None, "") else ""
-            small = " (small sample)" if h.get("small_sample") else ""
-            tally = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
-            reading = dict(zip((ABOVE, BELOW), q.sides)).get(_side(h), _side(h)) if q.sides else h["outcome"]
             a.words[metric] = word
-            a.lines.append(f"{metric}: {word} ({tally} of {len(rs)} cells); e.g. {where}{eps}: "
-                           f"{_fmt(h['mean_diff'], metric)} [{_fmt(h['ci_low'], metric)}, "
-                           f"{_fmt(h['ci_high'], metric)}], n = {h['n']}{small}, {reading}")
+            a.lines.append(_line(metric, word, counts, rs, _headline(rs, surrogates, attacks), q))
         out.append(a)
     return out
+
+
+def _line(metric: str, word: str, counts: Mapping[str, int], rs: list[dict], h: dict, q: Question) -> str:
+    """One metric's answer: the word, the tally (what stands behind it) and the headline cell."""
+    where = ", ".join(f"{k} {h[k]}" for k in ("surrogate", "attack", "target") if h.get(k))
+    eps = f", eps {float(h['eps']):g}" if h.get("eps") not in (None, "") else ""
+    small = " (small sample)" if h.get("small_sample") else ""
+    tally = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
+    corrections = {"holm": "Holm", "bh": "BH"}
+    after = [corrections[c] for c in dict.fromkeys(r.get("correction") for r in rs) if c in corrections]
+    behind = "; ".join(x for x in ((f"after {'/'.join(after)}" if after else ""), support(rs)) if x)
+    reading = dict(zip((ABOVE, BELOW), q.sides)).get(_side(h), _side(h)) if q.sides else h["outcome"]
+    p = f", p_adj = {h['p_adjusted']:.2g}" if h.get("p_adjusted") is not None else ""
+    return (f"{metric}: {word} ({tally} of {len(rs)} cells{'; ' + behind if behind else ''}); e.g. {where}{eps}: "
+            f"{_fmt(h['mean_diff'], metric)} [{_fmt(h['ci_low'], metric)}, {_fmt(h['ci_high'], metric)}], "
+            f"n = {h['n']}{small}{p}, {reading}")
 
 
 def render_answers_markdown(answers: Sequence[Answer]) -> str:
     """The answers as the top of ``verdict.md``."""
     lines = ["## The study's questions, answered", "",
              "Per metric: the answer (yes = every cell holds), the outcome counts over the cells "
-             "(surrogate x attack x eps), and one cell with its mean paired difference [95 % CI] "
-             "(positive = the first condition is worse).", ""]
+             "(surrogate x attack x eps) after the multiplicity correction within each question (a claim in one metric), the subjects "
+             "and clusters behind them, and one cell with its mean paired difference [95 % CI], n slices and "
+             "adjusted p (positive = the first condition is worse; negligible = within the practical floor).",
+             ""]
     for i, a in enumerate(answers, 1):
         lines.append(f"{i}. **{a.question.text}**")
         if not a.lines:

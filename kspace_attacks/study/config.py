@@ -7,8 +7,8 @@ data and attacks. The library core (threat models, attacks, metrics) does not de
 
 A configuration (every key optional; defaults are the demo's)::
 
-    preset = "embedded"              # acquisition preset of the simulated data
-    data = "embedded"                # "embedded", {nifti = "file.nii.gz", ...} or {fastmri = "dir", ...}
+    preset = "embedded"              # acquisition preset (30 dB k-space noise; "embedded_noiseless")
+    data = "embedded"                # "embedded", {nifti = "file.nii.gz", ...}, {fastmri = "dir", ...}, a list
     split = "test"                   # split of the embedded data
     n_slices = 4                     # slices used, unless the data table selects them
     batch_size = 4
@@ -19,7 +19,7 @@ A configuration (every key optional; defaults are the demo's)::
     surrogates = ["irim", "resunetpp"]
     targets = ["irim", "resunetpp", "diffusion", "zero_filled"]
     baseline = true
-    normalization = "minmax"
+    normalization = "reference"      # metrics on the reference's scale ("minmax": the original study's)
     fail_fast = false                # true: stop at the first failing batch
 
     [threat]                         # KSpaceL2 or KSpaceLinf
@@ -46,6 +46,9 @@ A configuration (every key optional; defaults are the demo's)::
 
     null_draws = 8                   # equal-norm noise draws per target that calibrate the
                                      # artifact statistics (0: none)
+
+    [verdicts]                       # how the claims are decided (kspace_attacks.study.verdicts):
+    correction = "holm"              # floor_fraction, floors, alpha, correction, min_subjects
 
 ``threads`` (an int >= 1) is the number of torch intra-op threads every unit of work runs
 with, in one process or in each ``torchrun`` rank (:func:`~kspace_attacks.study.sweep.rank_threads`).
@@ -90,9 +93,10 @@ from ..schema import Table, setting
 from ..threat_spec import ThreatSpec
 from .errors import ConfigError
 from .records import STUDY_EPS
+from .verdicts import VerdictSpec
 from .sources import build_data, check_data
 
-__all__ = ["SweepConfig", "TargetedSpec", "ReportSpec", "config_reference", "DEMO_CONFIG", "DEMO_OVERRIDES", "STUDY_CONFIG", "ConfigError", "load_config", "dump_toml", "validate_config",
+__all__ = ["SweepConfig", "TargetedSpec", "ReportSpec", "VerdictSpec", "config_reference", "DEMO_CONFIG", "DEMO_OVERRIDES", "STUDY_CONFIG", "ConfigError", "load_config", "dump_toml", "validate_config",
            "build_threat", "build_attacks", "build_models", "build_surrogates", "surrogate_batches", "surrogate_options", "build_data", "canonical"]
 
 
@@ -133,9 +137,11 @@ class SweepConfig(Table):
 
     TABLE: ClassVar[str] = "config"
 
-    preset: str = setting("embedded", "acquisition preset of the simulated data (size, mask, coils)")
-    data: str | dict = setting("embedded", "'embedded', {nifti = 'file', ...} or {fastmri = 'dir', ...} "
-                               "(kspace_attacks.study.sources)")
+    preset: str = setting("embedded", "acquisition preset of the simulated data (size, mask, coils, noise: "
+                                      "embedded, paper, embedded_noiseless, paper_noiseless)")
+    data: str | dict | list = setting("embedded", "'embedded', {embedded = 'test', ...}, {nifti = 'file', ...}, "
+                                      "{shipped = 'dipy_s0', ...}, {fastmri = 'dir', ...} or a list of simulated "
+                                      "sources (kspace_attacks.study.sources)")
     split: str = setting("test", "split of the embedded data", choices=("train", "val", "test"))
     n_slices: int = setting(4, "slices used, unless the data table selects them", minimum=1)
     batch_size: int = setting(4, "slices per batch (a unit of work)", minimum=1)
@@ -148,7 +154,10 @@ class SweepConfig(Table):
     targets: list[str] = setting(doc="models that reconstruct the perturbed k-space", check=_not_empty,
                                  factory=lambda: ["irim", "resunetpp", "diffusion", "zero_filled"])
     baseline: bool = setting(True, "also evaluate equal-norm noise (surrogate 'random', attack 'noise')")
-    normalization: str = setting("minmax", "metric normalisation", choices=("minmax", "fastmri"))
+    normalization: str = setting("reference", "metric normalisation of the records: 'reference' (images on the "
+                                              "reference's scale, data range = its max; 'fastmri' is an alias) or "
+                                              "'minmax' (per image, the original study's; always also recorded as "
+                                              "*_minmax columns)", choices=("reference", "minmax", "fastmri"))
     threat: ThreatSpec = setting(doc="the threat model", factory=ThreatSpec)
     attacks: dict[str, dict] = setting(
         doc="one table per attack: type (worst_case, apgd, pgd, adam, fgm, noise) + its arguments; "
@@ -168,24 +177,31 @@ class SweepConfig(Table):
                                          "slower) instead of refusing to start")
     targeted: TargetedSpec = setting(doc="the targeted false-structure test", factory=TargetedSpec)
     report: ReportSpec = setting(doc="report.html", factory=ReportSpec)
+    verdicts: VerdictSpec = setting(doc="how the claims are decided", factory=VerdictSpec)
 
 
 #: The defaults of every key (the demo's sweep before :data:`DEMO_OVERRIDES`).
 DEMO_CONFIG: dict[str, Any] = SweepConfig().as_dict()
 #: What ``kspace-attacks demo`` changes from the defaults above to stay within 10 minutes on 2
 #: cores: 2 threads (part of its configuration, so its records stay reproducible), 4 null
-#: draws per target, the targeted test on 2 slices, and report.html without image panels
-#: (they would re-run every target; ``demo --print-config`` shows the result).
+#: draws per target, the targeted test on 2 slices, report.html without image panels (they
+#: would re-run every target), and 4 items from 2 subjects (2 template test slices, 2 slices of
+#: the shipped unseen brain; ``demo --print-config`` shows the result).
 DEMO_OVERRIDES: dict[str, Any] = {"threads": 2, "null_draws": 4, "targeted": {"slices": 2, "eps": 0.05},
-                                  "report": {"panel_slices": 0}}
+                                  "report": {"panel_slices": 0},
+                                  "data": [{"embedded": "test", "n_slices": 2},
+                                           {"shipped": "dipy_s0", "slices": [3, 7]}]}
 
 #: The study at scale (``kspace-attacks study``), shaped to finish within an hour on 2 idle
 #: cores (``study --dry-run`` shows the plan and its estimate; docs/study/README.md says why
 #: each reduction was chosen and what it costs in power):
 #:
-#: - 24 test slices in 3 batches of 8 for every transfer cell and every target, including the
-#:   diffusion sampler without its final data consistency (it shares the full sampler's run:
-#:   both outputs come from one trajectory);
+#: - 32 items from 3 subjects in 4 batches of 8 for every transfer cell and every target,
+#:   including the diffusion sampler without its final data consistency (it shares the full
+#:   sampler's run: both outputs come from one trajectory): the 14 test slices of the template
+#:   (5 anatomical blocks, none adjacent to another or to a training slice; the contrasts
+#:   cycle), the 10 slices of the shipped unseen brain and 8 slices (10 mm apart) of the shipped
+#:   whole-brain volume, all with the preset's 30 dB k-space noise;
 #: - the eps grid of the verdicts (0.02, 0.05, 0.08) instead of 0..0.08 in steps of 0.01:
 #:   the claims are decided per eps and "grows with eps" compares the largest with the smallest;
 #: - both runners (the default worst-case search and the study's Adam) and the SSIM objective on
@@ -199,7 +215,9 @@ STUDY_CONFIG: dict[str, Any] = {
     **DEMO_CONFIG,
     "threads": 2,
     "null_draws": 8,
-    "n_slices": 24,
+    "data": [{"embedded": "test", "n_slices": 14}, {"shipped": "dipy_s0", "slices": "0:10"},
+             {"shipped": "dipy_aniso", "slices": "5:21:2"}],
+    "n_slices": 32,
     "batch_size": 8,
     "eps": [0.02, 0.05, 0.08],
     "surrogates": ["irim", "resunetpp", "diffusion"],
@@ -291,7 +309,7 @@ def dump_toml(config: Mapping[str, Any]) -> str:
     lines = ["# kspace-attacks sweep configuration", ""]
     tables = {}
     for k, v in config.items():
-        if isinstance(v, Mapping) and k in ("threat", "attacks", "models", "targeted", "report"):
+        if isinstance(v, Mapping) and k in ("threat", "attacks", "models", "targeted", "report", "verdicts"):
             tables[k] = v
         else:
             lines.append(f"{_toml_key(k)} = {_toml_value(v)}")

@@ -74,7 +74,8 @@ def finish_run(out: Path, cfg: dict[str, Any], report: Any, models: dict[str, An
     result: dict[str, Any] = {}
     if cfg["targeted"]["slices"]:
         result.update(best_effort(out, "targeted insertion test", run_targeted, out, cfg, models) or {})
-    result["verdicts"] = write_verdicts(report, out, title=title, extra_rows=result.get("targeted_rows", ()))
+    result["verdicts"] = write_verdicts(report, out, title=title, extra_rows=result.get("targeted_rows", ()),
+                                        settings=cfg.get("verdicts"))
     with torch.no_grad():
         result["report"] = str(write_html_report(out, models, max_slices=cfg["report"]["panel_slices"]))
     return result

@@ -7,10 +7,11 @@ file with everything inside it: figures are base64 PNG data URIs, style and scri
 inline, nothing is fetched from a network, and it works from ``file://``. It shows:
 
 - first, the study's questions answered per metric in one line each (n, effect, CI;
-  :mod:`.answers`), a small-sample banner when cells rest on fewer than 10 slices, and a
-  claim x target matrix coloured by outcome;
+  :mod:`.answers`), a small-sample banner when cells rest on fewer than 10 independent units
+  (subjects, blocks or slices), and a claim x target matrix coloured by outcome;
 - the configuration (numbers rounded) and what the run covered;
-- the verdicts, every claim per metric and eps with its mean difference and 95 % CI;
+- the verdicts, every claim per metric and eps with its mean difference, 95 % CI, practical
+  floor, adjusted p-value and the units behind it (subjects, blocks or slices);
 - relative deviation, Delta SSIM and Delta PSNR against eps, one panel per target and a line
   per surrogate and attack (with the means and CIs as tables);
 - image panels per eps and slice (clean, perturbed, difference and the structure map beyond
@@ -38,6 +39,7 @@ from ..io import atomic_write_text, read_json
 from . import records as R
 from .html_panels import PanelSet, build_panels, load_panels, save_panels
 from .report import TransferReport
+from .statistics import support
 from .steps import best_effort, read_notes
 
 __all__ = ["write_html_report", "render_html_report"]
@@ -51,7 +53,7 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.9em;background:#fff}
 th,td{border:1px solid #d5dbe1;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#eef2f6}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .holds{background:#d9f2de}.does-not-hold{background:#eceff2}.inconclusive{background:#fff1c9}
-.no-difference{background:#f4f4f4;color:#555}.mixed{background:#ffe0c2}
+.no-difference{background:#f4f4f4;color:#555}.mixed{background:#ffe0c2}.negligible{background:#e3edf7}
 .banner{padding:8px 12px;border:1px solid #e0b400;background:#fff6d6}
 ol.answers>li{margin:.6em 0}li.answer{list-style:square}li.yes{color:#17602a}li.no{color:#444}
 table.matrix td.num{text-align:center}
@@ -193,9 +195,10 @@ def _small_sample_banner(rows: list[dict]) -> str:
     small = [r for r in rows if r.get("small_sample")]
     if not small:
         return ""
-    n = min(int(r.get("n", 0)) for r in small)
+    n = min(int(r.get("n_clusters", r.get("n", 0)) or 0) for r in small)
     return (f"<p class='banner small-sample'><b>Small sample:</b> {len(small)} of {len(rows)} verdict cells "
-            f"rest on fewer than 10 paired slices (as few as {n}); read their outcomes as indications.</p>")
+            f"rest on fewer than 10 independent units (subjects, blocks or slices; as few as {n}); read their "
+            "outcomes as indications.</p>")
 
 
 def _answers_section(rows: list[dict], cfg: Mapping[str, Any]) -> str:
@@ -212,13 +215,15 @@ def _answers_section(rows: list[dict], cfg: Mapping[str, Any]) -> str:
                            for m, line in zip(a.words, a.lines, strict=True))
         items.append(f"<li><b>{_e(a.question.text)}</b><ul>{body}</ul></li>")
     return ("<p>Per metric: the answer (<i>yes</i> = every cell holds, <i>no</i> = none holds), the outcome "
-            "counts over the cells (surrogate x attack x eps) and one cell with its mean paired difference "
-            "[95 % bootstrap CI] and n (positive = the first condition is worse).</p><ol class='answers'>"
+            "counts over the cells (surrogate x attack x eps) after the multiplicity correction within each "
+            "claim, the subjects and clusters behind them, and one cell with its mean paired difference "
+            "[95 % bootstrap CI], n slices and adjusted p (positive = the first condition is worse; "
+            "<i>negligible</i> = within the practical floor).</p><ol class='answers'>"
             + "".join(items) + "</ol>")
 
 
-_OUTCOME_CLASS = {"holds": "holds", "does not hold": "does-not-hold", "inconclusive": "inconclusive",
-                  "no difference": "no-difference"}
+_OUTCOME_CLASS = {"holds": "holds", "does not hold": "does-not-hold", "negligible": "negligible",
+                  "inconclusive": "inconclusive", "no difference": "no-difference"}
 
 
 def _matrix_section(rows: list[dict]) -> str:
@@ -244,37 +249,44 @@ def _matrix_section(rows: list[dict]) -> str:
                          f"{_e(tally)}</td>")
         body.append(f"<tr><td>{_e(claim)}</td><td>{_e(metric)}</td>{''.join(cells)}</tr>")
     head = "".join(f"<th>{_e(t)}</th>" for t in targets)
-    return ("<p class='muted'>Cells: outcome counts over surrogates, attacks and eps (H holds, D does not hold, "
-            "I inconclusive, = no difference); green: all hold, grey: none holds, yellow: all inconclusive, "
-            "orange: mixed.</p>"
+    return ("<p class='muted'>Cells: outcome counts over surrogates, attacks and eps after the correction (H "
+            "holds, D does not hold, N negligible, I inconclusive, = no difference); green: all hold, grey: all "
+            "do not hold, blue: all negligible, yellow: all inconclusive, orange: mixed.</p>"
             f"<table class='matrix'><thead><tr><th>claim</th><th>metric</th>{head}</tr></thead><tbody>"
             + "\n".join(body) + "</tbody></table>")
 
 
-def _verdict_section(rows: list[dict]) -> str:
+def _verdict_section(rows: list[dict], settings: Mapping[str, Any] | None = None) -> str:
     if not rows:
         return "<p>No verdicts in this folder (<code>kspace-attacks report DIR</code> decides them).</p>"
+    s = settings or {}
     counts: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for r in rows:
         counts[(r["claim_id"], r["metric"])][r["outcome"]] += 1
     out = ["<p>Each row compares two conditions on the same slices: the mean paired difference "
-           "(positive = the first is worse) and its 95 % bootstrap confidence interval. A claim "
-           "<b>holds</b> when the whole interval is above 0, <b>does not hold</b> when it is at or "
-           "below 0, <b>no difference</b> when it lies within the metric's resolution (float rounding), "
-           "and is <b>inconclusive</b> otherwise.</p>",
-           _table(["claim", "metric", "holds", "does not hold", "inconclusive", "no difference"],
-                  [(_e(c), _e(m), v["holds"], v["does not hold"], v["inconclusive"], v["no difference"])
-                   for (c, m), v in counts.items()], numeric=(2, 3, 4, 5))]
+           "(positive = the first is worse), its 95 % cluster-bootstrap confidence interval (slices resampled by "
+           "subject, by (subject, block) with fewer subjects, by slice without subject ids: <i>unit</i>), and the "
+           f"practical floor ({100 * float(s.get('floor_fraction', 0.1)):g} % of what the second condition does, "
+           "at least the metric's absolute floor). A claim <b>holds</b> when the difference is above the floor, "
+           "<b>does not hold</b> when it is below minus the floor, is <b>negligible</b> within it, <b>no "
+           "difference</b> within float rounding, and <b>inconclusive</b> otherwise; outcomes are decided by "
+           f"bootstrap p-values adjusted within each question, a claim in one metric ({_e(s.get('correction', 'holm'))}, alpha "
+           f"{float(s.get('alpha', 0.05)):g}).</p>",
+           _table(["claim", "metric", *_OUTCOME_CLASS],
+                  [(_e(c), _e(m), *(v[o] for o in _OUTCOME_CLASS)) for (c, m), v in counts.items()],
+                  numeric=(2, 3, 4, 5, 6))]
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         groups[r["claim"]].append(r)
     opened = " open" if len(rows) <= 60 else ""
     for claim, rs in groups.items():
         body = _table(
-            ["metric", "eps", "mean difference", "95 % CI", "outcome", "n"],
+            ["metric", "eps", "mean difference", "95 % CI", "floor", "p (adjusted)", "outcome", "n", "unit"],
             [(_e(r["metric"]), _num(r["eps"], 3), _num(r["mean_diff"], 4, True),
-              f"[{_num(r['ci_low'], 4, True)}, {_num(r['ci_high'], 4, True)}]", _e(r["outcome"]), r.get("n", ""))
-             for r in rs], numeric=(1, 2, 3, 5),
+              f"[{_num(r['ci_low'], 4, True)}, {_num(r['ci_high'], 4, True)}]", _num(r.get("floor"), 4),
+              "" if r.get("p_adjusted") is None else f"{float(r['p_adjusted']):.2g}", _e(r["outcome"]),
+              r.get("n", ""), _e(support([r])))
+             for r in rs], numeric=(1, 2, 3, 4, 5, 7),
             row_class=[r["outcome"].replace(" ", "-") for r in rs])
         setting = rs[0].get("setting", "")
         out.append(f"<details{opened}><summary>{_e(claim)} <span class='muted'>({_e(setting)})</span>"
@@ -411,7 +423,8 @@ def render_html_report(directory: str | os.PathLike, models: Mapping[str, Any] |
 
     d = Path(directory)
     report = TransferReport.load(d)
-    verdicts = read_json(d / "verdict.json").get("rows", []) if (d / "verdict.json").is_file() else []
+    decided = read_json(d / "verdict.json") if (d / "verdict.json").is_file() else {}
+    verdicts = decided.get("rows", [])
     failed = _read_csv(d / "failed.csv")
     if models:  # built from the run's models, and stored so later pages need no model
         panels = best_effort(d, "image panels", build_panels, d, report.config, report.records, models,
@@ -434,7 +447,7 @@ def render_html_report(directory: str | os.PathLike, models: Mapping[str, Any] |
          + _answers_section(verdicts, report.config)),
         ("matrix", "Claims x targets", _matrix_section(verdicts)),
         ("overview", "Overview", _overview(report, failed, d)),
-        ("verdicts", "Verdicts", _verdict_section(verdicts)),
+        ("verdicts", "Verdicts", _verdict_section(verdicts, decided.get("settings"))),
         ("curves", "Change against the budget", curves),
         ("panels", "Image panels", _panels_section(panels, d, reason)),
     ]

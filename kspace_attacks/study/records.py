@@ -4,6 +4,16 @@ A record is one (sample, surrogate, attack, eps, target) evaluation. Sign conven
 everywhere in the package: ``delta_<metric> = <metric>(adversarial) - <metric>(clean)``, so a
 degradation is a *negative* Delta SSIM / Delta PSNR and a positive Delta NMSE.
 
+Scale: SSIM / PSNR / NMSE columns without a suffix are in the run's ``normalization``
+(``summary.json``; default ``"reference"``: images as they are, data range = the reference's
+maximum, the reference being the ground truth, or the clean reconstruction for ``*_vs_clean``),
+so a perturbed reconstruction is scored on the reference's scale, never its own. The ``*_minmax``
+columns are the same numbers with per-image min-max normalisation, the original study's (which
+an attack can game by moving the pixel it divides by); ``*_ssim_fg`` average SSIM over the
+reference's foreground. The ``delta_*_norm`` / ``*_null_fraction`` columns split the change
+(and the error) into what the measurements carry and the null space of the acquisition
+(:mod:`kspace_attacks.hallucination`). Records of earlier versions lack these columns.
+
 Modules that read or write records use the constants below, never bare strings, so a column
 is renamed in one place. :data:`COLUMNS` documents each (unit and meaning); ``kspace-attacks
 report`` and ``docs/ARCHITECTURE.md`` quote it.
@@ -12,7 +22,9 @@ Example:
 
     >>> from kspace_attacks.study import records
     >>> records.COLUMNS[records.DELTA_SSIM].meaning
-    'SSIM(x_adv, x_true) - SSIM(x_clean, x_true); negative = degradation'
+    "SSIM(x_adv, x_true) - SSIM(x_clean, x_true), on the run's normalization (default: x_true's scale); negative = degradation"
+    >>> records.COLUMNS[records.DELTA_SSIM_MINMAX].unit, records.COLUMNS[records.DELTA_NULL_FRACTION].unit
+    ('', 'energy fraction')
     >>> records.BASELINE_SURROGATE, records.BASELINE_ATTACK
     ('random', 'noise')
 """
@@ -74,8 +86,32 @@ RESIDUAL_RMS, SPECTRAL_FLATNESS, EXCESS_KURTOSIS, HALLUCINATION_FRACTION = (
 STRUCTURE_FRACTION, SPECTRUM_DISTANCE, VALUE_DISTANCE = (
     "structure_fraction", "spectrum_distance", "value_distance")
 RELATIVE_DEVIATION = "relative_deviation"
+# The same with per-image min-max normalisation (the original study's; gameable) -------------
+SSIM_VS_CLEAN_MINMAX, PSNR_VS_CLEAN_MINMAX, NMSE_VS_CLEAN_MINMAX = (
+    "ssim_vs_clean_minmax", "psnr_vs_clean_minmax", "nmse_vs_clean_minmax")
+DELTA_SSIM_MINMAX, DELTA_PSNR_MINMAX, DELTA_NMSE_MINMAX = (
+    "delta_ssim_minmax", "delta_psnr_minmax", "delta_nmse_minmax")
+CLEAN_SSIM_MINMAX, CLEAN_PSNR_MINMAX, CLEAN_NMSE_MINMAX = (
+    "clean_ssim_minmax", "clean_psnr_minmax", "clean_nmse_minmax")
+ADV_SSIM_MINMAX, ADV_PSNR_MINMAX, ADV_NMSE_MINMAX = "adv_ssim_minmax", "adv_psnr_minmax", "adv_nmse_minmax"
+# SSIM over the reference's foreground (metrics.foreground_mask) ----------------------------
+SSIM_VS_CLEAN_FG, CLEAN_SSIM_FG, ADV_SSIM_FG, DELTA_SSIM_FG = (
+    "ssim_vs_clean_fg", "clean_ssim_fg", "adv_ssim_fg", "delta_ssim_fg")
+# Measured / null-space split (kspace_attacks.hallucination) ---------------------------------
+DELTA_MEASURED_NORM, DELTA_NULL_NORM, DELTA_NULL_FRACTION = (
+    "delta_measured_norm", "delta_null_norm", "delta_null_fraction")
+ERROR_MEASURED_NORM, ERROR_NULL_NORM, ERROR_NULL_FRACTION = (
+    "error_measured_norm", "error_null_norm", "error_null_fraction")
+# The targeted test's records (targeted.csv, study/targeted.py) -----------------------------
+ROI_CONTRAST, ROI_CONTRAST_DATA, ROI_CONTRAST_BEYOND_DATA, ROI_CONTRAST_NULL = (
+    "roi_contrast", "roi_contrast_data", "roi_contrast_beyond_data", "roi_contrast_null")
 
 _GT = "against the ground truth x_true"
+_NORM = "on the run's normalization (default: x_true's scale)"
+_MM = "per-image min-max normalisation (the original study's; an attack can game it)"
+_FG = "SSIM over x_true's foreground (magnitude > 10 % of its max, dilated 3 px)"
+_SPLIT = ("; NaN where a multi-coil least-squares projection did not converge "
+          "(kspace_attacks.hallucination)")
 COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column(SAMPLE_ID, "", "id of the slice (data order, or the data set's own id)"),
     Column(SLICE, "index", "the item's slice: z of the embedded template, or the slice of its NIfTI / fastMRI file"),
@@ -96,15 +132,17 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
            "(start_best - start_median) / |start_best|: 0 = every start found the same worst case"),
     Column(ATTACK_SECONDS, "s", "attack wall time per sample (batch time / batch size)"),
     Column(TARGET_SECONDS, "s", "target reconstruction wall time per sample"),
-    Column(SSIM_VS_CLEAN, "", "SSIM(x_adv, x_clean): 1 = unchanged"),
-    Column(PSNR_VS_CLEAN, "dB", "PSNR(x_adv, x_clean); 80 dB cap when identical"),
+    Column(SSIM_VS_CLEAN, "", "SSIM(x_adv, x_clean): 1 = unchanged; on the run's normalization "
+           "(default: x_clean's scale)"),
+    Column(PSNR_VS_CLEAN, "dB", "PSNR(x_adv, x_clean); 80 dB cap when identical; on the run's normalization "
+           "(default: data range = max |x_clean|)"),
     Column(NMSE_VS_CLEAN, "", "NMSE(x_adv, x_clean)"),
     Column(SQUARED_DEVIATION, "image units^2",
            "||x_adv - x_clean||_2^2 (complex images): the deviation objective's value"),
     Column(RELATIVE_DEVIATION, "relative",
            "||x_adv - x_clean||_2 / ||x_clean||_2: 'the deviation' of cards, verdicts and docs"),
-    Column(DELTA_SSIM, "", "SSIM(x_adv, x_true) - SSIM(x_clean, x_true); negative = degradation"),
-    Column(DELTA_PSNR, "dB", "PSNR(x_adv, x_true) - PSNR(x_clean, x_true); negative = degradation"),
+    Column(DELTA_SSIM, "", f"SSIM(x_adv, x_true) - SSIM(x_clean, x_true), {_NORM}; negative = degradation"),
+    Column(DELTA_PSNR, "dB", f"PSNR(x_adv, x_true) - PSNR(x_clean, x_true), {_NORM}; negative = degradation"),
     Column(DELTA_NMSE, "", "NMSE(x_adv, x_true) - NMSE(x_clean, x_true); positive = degradation"),
     Column(CLEAN_SSIM, "", f"SSIM of the clean reconstruction {_GT}"),
     Column(CLEAN_PSNR, "dB", f"PSNR of the clean reconstruction {_GT}"),
@@ -112,6 +150,45 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column(ADV_SSIM, "", f"SSIM of the perturbed reconstruction {_GT}"),
     Column(ADV_PSNR, "dB", f"PSNR of the perturbed reconstruction {_GT}"),
     Column(ADV_NMSE, "", f"NMSE of the perturbed reconstruction {_GT}"),
+    Column(SSIM_VS_CLEAN_MINMAX, "", f"SSIM(x_adv, x_clean) with {_MM}"),
+    Column(PSNR_VS_CLEAN_MINMAX, "dB", f"PSNR(x_adv, x_clean) with {_MM}; 80 dB cap when identical"),
+    Column(NMSE_VS_CLEAN_MINMAX, "", f"NMSE(x_adv, x_clean) with {_MM}"),
+    Column(DELTA_SSIM_MINMAX, "", f"delta_ssim with {_MM}; negative = degradation"),
+    Column(DELTA_PSNR_MINMAX, "dB", f"delta_psnr with {_MM}; negative = degradation"),
+    Column(DELTA_NMSE_MINMAX, "", f"delta_nmse with {_MM}; positive = degradation"),
+    Column(CLEAN_SSIM_MINMAX, "", f"clean_ssim with {_MM}"),
+    Column(CLEAN_PSNR_MINMAX, "dB", f"clean_psnr with {_MM}"),
+    Column(CLEAN_NMSE_MINMAX, "", f"clean_nmse with {_MM}"),
+    Column(ADV_SSIM_MINMAX, "", f"adv_ssim with {_MM}"),
+    Column(ADV_PSNR_MINMAX, "dB", f"adv_psnr with {_MM}"),
+    Column(ADV_NMSE_MINMAX, "", f"adv_nmse with {_MM}"),
+    Column(SSIM_VS_CLEAN_FG, "", "SSIM(x_adv, x_clean) over x_clean's foreground (magnitude > 10 % of its max, "
+           "dilated 3 px), on the run's normalization"),
+    Column(CLEAN_SSIM_FG, "", f"{_FG} of the clean reconstruction, on the run's normalization"),
+    Column(ADV_SSIM_FG, "", f"{_FG} of the perturbed reconstruction, on the run's normalization"),
+    Column(DELTA_SSIM_FG, "", "adv_ssim_fg - clean_ssim_fg; negative = degradation"),
+    Column(DELTA_MEASURED_NORM, "image units",
+           f"||P_meas r||_2 of the change r = x_adv - x_clean: the part the measurements determine{_SPLIT}"),
+    Column(DELTA_NULL_NORM, "image units",
+           f"||P_null r||_2 of the change: the part in the null space of the acquisition, invented by the model{_SPLIT}"),
+    Column(DELTA_NULL_FRACTION, "energy fraction",
+           f"||P_null r||^2 / ||r||^2 of the change (0: all carried by the data, 1: all invented; NaN when r = 0){_SPLIT}"),
+    Column(ERROR_MEASURED_NORM, "image units", f"||P_meas e||_2 of the error e = x_adv - x_true{_SPLIT}"),
+    Column(ERROR_NULL_NORM, "image units", f"||P_null e||_2 of the error e = x_adv - x_true{_SPLIT}"),
+    Column(ERROR_NULL_FRACTION, "energy fraction",
+           f"||P_null e||^2 / ||e||^2 of the error e = x_adv - x_true (NaN when e = 0){_SPLIT}"),
+    Column(ROI_CONTRAST, "fraction of the inserted contrast",
+           "targeted.csv: mean |x_adv| - |x_clean| inside the structure's region / its contrast (1 = fully shown), "
+           "data and model together"),
+    Column(ROI_CONTRAST_DATA, "fraction of the inserted contrast",
+           "targeted.csv: roi_contrast of the zero-filled reconstructions A^H y_adv vs A^H y: what the perturbed "
+           "data themselves carry into the region"),
+    Column(ROI_CONTRAST_BEYOND_DATA, "fraction of the inserted contrast",
+           "targeted.csv: roi_contrast - roi_contrast_data: the structure the target shows beyond what the data "
+           "carry (the verdict's metric)"),
+    Column(ROI_CONTRAST_NULL, "fraction of the inserted contrast",
+           "targeted.csv: mean |x_clean + P_null r| - |x_clean| inside the region / contrast, r = x_adv - x_clean: "
+           f"the part of the shown structure in the acquisition's null space (invented by the model){_SPLIT}"),
     Column(RESIDUAL_RMS, "image units", "RMS of the magnitude residual |x_adv| - |x_clean|"),
     Column(SPECTRAL_FLATNESS, "", "geometric / arithmetic mean of the residual's power spectrum (1 = white)"),
     Column(EXCESS_KURTOSIS, "", "excess kurtosis of the residual's values (0 = Gaussian)"),
@@ -135,12 +212,17 @@ SUMMARY_METRICS = (
     CLEAN_SSIM, ADV_SSIM, CLEAN_PSNR, ADV_PSNR, SQUARED_DEVIATION, RELATIVE_DEVIATION, RESIDUAL_RMS,
     SPECTRAL_FLATNESS, EXCESS_KURTOSIS, HALLUCINATION_FRACTION, STRUCTURE_FRACTION,
     SPECTRUM_DISTANCE, VALUE_DISTANCE, RESTART_SPREAD, ATTACK_SECONDS, TARGET_SECONDS,
+    SSIM_VS_CLEAN_MINMAX, PSNR_VS_CLEAN_MINMAX, DELTA_SSIM_MINMAX, DELTA_PSNR_MINMAX, DELTA_SSIM_FG,
+    DELTA_NULL_FRACTION, ERROR_NULL_FRACTION,
 )
 
 #: Axis labels of plotted columns.
 LABELS = {
     DELTA_SSIM: "Delta SSIM (perturbed - clean, vs ground truth)",
     DELTA_PSNR: "Delta PSNR [dB] (perturbed - clean, vs ground truth)",
+    DELTA_SSIM_MINMAX: "Delta SSIM, min-max normalised (perturbed - clean, vs ground truth)",
+    DELTA_PSNR_MINMAX: "Delta PSNR [dB], min-max normalised (perturbed - clean, vs ground truth)",
+    DELTA_NULL_FRACTION: "null-space share of the change ||P_null r||^2 / ||r||^2",
     SSIM_VS_CLEAN: "SSIM of perturbed vs clean reconstruction",
     PSNR_VS_CLEAN: "PSNR [dB] of perturbed vs clean reconstruction",
     HALLUCINATION_FRACTION: "hallucination area fraction (uncalibrated)",

@@ -1,11 +1,22 @@
 """The data of a sweep: the ``data`` table of a configuration, checked and built into batches.
 
-Three sources, each giving batches ``(x, y, physics)`` and one sample id per slice that names
-where the slice came from::
+Sources, each giving batches ``(x, y, physics)`` and one sample id per slice that names where
+the slice came from::
 
     data = "embedded"                        # the shipped brain slices, simulated with the preset
+    data = {embedded = "test", contrasts = ["t1"], n_slices = 14}   # a split, chosen contrasts
     data = {nifti = "brain.nii.gz"}          # a NIfTI volume, simulated with the preset
+    data = {shipped = "dipy_aniso"}          # a real brain volume shipped in the package
     data = {fastmri = "dir_or_file.h5"}      # fastMRI raw k-space (a file or a folder of *.h5)
+    data = [{embedded = "test"}, {shipped = "dipy_s0"}]   # several simulated sources, in order
+
+Every item carries a ``subject`` (the volume it is a slice of: ``icbm152`` for the embedded
+template, the file's stem for NIfTI and fastMRI files) and an anatomical ``block`` within it
+(embedded: the template's block of neighbouring slices; files: the quarter of the volume the
+slice lies in), the units the verdicts' cluster bootstrap resamples
+(:func:`item_coordinates`). Simulated k-space (every source but fastMRI) gets the preset's noise
+seeded per item (by the run's seed and the item's id), so an item's data do not depend on the
+other items, the batch or the order.
 
 NIfTI keys: ``slices`` (a list of indices ``[10, 20]`` or a range ``"10:40:5"``), or
 ``n_slices`` (that many evenly spaced slices among those whose fraction of pixels above 10 % of
@@ -27,6 +38,11 @@ fastMRI keys (files in name order, slices in order):
   reconstruction is the reference);
 - ``slices``: indices or a range taken in every file (default: all).
 
+Embedded tables: ``embedded`` names the split, ``contrasts`` (default all five) restricts the
+synthesised contrasts, ``n_slices`` picks that many evenly spaced items; ids
+``<split>-z<template z>-<contrast>``. ``shipped``: a name of
+:data:`~kspace_attacks.data.SHIPPED_VOLUMES` with the NIfTI keys.
+
 Ids: ``<file stem>-<slice>``. When the data table has ``slices`` (or, for NIfTI, ``n_slices``)
 it decides which slices are used; otherwise the top-level ``n_slices`` does (embedded and NIfTI:
 that many evenly spaced slices; fastMRI: the first ones in file and slice order). Unreadable or
@@ -35,6 +51,7 @@ inconsistent files fail before the sweep starts, with the file and the problem i
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,12 +62,16 @@ from .._checks import describe
 from ..data.selection import evenly_spaced, select_slices
 from .errors import ConfigError
 
-__all__ = ["DATA_HELP", "DATA_KEYS", "check_data", "build_data", "item_coordinates", "with_coordinates"]
+__all__ = ["DATA_HELP", "DATA_KEYS", "check_data", "build_data", "item_coordinates", "item_generator",
+           "simulate_items", "with_coordinates"]
 
-DATA_HELP = "'embedded', {fastmri = 'dir'} or {nifti = 'file'}"
+DATA_HELP = ("'embedded', {embedded = 'test'}, {fastmri = 'dir'}, {nifti = 'file'}, {shipped = 'name'} "
+             "or a list of these tables (fastmri alone)")
 #: Keys of each data table besides the source key itself, with their defaults.
 DATA_KEYS: dict[str, dict[str, Any]] = {
+    "embedded": {"contrasts": None, "n_slices": None},
     "nifti": {"slices": None, "n_slices": None, "min_content": 0.05},
+    "shipped": {"slices": None, "n_slices": None, "min_content": 0.05},
     "fastmri": {"mask": "preset", "coil_maps": "auto", "normalize": "percentile",
                 "target": "complex", "slices": None},
 }
@@ -62,19 +83,37 @@ Batches = list[tuple[torch.Tensor, torch.Tensor, Any]]
 
 # ---------------------------------------------------------------------------------- checks
 def _source(data: Any) -> str:
-    """``"embedded"``, ``"nifti"`` or ``"fastmri"``; raises for anything else."""
+    """``"embedded"``, ``"nifti"``, ``"shipped"``, ``"fastmri"`` or ``"list"``; raises for
+    anything else."""
     if data == "embedded":
         return "embedded"
+    if isinstance(data, list):
+        return "list"
     kinds = [k for k in DATA_KEYS if isinstance(data, Mapping) and k in data]
     if len(kinds) != 1:
         raise ConfigError(f"config: data must be {DATA_HELP}, got {data!r}")
     return kinds[0]
 
 
+def _tables(data: Any) -> list[Any]:
+    """The data as a list of source tables (one for a single source)."""
+    return list(data) if isinstance(data, list) else [data]
+
+
 def check_data(data: Any) -> None:
     """Check a configuration's ``data`` value (paths are checked when the data are built)."""
+    if _source(data) == "list":
+        if not data:
+            raise ConfigError(f"config: data: expected a non-empty list of source tables, got {data!r}")
+        for i, table in enumerate(data):
+            kind = _source(table)
+            if kind in ("list", "fastmri"):
+                raise ConfigError(f"config: data[{i}]: a list holds simulated sources (embedded, nifti, "
+                                  f"shipped), got {kind} {table!r}; a fastMRI folder is a source of its own")
+            check_data(table)
+        return
     kind = _source(data)
-    if kind == "embedded":
+    if data == "embedded":
         return
     if not isinstance(data[kind], str) or not data[kind]:
         raise ConfigError(f"config: data.{kind} must be a path (a non-empty string), got {describe(data[kind])}")
@@ -83,7 +122,7 @@ def check_data(data: Any) -> None:
         raise ConfigError(f"config: data: unknown key {unknown[0]!r} for {kind} data; known keys: "
                           f"{sorted([kind, *DATA_KEYS[kind]])}")
     opts = {**DATA_KEYS[kind], **data}
-    if opts["slices"] is not None:
+    if opts.get("slices") is not None:
         if not isinstance(opts["slices"], (str, list)):
             raise ConfigError(f"config: data.slices must be a list of slice indices or a range "
                               f"'start:stop[:step]', got {describe(opts['slices'])}")
@@ -91,10 +130,30 @@ def check_data(data: Any) -> None:
             select_slices(opts["slices"], 2**31 - 1, "data.slices")
         except (TypeError, ValueError) as e:
             raise ConfigError(f"config: {e}") from None
-    if kind == "nifti":
+    if kind in ("nifti", "shipped"):
         _check_nifti(opts)
+    elif kind == "embedded":
+        _check_embedded(opts)
     else:
         _check_fastmri(opts)
+    if kind == "shipped":
+        from ..data import SHIPPED_VOLUMES
+
+        if data[kind] not in SHIPPED_VOLUMES:
+            raise ConfigError(f"config: data.shipped must be one of {sorted(SHIPPED_VOLUMES)}, got {data[kind]!r}")
+
+
+def _check_embedded(opts: Mapping[str, Any]) -> None:
+    from ..data import CONTRASTS
+
+    if opts["embedded"] not in ("train", "val", "test"):
+        raise ConfigError(f"config: data.embedded must be a split ('train', 'val' or 'test'), got {opts['embedded']!r}")
+    c = opts["contrasts"]
+    if c is not None and (not isinstance(c, list) or not c or any(v not in CONTRASTS for v in c)):
+        raise ConfigError(f"config: data.contrasts must be a non-empty list of {list(CONTRASTS)}, got {describe(c)}")
+    n = opts["n_slices"]
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ConfigError(f"config: data.n_slices must be an int >= 1, got {describe(n)}")
 
 
 def _check_nifti(opts: Mapping[str, Any]) -> None:
@@ -125,28 +184,76 @@ def build_data(cfg: Mapping[str, Any]) -> tuple[Batches, list[str]]:
     """Batches ``(x, y, physics)`` of at most ``batch_size`` slices and one id per slice."""
     from .. import data as _data
 
-    kind = _source(cfg["data"])
     preset = _data.get_preset(cfg["preset"])
-    if kind == "fastmri":
+    if _source(cfg["data"]) == "fastmri":
         return _fastmri(cfg, preset)
-    if kind == "embedded":
-        ds = _data.EmbeddedBrain(split=cfg["split"], preset=cfg["preset"], seed=cfg["seed"])
-        if cfg["n_slices"] > len(ds):
-            raise ConfigError(f"config: n_slices = {cfg['n_slices']}, but the embedded {cfg['split']!r} "
-                              f"split has {len(ds)} items ({len(ds.slices)} slices x {len(ds.contrasts)} "
-                              f"contrasts); expected n_slices <= {len(ds)}")
-        # Evenly spaced slices over the split: different anatomy, deterministic.
-        idx = evenly_spaced(range(len(ds)), cfg["n_slices"])
-        x = torch.stack([ds[i][0] for i in idx])
-        ids = [f"{cfg['split']}-{i}" for i in idx]  # (its slice and contrast: item_coordinates)
-    else:
-        x, ids = _nifti(cfg, preset.img_size)
+    images, ids = [], []
+    for table in _tables(cfg["data"]):
+        x_, ids_ = _images(cfg, table, preset.img_size)
+        images.append(x_)
+        ids += ids_
+    if len(set(ids)) != len(ids):
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise ConfigError(f"config: data: the same item is listed twice ({', '.join(twice[:3])}); "
+                          f"expected each source once")
     device, bs = cfg["device"], cfg["batch_size"]
-    x = x.to(device)
+    x = torch.cat(images).to(device)
     physics = preset.physics(device=device)
-    y = preset.simulate(x, physics=physics, generator=torch.Generator().manual_seed(cfg["seed"]))
+    y = simulate_items(preset, x, ids, cfg["seed"], physics)
     batches = [(x[i : i + bs], y[i : i + bs], physics) for i in range(0, x.shape[0], bs)]
     return batches, ids
+
+
+def item_generator(seed: int, sample_id: str) -> torch.Generator:
+    """The generator of one item's acquisition noise: a function of the run's seed and the id.
+
+    >>> a = item_generator(0, "test-z42-t1").initial_seed(); a == item_generator(0, "test-z42-t1").initial_seed()
+    True
+    """
+    digest = hashlib.sha256(f"{int(seed)}:{sample_id}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def simulate_items(preset: Any, x: torch.Tensor, ids: Sequence[str], seed: int, physics: Any) -> torch.Tensor:
+    """``preset.simulate`` item by item, each with its own noise (:func:`item_generator`)."""
+    if not preset.noisy:
+        return preset.simulate(x, physics=physics)
+    return torch.cat([preset.simulate(x[i : i + 1], physics=physics, generator=item_generator(seed, sid))
+                      for i, sid in enumerate(ids)])
+
+
+def _images(cfg: Mapping[str, Any], table: Any, size: int) -> tuple[torch.Tensor, list[str]]:
+    """Ground-truth images ``(B, 2, S, S)`` and ids of one simulated source table."""
+    kind = _source(table)
+    if kind == "embedded":
+        ds, idx = _embedded_items(cfg, table)
+        x = torch.stack([ds.image(i) for i in idx])
+        return x, _embedded_ids(ds, idx, legacy=table == "embedded")
+    return _nifti(cfg, table, size)
+
+
+def _embedded_items(cfg: Mapping[str, Any], table: Any) -> tuple[Any, list[int]]:
+    """The embedded data set of a table and the indices of its chosen items (evenly spaced)."""
+    from ..data import EmbeddedBrain
+
+    opts = {**DATA_KEYS["embedded"], "embedded": cfg["split"], **(table if isinstance(table, Mapping) else {})}
+    contrasts = tuple(opts["contrasts"]) if opts["contrasts"] else None
+    ds = EmbeddedBrain(split=opts["embedded"], preset=cfg["preset"], seed=cfg["seed"], contrasts=contrasts)
+    n = opts["n_slices"] or cfg["n_slices"]
+    if n > len(ds):
+        raise ConfigError(f"config: n_slices = {n}, but the embedded {opts['embedded']!r} split has {len(ds)} "
+                          f"items ({len(ds.slices)} slices x {len(ds.contrasts)} contrasts); expected n_slices "
+                          f"<= {len(ds)}")
+    # Evenly spaced items over the split: different anatomy, deterministic.
+    return ds, evenly_spaced(range(len(ds)), n)
+
+
+def _embedded_ids(ds: Any, idx: Sequence[int], legacy: bool) -> list[str]:
+    """``<split>-<index>`` for ``data = "embedded"`` (ids of earlier versions), else
+    ``<split>-z<z>-<contrast>``, which name the item whatever the table's contrasts."""
+    if legacy:
+        return [f"{ds.split}-{i}" for i in idx]
+    return [f"{ds.split}-z{ds.info(i)['z']}-{ds.info(i)['contrast']}" for i in idx]
 
 
 def _stem(path: Path) -> str:
@@ -157,12 +264,20 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
-def _nifti(cfg: Mapping[str, Any], size: int) -> tuple[torch.Tensor, list[str]]:
+def _volume_path(table: Mapping[str, Any]) -> Path:
+    if "shipped" in table:
+        from ..data import shipped_volume
+
+        return shipped_volume(table["shipped"])
+    return Path(table["nifti"])
+
+
+def _nifti(cfg: Mapping[str, Any], table: Mapping[str, Any], size: int) -> tuple[torch.Tensor, list[str]]:
     """Complex images ``(B, 2, S, S)`` (zero imaginary part) and ids of the selected slices."""
     from ..data import load_nifti_slices
 
-    src = {**DATA_KEYS["nifti"], **cfg["data"]}
-    path = Path(src["nifti"])
+    src = {**DATA_KEYS["nifti"], **{k: v for k, v in table.items() if k != "shipped"}}
+    path = _volume_path(table)
     if src["slices"] is not None:
         pick = {"slices": src["slices"]}
     else:
@@ -216,27 +331,60 @@ def _fastmri(cfg: Mapping[str, Any], preset: Any) -> tuple[Batches, list[str]]:
 
 
 def item_coordinates(cfg: Mapping[str, Any], ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Where each item of :func:`build_data` comes from: ``{id: {"slice": ..., "contrast": ...}}``.
+    """Where each item of :func:`build_data` comes from:
+    ``{id: {"slice": ..., "contrast": ..., "subject": ..., "block": ...}}``.
 
-    Embedded ids (``test-79``) index the split's items, which run slice-major over the
-    contrasts: the coordinates are the template's z and the contrast. File ids
-    (``<stem>-<slice>``) carry their slice; files have no contrast name (empty). The ids
+    Embedded items: the template's z, the contrast, subject ``icbm152`` and the template block.
+    File items (``<stem>-<slice>``): the slice, no contrast name (empty), the file's stem as
+    subject and the quarter of the volume the slice lies in as block (0 = first slices). The ids
     themselves stay as they are: each row's noise is seeded by its id.
     """
-    if _source(cfg["data"]) == "embedded":
-        from ..data import EmbeddedBrain
-
-        ds = EmbeddedBrain(split=cfg["split"], preset=cfg["preset"], seed=cfg["seed"])
-        out = {}
-        for sid in ids:
-            info = ds.info(int(str(sid).rsplit("-", 1)[1]))
-            out[str(sid)] = {"slice": info["z"], "contrast": info["contrast"]}
+    wanted = {str(i) for i in ids}
+    out: dict[str, dict[str, Any]] = {}
+    if _source(cfg["data"]) == "fastmri":
+        out.update(_fastmri_coordinates(cfg, wanted))
         return out
-    return {str(sid): {"slice": int(str(sid).rsplit("-", 1)[1]), "contrast": ""} for sid in ids}
+    for table in _tables(cfg["data"]):
+        if _source(table) == "embedded":
+            ds, idx = _embedded_items(cfg, table)
+            for i, sid in zip(idx, _embedded_ids(ds, idx, legacy=table == "embedded"), strict=True):
+                info = ds.info(i)
+                out[sid] = {"slice": info["z"], "contrast": info["contrast"], "subject": info["subject"],
+                            "block": info["block"]}
+        else:
+            from ..data.nifti import volume_slices
+
+            path = _volume_path(table)
+            stem, n = _stem(path), volume_slices(path)
+            for sid in wanted:
+                head, _, tail = sid.rpartition("-")
+                if head == stem and tail.isdigit():
+                    out[sid] = _file_coordinates(stem, int(tail), n)
+    return {sid: out[sid] for sid in map(str, ids) if sid in out}
+
+
+def _file_coordinates(stem: str, index: int, n_slices: int) -> dict[str, Any]:
+    return {"slice": index, "contrast": "", "subject": stem, "block": min(3, 4 * index // max(1, n_slices))}
+
+
+def _fastmri_coordinates(cfg: Mapping[str, Any], wanted: set[str]) -> dict[str, dict[str, Any]]:
+    from ..data.fastmri import inspect_fastmri_file
+
+    root = Path({**DATA_KEYS["fastmri"], **cfg["data"]}["fastmri"])
+    files = sorted(root.glob("*.h5")) if root.is_dir() else [root]
+    out = {}
+    for f in files:
+        stem, n = _stem(f), inspect_fastmri_file(f).num_slices
+        for sid in wanted:
+            head, _, tail = sid.rpartition("-")
+            if head == stem and tail.isdigit():
+                out[sid] = _file_coordinates(stem, int(tail), n)
+    return out
 
 
 def with_coordinates(records: Sequence[dict], coordinates: Mapping[str, Mapping[str, Any]]) -> list[dict]:
-    """``records`` with their item's ``slice`` and ``contrast`` right after ``sample_id``."""
+    """``records`` with their item's ``slice``, ``contrast``, ``subject`` and ``block`` right
+    after ``sample_id``."""
     out = []
     for r in records:
         where = coordinates.get(str(r.get("sample_id")))

@@ -76,9 +76,9 @@ def _check_out(out: Path, cfg: Mapping[str, Any]) -> None:
         except ImportError:  # Python 3.10
             import tomli as tomllib  # type: ignore[no-redef]
         old = validate_config(tomllib.loads(previous.read_text()))
-        # the same work may resume on another device; the targeted test and the report's
-        # panels run after the sweep and do not change its records
-        keep = ("device", "targeted", "report", "oversubscribe")
+        # the same work may resume on another device; the targeted test, the report's panels
+        # and the verdicts' settings act after the sweep and do not change its records
+        keep = ("device", "targeted", "report", "oversubscribe", "verdicts")
         old, new = canonical(old), canonical(cfg)
         if {k: v for k, v in old.items() if k not in keep} != {k: v for k, v in new.items() if k not in keep}:
             raise ConfigError(

@@ -11,14 +11,27 @@ target model is checked for whether it shows the structure:
   the structure (minmax normalisation of the box);
 - ``shown``: ``roi_contrast >= 0.5``.
 
+A structure the perturbed *measurements* carry is not a hallucination: the data show it too.
+So the same region is measured on what the data carry and on what the model invents:
+
+- ``roi_contrast_data``: the ROI contrast of the zero-filled reconstructions,
+  ``A^H y_adv`` vs ``A^H y`` (the perturbed data's own share, the same for every target);
+- ``roi_contrast_beyond_data`` = ``roi_contrast - roi_contrast_data``: what the target shows
+  beyond the data (0 for the zero-filled reconstruction itself);
+- ``roi_contrast_null``: the ROI contrast of the null-space part of the target's change
+  (:mod:`kspace_attacks.hallucination`), ``|x_clean + P_null r| - |x_clean|``: the part of the
+  structure no measurement determines.
+
 Each target is measured under three conditions (``condition``): the targeted perturbation,
 equal-norm noise and the untargeted worst case of the same attack at the same eps, all in the
 same region, so that "the structure shows" is decided against controls
-(:func:`targeted_verdicts`).
+(:func:`targeted_verdicts`), on ``roi_contrast_beyond_data`` (false structure: model minus
+data), with the raw ``roi_contrast`` alongside.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,11 +40,13 @@ from torch import Tensor
 
 from .._checks import check_choice, check_image, check_nonneg_float
 from ..attacks import PGD, Attack
+from ..hallucination import as_complex, split
 from ..measurement import noise_control
 from ..losses import ReconDeviation, TargetedLoss, magnitude
 from ..metrics import ssim
 from ..threat import KSpaceL2
-from .statistics import paired_outcome
+from . import records as R
+from .statistics import FLOOR_FRACTION, FLOORS, paired_outcome
 
 __all__ = ["insert_structure", "targeted_transfer", "targeted_verdicts"]
 
@@ -113,8 +128,9 @@ def targeted_transfer(
 
     :param attack: template (its loss is replaced by a :class:`~kspace_attacks.losses.TargetedLoss`
         on the structure's region); default 50-step PGD.
-    :return: per-sample records (``target``, ``roi_contrast``, ``roi_ssim``, ``shown``, ...)
-        and the images ``{"target_image", "<model>_clean", "<model>_adv"}`` for plotting.
+    :return: per-sample records (``target``, ``roi_contrast``, ``roi_contrast_data``,
+        ``roi_contrast_beyond_data``, ``roi_contrast_null``, ``roi_ssim``, ``shown``, ...) and
+        the images ``{"target_image", "<model>_clean", "<model>_adv"}`` for plotting.
     """
     with torch.no_grad():
         x_clean_s = surrogate(y, physics)
@@ -131,6 +147,9 @@ def targeted_transfer(
                                torch.Generator().manual_seed(template.seed))
     y_untargeted = template.replace(eps=eps_t, loss=ReconDeviation())(surrogate, y, physics).y_adv
     perturbed = {"targeted": res.y_adv, "noise": y_noise, "untargeted": y_untargeted}
+    with torch.no_grad():  # what the perturbed data carry: their zero-filled reconstructions
+        zf_clean = physics.A_adjoint(y)
+        data = {c: _roi_share(physics.A_adjoint(yp), zf_clean, roi, contrast) for c, yp in perturbed.items()}
     rows, cols = _box(roi)
     records, images = [], {"target_image": target_img.detach()}
     for name, model in targets.items():
@@ -139,35 +158,79 @@ def targeted_transfer(
             advs = {c: model(yp, physics) for c, yp in perturbed.items()}
         images[f"{name}_clean"], images[f"{name}_adv"] = clean, advs["targeted"]
         for condition, adv in advs.items():
-            change = (magnitude(adv) - magnitude(clean))[:, 0]
-            shown = (change * roi).flatten(1).sum(1) / roi.sum() / max(contrast, 1e-8)
+            shown = _roi_share(adv, clean, roi, contrast)
+            null = _roi_null(adv, clean, physics, roi, contrast)
             box_ssim = ssim(adv[..., rows, cols], target_img[..., rows, cols])
             for i in range(y.shape[0]):
                 records.append({
                     "sample": i, "surrogate_eps": float(eps), "target": name, "kind": kind,
                     "condition": condition, "contrast": contrast, "ratio": float(res.ratio[i]),
-                    "roi_contrast": float(shown[i]), "roi_ssim": float(box_ssim[i]),
+                    R.ROI_CONTRAST: float(shown[i]), R.ROI_CONTRAST_DATA: float(data[condition][i]),
+                    R.ROI_CONTRAST_BEYOND_DATA: float(shown[i] - data[condition][i]),
+                    R.ROI_CONTRAST_NULL: float(null[i]), "roi_ssim": float(box_ssim[i]),
                     "shown": bool(shown[i] >= 0.5),
                 })
     return records, images
 
 
+def _roi_share(adv: Tensor, clean: Tensor, roi: Tensor, contrast: float) -> Tensor:
+    """Mean magnitude change ``|adv| - |clean|`` inside ``roi`` over the inserted contrast, ``(B,)``."""
+    change = (magnitude(adv) - magnitude(clean))[:, 0]
+    return (change * roi).flatten(1).sum(1) / roi.sum() / max(contrast, 1e-8)
+
+
+def _roi_null(adv: Tensor, clean: Tensor, physics: Any, roi: Tensor, contrast: float) -> Tensor:
+    """:func:`_roi_share` of the clean image plus the null-space part of the change, ``(B,)``
+    (NaN where a multi-coil projection did not converge)."""
+    clean = as_complex(clean)
+    s = split(as_complex(adv) - clean, physics)
+    share = _roi_share(clean + s.null, clean, roi, contrast)
+    return torch.where(s.converged, share, torch.full_like(share, float("nan")))
+
+
+#: The verdicts' metrics: false structure beyond what the data carry (the verdict), then the raw
+#: ROI contrast (data included, the earlier verdict) with the words each claim gets.
+_VERDICT_METRICS = ((R.ROI_CONTRAST_BEYOND_DATA, "beyond what the perturbed data carry"),
+                    (R.ROI_CONTRAST, "in raw contrast, the data's share included"))
+
+
 def targeted_verdicts(records: list[dict], seed: int = 0) -> list[dict]:
-    """Verdict rows "the inserted structure shows on T": per target, the targeted perturbation's
-    ROI contrast against each control's on the same slices (paired bootstrap CI)."""
+    """Verdict rows "false structure appears on T": per target, the targeted perturbation's
+    ``roi_contrast_beyond_data`` (what the target shows beyond the perturbed data's zero-filled
+    reconstruction) against each control's on the same slices (paired bootstrap CI), then the
+    same on the raw ``roi_contrast``. Records without ``roi_contrast_beyond_data`` (written
+    before it existed) give the raw rows only.
+
+    >>> rows = [{"target": "zf", "condition": c, "sample": i, "surrogate_eps": 0.05,
+    ...          "roi_contrast": v + 0.01 * i, "roi_contrast_beyond_data": 0.0}
+    ...         for c, v in (("targeted", 0.8), ("noise", 0.0), ("untargeted", 0.1)) for i in range(4)]
+    >>> [(r["metric"], r["setting"]) for r in targeted_verdicts(rows)]  # doctest: +NORMALIZE_WHITESPACE
+    [('roi_contrast_beyond_data', 'vs noise'), ('roi_contrast_beyond_data', 'vs untargeted'),
+     ('roi_contrast', 'vs noise'), ('roi_contrast', 'vs untargeted')]
+    """
     out = []
     for target in dict.fromkeys(r["target"] for r in records):
-        by = {c: {r["sample"]: r["roi_contrast"] for r in records
-                  if r["target"] == target and r.get("condition", "targeted") == c}
-              for c in ("targeted", "noise", "untargeted")}
-        for control in ("noise", "untargeted"):
-            common = [i for i in by["targeted"] if i in by[control]]
-            if not common:
-                continue
-            o = paired_outcome([by["targeted"][i] for i in common], [by[control][i] for i in common],
-                               seed=seed)
-            out.append({"claim_id": "targeted_shows", "claim": f"the inserted structure shows on {target} "
-                        f"(more than with {'equal-norm noise' if control == 'noise' else 'the untargeted worst case'})",
-                        "metric": "roi_contrast", "eps": records[0]["surrogate_eps"], "surrogate": "",
-                        "attack": "targeted", "target": target, "setting": f"vs {control}", **o.as_dict()})
+        for metric, words in _VERDICT_METRICS:
+            by = {c: {r["sample"]: float(r[metric]) for r in records
+                      if r["target"] == target and r.get("condition", "targeted") == c and _finite(r.get(metric))}
+                  for c in ("targeted", "noise", "untargeted")}
+            for control in ("noise", "untargeted"):
+                common = [i for i in by["targeted"] if i in by[control]]
+                if not common:
+                    continue
+                o = paired_outcome([by["targeted"][i] for i in common], [by[control][i] for i in common],
+                                   seed=seed, floor=FLOORS["roi_contrast"], floor_fraction=FLOOR_FRACTION)
+                versus = "equal-norm noise" if control == "noise" else "the untargeted worst case"
+                out.append({"claim_id": "targeted_shows", "claim": f"the inserted structure shows on {target} "
+                            f"{words} (more than with {versus})",
+                            "metric": metric, "eps": records[0]["surrogate_eps"], "surrogate": "",
+                            "attack": "targeted", "target": target, "setting": f"vs {control}", **o.as_dict()})
     return out
+
+
+def _finite(v: Any) -> bool:
+    """Whether a record's cell holds a finite number (not missing, empty or NaN)."""
+    try:
+        return v is not None and v != "" and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False

@@ -95,7 +95,7 @@ def transfer(
     eps: Sequence[float] = R.STUDY_EPS,
     attack: Attack | Mapping[str, Attack] | None = None,
     baseline: bool = True,
-    normalization: str = "minmax",
+    normalization: str = "reference",
     target_batch_size: int | None = None,
     sample_ids: Sequence[Any] | None = None,
     keep_perturbations: bool = True,
@@ -117,7 +117,8 @@ def transfer(
         attack; their threat model's ``eps`` is replaced by the grid. Default: :func:`~kspace_attacks.attacks.default_attack` (``WorstCase``, budget 100).
     :param bool baseline: also evaluate equal-norm random perturbations (surrogate ``"random"``,
         attack ``"noise"``).
-    :param str normalization: metric normalisation (see :mod:`kspace_attacks.metrics`).
+    :param str normalization: metric normalisation (see :mod:`kspace_attacks.metrics`; the
+        min-max numbers are recorded as ``*_minmax`` columns either way).
     :param int | None target_batch_size: reconstruct at most this many samples at once.
     :param sample_ids: ids of the samples in data order (default 0, 1, ...).
     :param bool keep_perturbations: keep clean/perturbed k-space for saving as fastMRI files.
@@ -407,7 +408,7 @@ def crafted_records(plan: TransferPlan, st: Grid, crafted: Sequence[_Crafted], s
 def _target_records(c: _Crafted, t_name: str, x_adv: Tensor, t_seconds: float, x_clean: Tensor,
                     null: Null | None, st: Grid, normalization: str) -> list[dict]:
     """The records of ``c``'s perturbed k-space reconstructed by one target: one per stacked row."""
-    vals = row_metrics(x_adv, x_clean, st.x, normalization)
+    vals = row_metrics(x_adv, x_clean, st.x, normalization, physics=st.physics)
     deviations = {k: vals.pop(k) for k in (R.SQUARED_DEVIATION, R.RELATIVE_DEVIATION)}
     vals.update(artifact_stats(x_adv, x_clean))
     vals.update(deviations)  # the columns' order of earlier versions

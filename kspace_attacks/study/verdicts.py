@@ -1,10 +1,16 @@
 """The study's claims decided on a sweep's records, per metric, with paired confidence intervals.
 
 Every claim compares two conditions on the same slices and is decided separately in each metric
-(:mod:`kspace_attacks.study.statistics`: paired bootstrap 95 % CI of the mean difference;
-"holds", "does not hold", "inconclusive" when the CI spans the threshold, or "no difference"
-when it lies within the metric's resolution: :data:`RESOLUTIONS`). Metrics, each
-signed so that larger = more harm:
+(:mod:`kspace_attacks.study.statistics`): the mean paired difference with its 95 % bootstrap CI,
+resampled by subject (or by (subject, block), or by slice for records without subject ids:
+each row's ``unit``), against a practical floor: ``max(floors[metric], floor_fraction *
+|mean_b|)`` (:data:`FLOORS`; by default 10 % of what the comparison condition does). A cell
+"holds" above the floor, "does not hold" below minus the floor, is "negligible" within it,
+"inconclusive" otherwise, or "no difference" when the CI lies within the metric's float
+resolution (:data:`RESOLUTIONS`). Outcomes are decided by bootstrap p-values adjusted within
+each claim (Holm by default, Benjamini-Hochberg as an option): ``outcome`` is the corrected
+decision, ``outcome_uncorrected`` the cell's alone; the CI shown is the cell's own. Metrics,
+each signed so that larger = more harm:
 
 - ``deviation``: the attack objective, ``||f(y+delta) - f(y)|| / ||f(y)||``;
 - ``ssim``: minus Delta SSIM against the ground truth (``1 - SSIM(x_adv, x_clean)`` without it);
@@ -22,6 +28,13 @@ Claims, for whatever models a sweep ran (no model is special):
 - ``ablation_worse``: on the same perturbations, a target that is an ablation of another (the
   diffusion sampler without its final data consistency) is degraded more than the original.
 
+A verdict row holds the claim (``claim_id``, ``claim``, ``metric``, ``eps``, ``surrogate``,
+``attack``, ``target``, ``setting``), the numbers (``n`` slices, ``n_clusters``,
+``n_subjects``, ``unit``, ``mean_a``, ``mean_b``, ``mean_diff``, ``ci_low``, ``ci_high``,
+``ratio``, ``effect`` = ``mean_diff / |mean_b|``, ``floor``, ``tolerance``) and the decision
+(``p_holds``, ``p_does_not_hold``, ``p_negligible``, ``p_uncorrected``, ``p_adjusted``,
+``family_size``, ``correction``, ``outcome_uncorrected``, ``outcome``, ``small_sample``).
+
 Example:
 
     >>> from kspace_attacks.study.verdicts import decide
@@ -33,16 +46,21 @@ from __future__ import annotations
 
 import math
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..io import atomic_write_json, atomic_write_text
+from ..schema import Table, setting
 from . import records as R
-from .statistics import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NO_DIFFERENCE, paired_outcome
+from .statistics import (ALPHA, CORRECTIONS, DOES_NOT_HOLD, FLOOR_FRACTION, FLOORS, HOLDS, INCONCLUSIVE,
+                         MIN_SUBJECTS, NEGLIGIBLE, NO_DIFFERENCE, RESAMPLES, clusters_of, correct, family_resamples,
+                         paired_outcome, support)
 
-__all__ = ["decide", "ablations_of", "write_verdicts", "render_markdown", "summary_lines", "METRICS", "CLAIMS", "RESOLUTIONS", "mean"]
+__all__ = ["decide", "ablations_of", "verdict_settings", "VerdictSpec", "write_verdicts", "render_markdown",
+           "summary_lines", "METRICS", "CLAIMS", "RESOLUTIONS", "FLOORS", "mean"]
 
 
 def mean(values: Iterable[float | None]) -> float:
@@ -113,18 +131,67 @@ class _Index:
         return [ca[s] for s in common], [cb[s] for s in common]
 
 
-def _row(claim: str, metric: str, key: tuple, eps: float, ra: list[dict], rb: list[dict],
-         harm: Callable[[dict], float | None], seed: int, **fields: str) -> dict | None:
+@dataclass(frozen=True)
+class _Cell:
+    """One comparison to decide: the paired harms of both conditions and the slices' records."""
+
+    claim: str
+    metric: str
+    key: tuple
+    eps: float
+    a: list[float]
+    b: list[float]
+    records: list[dict]
+    fields: dict
+
+
+def _cell(claim: str, metric: str, key: tuple, eps: float, ra: list[dict], rb: list[dict],
+          harm: Callable[[dict], float | None], **fields: str) -> _Cell | None:
     a = [harm(r) for r in ra]
     b = [harm(r) for r in rb]
     if any(v is None for v in a + b) or not a:
         return None
-    out = paired_outcome(a, b, threshold=0.0, seed=seed, resolution=RESOLUTIONS.get(metric, 1e-6))
-    surrogate, attack, target = key
-    text = CLAIMS[claim].format(surrogate=surrogate, attack=attack, target=target, eps=eps, **fields)
+    return _Cell(claim, metric, key, eps, a, b, ra, fields)  # type: ignore[arg-type]
+
+
+def _row(cell: _Cell, seed: int, s: Mapping[str, Any], resamples: int) -> dict:
+    clustering = clusters_of(cell.records, s["min_subjects"])
+    out = paired_outcome(cell.a, cell.b, threshold=0.0, level=1 - s["alpha"], seed=seed,
+                         resolution=RESOLUTIONS.get(cell.metric, 1e-6), floor=s["floors"].get(cell.metric, 0.0),
+                         floor_fraction=s["floor_fraction"], clusters=clustering.labels,
+                         subjects=clustering.subjects, unit=clustering.unit, resamples=resamples)
+    surrogate, attack, target = cell.key
+    text = CLAIMS[cell.claim].format(surrogate=surrogate, attack=attack, target=target, eps=cell.eps, **cell.fields)
     setting = R.WHITE_BOX if surrogate == target else R.TRANSFER
-    return {"claim_id": claim, "claim": text, "metric": metric, "eps": eps, "surrogate": surrogate,
+    return {"claim_id": cell.claim, "claim": text, "metric": cell.metric, "eps": cell.eps, "surrogate": surrogate,
             "attack": attack, "target": target, "setting": setting, **out.as_dict()}
+
+
+def _open_unit(value: float) -> str | None:
+    return None if 0 < value < 1 else "a number in (0, 1)"
+
+
+def _floors(value: dict) -> str | None:
+    ok = all(k in FLOORS and v >= 0 for k, v in value.items())
+    return None if ok else f"metrics among {sorted(FLOORS)} with absolute floors >= 0"
+
+
+@dataclass(frozen=True)
+class VerdictSpec(Table):
+    """``[verdicts]``: how the claims are decided (:mod:`kspace_attacks.study.verdicts`); read by
+    the verdicts after every sweep and by ``kspace-attacks report``, not part of the records."""
+
+    TABLE: ClassVar[str] = "config.verdicts"
+
+    floor_fraction: float = setting(FLOOR_FRACTION, "practical floor: this fraction of the comparison condition's "
+                                    "mean harm |mean_b|, at least the metric's absolute floor", minimum=0.0)
+    floors: dict[str, float] = setting(doc="absolute floors per metric replacing the defaults, e.g. {ssim = 0.01} "
+                                           "(kspace_attacks.study.statistics.FLOORS)", check=_floors, factory=dict)
+    alpha: float = setting(ALPHA, "level of every decision after the correction (CIs: 1 - alpha)", check=_open_unit)
+    correction: str = setting("holm", "multiplicity correction within each question (a claim in one metric): holm (family-wise error) or "
+                                      "bh (false discovery rate)", choices=("holm", "bh"))
+    min_subjects: int = setting(MIN_SUBJECTS, "distinct subjects a cell needs to be resampled by subject (fewer: "
+                                              "by subject and anatomical block)", minimum=1)
 
 
 def ablations_of(config: Mapping[str, Any] | None) -> dict[str, str]:
@@ -137,70 +204,174 @@ def ablations_of(config: Mapping[str, Any] | None) -> dict[str, str]:
             if t in targets and isinstance(spec, Mapping) and spec.get("model") in targets and spec["model"] != t}
 
 
-def decide(records: Sequence[dict], seed: int = 0, ablations: Mapping[str, str] | None = None) -> list[dict]:
-    """One verdict row per claim x metric x eps x (surrogate, attack, target).
+def verdict_settings(floor_fraction: float = FLOOR_FRACTION, floors: Mapping[str, float] | None = None,
+                     alpha: float = ALPHA, correction: str = "holm", min_subjects: int = MIN_SUBJECTS,
+                     resamples: int = RESAMPLES) -> dict[str, Any]:
+    """The checked settings of :func:`decide` (``verdict.json`` stores them); ``floors`` given
+    per metric replace the defaults of :data:`FLOORS`.
 
-    :param ablations: ``{variant: base}`` target pairs (:func:`ablations_of`): the claim
-        ``ablation_worse`` compares, on the same perturbations, the variant's harm with the base's.
+    >>> verdict_settings(floors={"ssim": 0.01})["floors"]["ssim"]
+    0.01
+    >>> verdict_settings(correction="bonferroni")
+    Traceback (most recent call last):
+    ...
+    ValueError: correction: expected one of ['holm', 'bh'], got 'bonferroni'
     """
+    if isinstance(floor_fraction, bool) or not isinstance(floor_fraction, (int, float)) \
+            or not 0 <= floor_fraction < math.inf:
+        raise ValueError(f"floor_fraction: expected a finite number >= 0, got {floor_fraction!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise ValueError(f"alpha: expected a number in (0, 1), got {alpha!r}")
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction: expected one of {list(CORRECTIONS)}, got {correction!r}")
+    for name, value, low in (("min_subjects", min_subjects, 1), ("resamples", resamples, 100)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+    if floors is not None and not isinstance(floors, Mapping):
+        raise ValueError(f"floors: expected a mapping metric -> absolute floor, got {floors!r}")
+    merged = dict(FLOORS)
+    for metric, value in (floors or {}).items():
+        if metric not in FLOORS:
+            raise ValueError(f"floors: expected metrics among {sorted(FLOORS)}, got {metric!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            raise ValueError(f"floors.{metric}: expected a finite number >= 0, got {value!r}")
+        merged[metric] = float(value)
+    return {"floor_fraction": float(floor_fraction), "floors": merged, "alpha": float(alpha),
+            "correction": correction, "min_subjects": min_subjects, "resamples": resamples}
+
+
+def _cells(records: Sequence[dict], ablations: Mapping[str, str] | None) -> list[_Cell]:
+    """Every comparison of the claims, in claim x (surrogate, attack, target) x eps order."""
     index = _Index(records)
     noise = R.BASELINE_SURROGATE, R.BASELINE_ATTACK
     keys = sorted({k[:3] for k in index.cells if k[:2] != noise})
     grid = sorted({k[3] for k in index.cells if k[3] > 0})
-    rows: list[dict | None] = []
+    cells: list[_Cell | None] = []
     for s, a, t in keys:
         for e in grid:
             ra, rb = index.pairs((s, a, t, e), (*noise, t, e))
-            rows += [_row("beats_noise", m, (s, a, t), e, ra, rb, h, seed) for m, h in METRICS.items()]
-            rows += [_row("structured", m, (s, a, t), e, ra, rb, h, seed) for m, h in STRUCTURE.items()]
+            cells += [_cell("beats_noise", m, (s, a, t), e, ra, rb, h) for m, h in METRICS.items()]
+            cells += [_cell("structured", m, (s, a, t), e, ra, rb, h) for m, h in STRUCTURE.items()]
             if s != t and (s, a, s, e) in index.cells:
                 own, other = index.pairs((s, a, s, e), (s, a, t, e))
-                rows += [_row("noise_like", m, (s, a, t), e, own, other, h, seed) for m, h in DISTANCES.items()]
+                cells += [_cell("noise_like", m, (s, a, t), e, own, other, h) for m, h in DISTANCES.items()]
         if len(grid) > 1:
             hi, lo = index.pairs((s, a, t, grid[-1]), (s, a, t, grid[0]))
-            rows += [_row("grows_with_eps", m, (s, a, t), grid[-1], hi, lo, h, seed) for m, h in METRICS.items()]
+            cells += [_cell("grows_with_eps", m, (s, a, t), grid[-1], hi, lo, h) for m, h in METRICS.items()]
         base = (ablations or {}).get(t)
         if base is not None:
             for e in grid:
                 rv, rb = index.pairs((s, a, t, e), (s, a, base, e))
-                rows += [_row("ablation_worse", m, (s, a, t), e, rv, rb, h, seed, base=base)
-                         for m, h in METRICS.items()]
-    return [r for r in rows if r is not None]
+                cells += [_cell("ablation_worse", m, (s, a, t), e, rv, rb, h, base=base) for m, h in METRICS.items()]
+    return [c for c in cells if c is not None]
 
 
-def _fmt(v: float, metric: str) -> str:
-    if v != v:
+def decide(records: Sequence[dict], seed: int = 0, ablations: Mapping[str, str] | None = None, *,
+           floor_fraction: float = FLOOR_FRACTION, floors: Mapping[str, float] | None = None,
+           alpha: float = ALPHA, correction: str = "holm", min_subjects: int = MIN_SUBJECTS,
+           resamples: int = RESAMPLES) -> list[dict]:
+    """One verdict row per claim x metric x eps x (surrogate, attack, target).
+
+    Each cell is a cluster-bootstrap comparison (:func:`~kspace_attacks.study.statistics.paired_outcome`)
+    with the practical floor ``max(floors[metric], floor_fraction * |mean_b|)``; the cells of
+    each question (a claim in one metric, :func:`~kspace_attacks.study.statistics.family_of`)
+    are one family, corrected together (:func:`~kspace_attacks.study.statistics.correct`).
+
+    :param ablations: ``{variant: base}`` target pairs (:func:`ablations_of`): the claim
+        ``ablation_worse`` compares, on the same perturbations, the variant's harm with the base's.
+    :param float floor_fraction: the floor relative to the comparison condition's mean harm.
+    :param floors: absolute floors per metric replacing :data:`FLOORS`' (e.g. ``{"ssim": 0.01}``).
+    :param float alpha: level of every decision (after the correction); CIs are ``1 - alpha``.
+    :param str correction: ``"holm"`` (family-wise error) or ``"bh"`` (false discovery rate).
+    :param int min_subjects: subjects a cell needs to resample by subject, else by (subject, block).
+    :param int resamples: bootstrap resamples per cell at least (:func:`family_resamples`).
+    """
+    s = verdict_settings(floor_fraction, floors, alpha, correction, min_subjects, resamples)
+    cells = _cells(records, ablations)
+    sizes = Counter((c.claim, c.metric) for c in cells)
+    rows = [_row(c, seed, s, family_resamples(sizes[(c.claim, c.metric)], s["alpha"], s["resamples"]))
+            for c in cells]
+    return correct(rows, s["correction"], s["alpha"])
+
+
+def _fmt(v: float | None, metric: str) -> str:
+    if v is None or v != v:
         return "nan"
     return f"{v:+.2f}" if metric == "psnr" else f"{v:+.3f}"
 
 
+#: outcome counts in reading order: decided first, then inconclusive, then ties
+_ORDER = (HOLDS, DOES_NOT_HOLD, NEGLIGIBLE, INCONCLUSIVE, NO_DIFFERENCE)
+
+
+def _counts(rows: Sequence[dict]) -> dict[str, int]:
+    return {o: sum(r["outcome"] == o for r in rows) for o in _ORDER}
+
+
+def _corrected(rows: Sequence[dict]) -> str:
+    """How the rows were corrected: "after Holm correction within each question (a claim in one metric)", or ""."""
+    names = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+    kinds = [names[c] for c in dict.fromkeys(r.get("correction") for r in rows) if c in names]
+    return f"after {' / '.join(kinds)} correction within each question (a claim in one metric)" if kinds else ""
+
+
 def _sentence(claim_rows: list[dict]) -> str:
-    """One plain sentence: in how many cells the claim holds, per metric."""
+    """One plain sentence: in how many cells the claim holds, per metric (after the correction)."""
     parts = []
     for metric in dict.fromkeys(r["metric"] for r in claim_rows):
         rs = [r for r in claim_rows if r["metric"] == metric]
-        counts = {o: sum(r["outcome"] == o for r in rs) for o in (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, NO_DIFFERENCE)}
-        ties = f", no difference in {counts[NO_DIFFERENCE]}" if counts[NO_DIFFERENCE] else ""
-        parts.append(f"in {metric} it holds in {counts[HOLDS]} of {len(rs)} cells, does not hold in "
-                     f"{counts[DOES_NOT_HOLD]}, inconclusive in {counts[INCONCLUSIVE]}{ties}")
+        c = _counts(rs)
+        extra = "".join(f", {o} in {c[o]}" for o in (NEGLIGIBLE, NO_DIFFERENCE) if c[o])
+        parts.append(f"in {metric} it holds in {c[HOLDS]} of {len(rs)} cells, does not hold in "
+                     f"{c[DOES_NOT_HOLD]}, inconclusive in {c[INCONCLUSIVE]}{extra}")
     n = max(r["n"] for r in claim_rows)
-    small = " (small sample: fewer than 10 slices per cell)" if any(r["small_sample"] for r in claim_rows) else ""
-    return "; ".join(parts) + f"; n = {n} paired slices{small}."
+    behind = support(claim_rows)
+    small = " (small sample: fewer than 10 independent units per cell)" \
+        if any(r["small_sample"] for r in claim_rows) else ""
+    after = _corrected(claim_rows)
+    return "; ".join(parts) + (f" ({after})" if after else "") + \
+        f"; n = {n} paired slices{'; ' + behind if behind else ''}{small}."
 
 
-def render_markdown(rows: Sequence[dict], title: str = "Verdicts", config: Mapping[str, Any] | None = None) -> str:
+def _cell_text(r: dict, m: str) -> str:
+    text = f"{_fmt(r['mean_diff'], m)} [{_fmt(r['ci_low'], m)}, {_fmt(r['ci_high'], m)}] **{r['outcome']}**"
+    if r.get("p_adjusted") is not None:
+        text += f" (p {r['p_adjusted']:.2g}, floor {abs(r['floor']):.2g})"
+    return text
+
+
+def _rules(settings: Mapping[str, Any] | None) -> str:
+    s = dict(settings or {})
+    alpha = float(s.get("alpha", ALPHA))
+    return (f"Each cell: mean paired difference (a - b, positive = a is worse) [{100 * (1 - alpha):g} % cluster "
+            "bootstrap CI], the outcome and, in brackets, the adjusted p-value and the practical floor. A claim "
+            "holds when the difference is above the floor, does not hold when it is below minus the floor "
+            "(b is clearly worse), is negligible when it lies within +-floor, and is inconclusive otherwise; "
+            "no difference is a tie within float rounding. The floor is "
+            f"{100 * float(s.get('floor_fraction', FLOOR_FRACTION)):g} % of what condition b does (|mean_b|), at "
+            "least the metric's absolute floor; outcomes are decided by the p-value adjusted within each question (a claim in one metric) "
+            f"({s.get('correction', 'holm')}) at alpha {alpha:g}; slices are resampled by subject (with at least "
+            f"{s.get('min_subjects', MIN_SUBJECTS)} subjects), else by (subject, block), else (no subject ids) "
+            "by slice. Metrics: deviation = relative deviation (the attack objective), ssim / psnr = quality "
+            "lost against the ground truth, structure = null-calibrated structure area, spectrum / values = "
+            "distance from the target's noise response.")
+
+
+def render_markdown(rows: Sequence[dict], title: str = "Verdicts", config: Mapping[str, Any] | None = None,
+                    settings: Mapping[str, Any] | None = None) -> str:
     """``verdict.md``: the study's questions answered (:mod:`~kspace_attacks.study.answers`), then
-    per claim a plain sentence and a table of outcomes per metric."""
+    per claim a plain sentence and a table of outcomes per metric.
+
+    :param settings: the settings the rows were decided with (:func:`verdict_settings`), said
+        in the text; default the defaults.
+    """
     from .answers import answer, render_answers_markdown
 
     lines = [f"# {title}", "", render_answers_markdown(answer(rows, config)), "## Every claim", "",
-             "Each cell: mean paired difference (a - b, positive = a is worse) [95 % bootstrap CI] "
-             "and the outcome. Metrics: deviation = relative deviation (the attack objective), "
-             "ssim / psnr = quality lost against the ground truth, structure = null-calibrated "
-             "structure area, spectrum / values = distance from the target's noise response.", ""]
+             _rules(settings), ""]
     by_claim: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
-        by_claim[(r["claim_id"], r["surrogate"], r["attack"], r["target"], r["setting"])].append(r)
+        by_claim[(r["claim_id"], r["surrogate"], r["attack"], r["target"], r["setting"], r["claim"])].append(r)
     for rs in by_claim.values():
         lines.append(f"## {rs[0]['claim']}")
         lines.append("")
@@ -213,32 +384,47 @@ def render_markdown(rows: Sequence[dict], title: str = "Verdicts", config: Mappi
             cells = []
             for m in metrics:
                 r = next((x for x in rs if x["eps"] == e and x["metric"] == m), None)
-                cells.append("" if r is None else f"{_fmt(r['mean_diff'], m)} [{_fmt(r['ci_low'], m)}, "
-                             f"{_fmt(r['ci_high'], m)}] **{r['outcome']}**")
+                cells.append("" if r is None else _cell_text(r, m))
             lines.append(f"| {e:g} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
 def summary_lines(rows: Sequence[dict]) -> list[str]:
-    """One line per claim kind and metric: how many cells hold, do not hold, are inconclusive."""
+    """One line per claim kind and metric: how many cells hold, do not hold, are negligible or
+    inconclusive (after the correction), and what stands behind them."""
     out = []
     for claim, metric in dict.fromkeys((r["claim_id"], r["metric"]) for r in rows):
         rs = [r for r in rows if r["claim_id"] == claim and r["metric"] == metric]
-        c = {o: sum(r["outcome"] == o for r in rs) for o in (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, NO_DIFFERENCE)}
-        ties = f"  no difference {c[NO_DIFFERENCE]:>3}" if c[NO_DIFFERENCE] else ""
+        c = _counts(rs)
+        extra = "".join(f"  {o} {c[o]:>3}" for o in (NEGLIGIBLE, NO_DIFFERENCE) if c[o])
+        behind = support(rs)
         out.append(f"{claim:<15} {metric:<13} holds {c[HOLDS]:>3}  does not hold {c[DOES_NOT_HOLD]:>3}  "
-                   f"inconclusive {c[INCONCLUSIVE]:>3}{ties}  (of {len(rs)}; n = {max(r['n'] for r in rs)} slices)")
+                   f"inconclusive {c[INCONCLUSIVE]:>3}{extra}  (of {len(rs)}; n = {max(r['n'] for r in rs)} slices"
+                   f"{'; ' + behind if behind else ''})")
     return out
 
 
 def write_verdicts(report: Any, out: str | os.PathLike, title: str = "Verdicts",
-                   extra_rows: Sequence[dict] = ()) -> list[dict]:
-    """Decide the claims on ``report.records`` (plus ``extra_rows``, e.g. the targeted test's)
-    and write ``verdict.json`` and ``verdict.md``."""
+                   extra_rows: Sequence[dict] = (), settings: Mapping[str, Any] | None = None) -> list[dict]:
+    """Decide the claims on ``report.records`` (plus ``extra_rows``, e.g. the targeted test's,
+    corrected within their own claims) and write ``verdict.json`` (``rows`` and the
+    ``settings`` used) and ``verdict.md``.
+
+    :param settings: keyword arguments of :func:`verdict_settings` (the ``[verdicts]`` table of
+        a sweep's configuration); default ``report.config["verdicts"]``, else the defaults.
+    """
     config = getattr(report, "config", None) or {}
-    rows = decide(report.records, ablations=ablations_of(config)) + list(extra_rows)
+    given = settings if settings is not None else config.get("verdicts") or {}
+    known = ("floor_fraction", "floors", "alpha", "correction", "min_subjects", "resamples")
+    if not isinstance(given, Mapping) or any(k not in known for k in given):
+        raise ValueError(f"settings: expected a mapping with keys among {list(known)}, got {given!r}")
+    s = verdict_settings(**given)
+    rows = decide(report.records, ablations=ablations_of(config), floor_fraction=s["floor_fraction"],
+                  floors=s["floors"], alpha=s["alpha"], correction=s["correction"],
+                  min_subjects=s["min_subjects"], resamples=s["resamples"])
+    rows += correct(extra_rows, s["correction"], s["alpha"])
     out = Path(out)
-    atomic_write_json(out / "verdict.json", {"rows": rows}, indent=1)
-    atomic_write_text(out / "verdict.md", render_markdown(rows, title, config))
+    atomic_write_json(out / "verdict.json", {"rows": rows, "settings": s}, indent=1)
+    atomic_write_text(out / "verdict.md", render_markdown(rows, title, config, s))
     return rows
