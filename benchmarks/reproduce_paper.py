@@ -5,7 +5,8 @@
 With a GPU this runs ``reproduce_paper.toml`` (256x256, acceleration 8, both runners, 2000 Adam
 steps). Without one it keeps every setting of the study's attack (full-grid support, eps grid,
 Adam runner with lr 0.1 / 2000 steps / 100 rescalings, PGD) but uses the embedded preset
-(64x64, acceleration 4) and the shipped weights, which is what a CPU can run in about an hour.
+(64x64, acceleration 4, noiseless like the study) and the shipped weights, which is what a CPU
+can run in about an hour.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from pathlib import Path
 
 import torch
 
-from kspace_attacks.study.config import load_config
+import tomllib
+
+from kspace_attacks.study.config import validate_config
 from kspace_attacks.study.sweep import run_sweep
 
 HERE = Path(__file__).resolve().parent
@@ -28,12 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--n-slices", type=int, default=None)
     args = parser.parse_args(argv)
-    cfg = load_config(HERE / "reproduce_paper.toml")
-    cfg["device"] = args.device
-    if not args.device.startswith("cuda"):
-        cfg.update(preset="embedded", n_slices=8, models={})  # CPU scale, shipped weights
+    cfg = tomllib.loads((HERE / "reproduce_paper.toml").read_text())
+    cfg["device"] = args.device  # before validation: the file asks for a GPU
+    if not args.device.startswith("cuda"):  # CPU scale, shipped weights
+        cfg.update(preset="embedded_noiseless", data=dict(cfg["data"], n_slices=8), models={})
     if args.n_slices:
-        cfg["n_slices"] = args.n_slices
+        cfg["data"] = dict(cfg["data"], n_slices=args.n_slices)
+    cfg = validate_config(cfg)
     report = run_sweep(cfg, args.out)
     for metric in ("delta_ssim", "delta_psnr"):
         print(report.table(metric))

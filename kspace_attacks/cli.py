@@ -329,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
                "failed slices (see sweep --help), 130 interrupted",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the study on the embedded default (4 slices; 6 min on 2 idle CPU cores)")
+    demo = sub.add_parser("demo", help="run the study on the embedded default (4 items; 6.5 min on 2 CPU cores)")
     demo.add_argument("--out", default="kspace-attacks-demo", help="output folder (default: %(default)s)")
     demo.add_argument("--print-config", action="store_true", help="print the demo's settings as a sweep config and exit")
     demo.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")

@@ -23,6 +23,7 @@ from ..io import atomic_write_json, atomic_write_text, read_json
 from .plots import plot_panel
 from .report import perturbation_filename, records_to_csv
 from .config import DEMO_CONFIG, DEMO_OVERRIDES, build_data, build_models, validate_config
+from .sources import item_coordinates
 from .steps import best_effort
 from .sweep import run_sweep
 from .targeted import targeted_transfer, targeted_verdicts
@@ -84,10 +85,14 @@ def finish_run(out: Path, cfg: dict[str, Any], report: Any, models: dict[str, An
 def run_targeted(out: Path, cfg: dict[str, Any], models: dict[str, Any]) -> dict[str, Any]:
     """The targeted test of ``cfg["targeted"]`` on the first batch: ``targeted.csv``,
     ``targeted_panel.png``, the mean ROI contrast per target and the verdict rows."""
-    x, y, physics = build_data(cfg)[0][0]
+    batches, ids = build_data(cfg)
+    x, y, physics = batches[0]
     n, eps = cfg["targeted"]["slices"], cfg["targeted"]["eps"]
     surrogate, targets = cfg["surrogates"][0], cfg["targets"]
     recs, imgs = targeted_transfer(models[surrogate], {t: models[t] for t in targets}, y[:n], physics, eps=eps)
+    where = item_coordinates(cfg, ids[:n])  # each slice's id, subject and block: the verdicts' units
+    recs = [dict(r, sample_id=ids[r["sample"]], **{k: where.get(ids[r["sample"]], {}).get(k)
+                                                   for k in ("subject", "block")}) for r in recs]
     atomic_write_text(out / "targeted.csv", records_to_csv(recs))
     plot_panel(imgs["target_image"][:1], {t: imgs[f"{t}_clean"][:1] for t in targets},
                {t: imgs[f"{t}_adv"][:1] for t in targets}, out / "targeted_panel.png",

@@ -46,7 +46,7 @@ from ..losses import ReconDeviation, TargetedLoss, magnitude
 from ..metrics import ssim
 from ..threat import KSpaceL2
 from . import records as R
-from .statistics import FLOOR_FRACTION, FLOORS, paired_outcome
+from .statistics import FLOOR_FRACTION, FLOORS, clusters_of, paired_outcome
 
 __all__ = ["insert_structure", "targeted_transfer", "targeted_verdicts"]
 
@@ -214,12 +214,16 @@ def targeted_verdicts(records: list[dict], seed: int = 0) -> list[dict]:
             by = {c: {r["sample"]: float(r[metric]) for r in records
                       if r["target"] == target and r.get("condition", "targeted") == c and _finite(r.get(metric))}
                   for c in ("targeted", "noise", "untargeted")}
+            where = {r["sample"]: r for r in records if r["target"] == target}
             for control in ("noise", "untargeted"):
                 common = [i for i in by["targeted"] if i in by[control]]
                 if not common:
                     continue
+                # the slices' subjects and blocks (when the records carry them) are the units
+                c = clusters_of([where[i] for i in common])
                 o = paired_outcome([by["targeted"][i] for i in common], [by[control][i] for i in common],
-                                   seed=seed, floor=FLOORS["roi_contrast"], floor_fraction=FLOOR_FRACTION)
+                                   seed=seed, floor=FLOORS["roi_contrast"], floor_fraction=FLOOR_FRACTION,
+                                   clusters=c.labels, subjects=c.subjects, unit=c.unit)
                 versus = "equal-norm noise" if control == "noise" else "the untargeted worst case"
                 out.append({"claim_id": "targeted_shows", "claim": f"the inserted structure shows on {target} "
                             f"{words} (more than with {versus})",
