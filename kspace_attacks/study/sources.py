@@ -355,16 +355,21 @@ def item_coordinates(cfg: Mapping[str, Any], ids: Sequence[str]) -> dict[str, di
             from ..data.nifti import volume_slices
 
             path = _volume_path(table)
-            stem, n = _stem(path), volume_slices(path)
-            for sid in wanted:
-                head, _, tail = sid.rpartition("-")
-                if head == stem and tail.isdigit():
-                    out[sid] = _file_coordinates(stem, int(tail), n)
+            out.update(_file_coordinates(_stem(path), volume_slices(path), wanted))
     return {sid: out[sid] for sid in map(str, ids) if sid in out}
 
 
-def _file_coordinates(stem: str, index: int, n_slices: int) -> dict[str, Any]:
-    return {"slice": index, "contrast": "", "subject": stem, "block": min(3, 4 * index // max(1, n_slices))}
+def _file_coordinates(stem: str, n_slices: int, wanted: set[str]) -> dict[str, dict[str, Any]]:
+    """Coordinates of the ``wanted`` ids ``<stem>-<slice>`` of one file of ``n_slices`` slices:
+    the file is the subject, the quarter of the volume the slice lies in its block."""
+    out = {}
+    for sid in wanted:
+        head, _, tail = sid.rpartition("-")
+        if head == stem and tail.isdigit():
+            index = int(tail)
+            out[sid] = {"slice": index, "contrast": "", "subject": stem,
+                        "block": min(3, 4 * index // max(1, n_slices))}
+    return out
 
 
 def _fastmri_coordinates(cfg: Mapping[str, Any], wanted: set[str]) -> dict[str, dict[str, Any]]:
@@ -372,13 +377,9 @@ def _fastmri_coordinates(cfg: Mapping[str, Any], wanted: set[str]) -> dict[str, 
 
     root = Path({**DATA_KEYS["fastmri"], **cfg["data"]}["fastmri"])
     files = sorted(root.glob("*.h5")) if root.is_dir() else [root]
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for f in files:
-        stem, n = _stem(f), inspect_fastmri_file(f).num_slices
-        for sid in wanted:
-            head, _, tail = sid.rpartition("-")
-            if head == stem and tail.isdigit():
-                out[sid] = _file_coordinates(stem, int(tail), n)
+        out.update(_file_coordinates(_stem(f), inspect_fastmri_file(f).num_slices, wanted))
     return out
 
 
