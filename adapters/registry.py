@@ -29,6 +29,9 @@ ENTRY_POINT_GROUP = "kspace_attacks.reconstructors"
 #: Reconstructors that ship with the package (imported lazily, only when loaded).
 BUILTIN: dict[str, str] = {
     "diffusion": "kspace_attacks.adapters.diffusion:load",
+    "diffusion_3k": "kspace_attacks.adapters.diffusion:load_3k",
+    "diffusion_diffpir": "kspace_attacks.adapters.deepinv_solvers:load_diffpir",
+    "diffusion_dps": "kspace_attacks.adapters.deepinv_solvers:load_dps",
     "fastmri_unet": "kspace_attacks.adapters.fastmri_models:load_unet",
     "fastmri_varnet": "kspace_attacks.adapters.fastmri_models:load_varnet",
     "irim": "kspace_attacks.adapters.irim:load",
@@ -40,6 +43,30 @@ BUILTIN: dict[str, str] = {
     "resunetpp_noiseless": "kspace_attacks.adapters.resunetpp:load_noiseless",
     "zero_filled": "kspace_attacks.adapters.zero_filled:load",
 }
+
+
+#: Clean image quality of the shipped models, measured by ``benchmarks/evaluate_reconstructors.py
+#: --write-quality`` (PSNR / SSIM per model and data; see that script for the conventions).
+QUALITY_FILE = Path(__file__).resolve().parent / "weights" / "quality.json"
+
+
+def model_quality(name: str) -> dict[str, dict[str, Any]]:
+    """The measured clean quality of a shipped model: ``{data: {"ssim": ..., "psnr": ..., ...}}``
+    (reference scale; ``*_minmax``: per-image min-max)
+    (``data``: ``"test"``, the embedded test split with the preset's 30 dB noise floor;
+    ``"unseen"``, the shipped dipy brain); ``{}`` when it was not measured.
+
+    >>> from kspace_attacks.adapters.registry import model_quality
+    >>> model_quality("irim")["test"]["ssim"] > model_quality("zero_filled")["test"]["ssim"]
+    True
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a reconstructor name (str), got {describe(name)}")
+    if not QUALITY_FILE.is_file():
+        return {}
+    import json
+
+    return json.loads(QUALITY_FILE.read_text()).get(name, {})
 
 
 class UnknownReconstructorError(KeyError):

@@ -54,6 +54,30 @@ class VPSchedule:
             return ab.clamp(self.min_alpha_bar, 1.0)
         return min(max(ab, self.min_alpha_bar), 1.0)
 
+    def time_of(self, alpha_bar: Tensor) -> Tensor:
+        """The time t in [0, 1] with ``self.alpha_bar(t) == alpha_bar`` (the inverse; values
+        below ``min_alpha_bar`` map to t = 1), computed in float64 and returned in the dtype of
+        ``alpha_bar`` when it is a floating-point tensor.
+
+            >>> s = VPSchedule("cosine")
+            >>> t = torch.tensor([0.1, 0.5, 0.9])
+            >>> torch.allclose(s.time_of(s.alpha_bar(t)), t, atol=1e-5)
+            True
+        """
+        ab = torch.as_tensor(alpha_bar, dtype=torch.float64).clamp(self.min_alpha_bar, 1.0)
+        if self.kind == "cosine":
+            s = self.cosine_s
+            f0 = math.cos(s / (1 + s) * math.pi / 2) ** 2
+            t = torch.acos((ab * f0).sqrt().clamp(max=1.0)) * 2 / math.pi * (1 + s) - s
+        else:  # 0.5 (b1 - b0) t^2 + b0 t + log(ab) = 0
+            a, b = 0.5 * (self.beta_max - self.beta_min), self.beta_min
+            c = torch.log(ab)
+            t = (-c / b) if a == 0 else (-b + torch.sqrt(b * b - 4 * a * c)) / (2 * a)
+        t = torch.where(ab <= self.min_alpha_bar, torch.ones_like(t), t).clamp(0.0, 1.0)
+        if isinstance(alpha_bar, Tensor) and alpha_bar.is_floating_point():
+            return t.to(alpha_bar.dtype)
+        return t
+
     def to_dict(self) -> dict:
         return {
             "kind": self.kind,

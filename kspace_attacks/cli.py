@@ -279,8 +279,19 @@ def _cmd_certify(args: argparse.Namespace) -> int:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from .adapters import list_reconstructors
+    from .adapters.registry import model_quality
 
-    print("\n".join(list_reconstructors()))
+    print(f"{'model':<22}{'test SSIM':>10}{'PSNR':>8}{'unseen SSIM':>13}{'PSNR':>8}")
+    for name in list_reconstructors():
+        q = model_quality(name)
+        cells = []
+        for data in ("test", "unseen"):
+            r = q.get(data)
+            cells += ([f"{r['ssim']:.3f}", f"{r['psnr']:.2f}"] if r else ["-", "-"])
+        print(f"{name:<22}{cells[0]:>10}{cells[1]:>8}{cells[2]:>13}{cells[3]:>8}")
+    print("clean quality on the reference's scale (the records' default) on the embedded test split "
+          "and on the shipped\nunseen brain, both with the embedded preset's 30 dB noise floor "
+          "(benchmarks/evaluate_reconstructors.py; '-': not measured)")
     return 0
 
 
@@ -370,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--max-slices", type=int, default=8,
                         help="slices with image panels when rebuilding (default: %(default)s)")
     _add_evaluate_parser(sub)
-    sub.add_parser("models", help="list the registered reconstructors")
+    sub.add_parser("models", help="list the registered reconstructors and their clean quality")
     from .certify.command import add_parser as add_certify_parser  # light: no torch
 
     add_certify_parser(sub)

@@ -242,3 +242,97 @@ def test_docstring_examples(name):
 
     failures, tried = doctest.testmod(importlib.import_module(name), verbose=False)
     assert tried > 0 and failures == 0
+
+
+@pytest.mark.isolated  # trains: a native crash must fail this test only
+def test_fine_tuning_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
+    """init + cosine schedule + snapshots: a 4-step run interrupted after step 2 and resumed
+    ends with the weights of the same run done in one go."""
+    from kspace_attacks.adapters.training import diffusion as training
+
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(6, 2, 16, 16, generator=g)
+    images[:, 1] = 0
+    base = train(steps=1, out=tmp_path / "base", resume=False, batch_size=2, images=images,
+                 arch=TINY, progress=False)
+    init = training.export(base, tmp_path / "init.safetensors")
+    common = dict(steps=4, batch_size=3, images=images, progress=False, ckpt_every=2, init=init,
+                  lr_schedule="cosine", warmup=1, keep_every=2)
+    straight = torch.load(train(out=tmp_path / "b", resume=False, **common), weights_only=True)
+
+    real_step, calls = training._train_step, []
+
+    def dies_at_step_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_train_step", dies_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(out=tmp_path / "a", resume=False, **common)
+    monkeypatch.setattr(training, "_train_step", real_step)
+    resumed = torch.load(train(out=tmp_path / "a", resume=True, **common), weights_only=True)
+    assert resumed["step"] == straight["step"] == 4
+    for part in ("ema", "model"):
+        for k in straight[part]:
+            torch.testing.assert_close(resumed[part][k], straight[part][k])
+    assert sorted(p.name for p in (tmp_path / "a" / "snapshots").iterdir()) == [
+        "ema_000002.pt", "ema_000004.pt"]
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["training"]["lr_schedule"] == "cosine"
+    # the starting weights were used: one step of a small rate stays close to them
+    start = torch.load(base, weights_only=True)["ema"]
+    snap = torch.load(tmp_path / "b" / "snapshots" / "ema_000002.pt", weights_only=True)["ema"]
+    k = next(iter(start))
+    assert (snap[k] - start[k]).abs().max() < 0.1
+
+
+def test_learning_rate_schedule_and_training_arguments(tmp_path):
+    from kspace_attacks.adapters.training.diffusion import _Hyper, learning_rate
+
+    hp = _Hyper(100, 1, 1.0, 10, 0.9, 10, "cosine")
+    rates = [learning_rate(s, hp) for s in range(100)]
+    assert rates[0] == pytest.approx(0.1) and rates[10] == pytest.approx(1.0)
+    assert rates[-1] == pytest.approx(0.05, abs=1e-3)
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
+    flat = _Hyper(100, 1, 1.0, 10, 0.9, 10, "constant")
+    assert learning_rate(99, flat) == 1.0
+    with pytest.raises(ValueError, match="lr_schedule: expected one of"):
+        train(steps=1, out=tmp_path, lr_schedule="step", images=torch.rand(2, 2, 16, 16))
+    with pytest.raises(ValueError, match="keep_every: expected an integer >= 0"):
+        train(steps=1, out=tmp_path, keep_every=-1, images=torch.rand(2, 2, 16, 16))
+
+
+def test_final_consistency_weight():
+    model = tiny_model()
+    _, y, physics = single_coil(16, 1)
+    both = model.sample_variants(y, physics)
+    torch.testing.assert_close(model(y, physics, final_lam=1.0), both[True])
+    torch.testing.assert_close(model(y, physics, final_lam=0.0), both[False])
+    mid = model(y, physics, final_lam=0.25)
+    torch.testing.assert_close(mid, both[False] + 0.25 * (both[True] - both[False]), atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"final_lam: expected a number in \[0, 1\]"):
+        model(y, physics, final_lam=1.5)
+
+
+def test_tuning_scores_every_final_weight_from_one_run_and_keeps_a_final_step():
+    from kspace_attacks.adapters.training.diffusion_eval import (choose, evaluate, evaluate_final_weights,
+                                                                 score_against)
+    from kspace_attacks.data import demo_batch
+
+    model = tiny_model(steps=2)
+    x, y, _ = demo_batch(2)
+    rows = evaluate_final_weights(model, (x, y), (0.0, 0.5, 1.0), steps=2)
+    assert [r["final_lam"] for r in rows] == [0.0, 0.5, 1.0]
+    for w, r in zip((0.0, 0.5, 1.0), rows):
+        alone = evaluate(model, data=(x, y), steps=2, final_lam=w)
+        assert r["psnr"] == pytest.approx(alone["psnr"], abs=1e-4)
+        assert r["ssim"] == pytest.approx(alone["ssim"], abs=1e-5)
+    ref = {"psnr": rows[0]["psnr"] + 1.5, "ssim": rows[0]["ssim"]}
+    assert score_against(rows[0], ref) == pytest.approx(-1.0)
+    for r in rows:
+        r["score"] = -r["final_lam"]  # weight 0 would win: it is the ablation, not a choice
+    assert choose(rows)["final_lam"] == 0.5
+    with pytest.raises(ValueError, match="final_lam > 0"):
+        choose(rows[:1])

@@ -68,12 +68,21 @@ def test_print_config_is_the_demo_config(capsys):
     assert tomllib.loads(out) == {**DEMO_CONFIG, **DEMO_OVERRIDES}  # what `demo` runs
 
 
-def test_models_lists_the_shipped_reconstructors(capsys):
+def test_models_lists_the_shipped_reconstructors_with_their_quality(capsys):
+    from kspace_attacks.adapters.registry import model_quality
+
     code, out, _ = _run(capsys, "models")
     assert code == 0
-    names = out.split()
-    assert {"irim", "resunetpp", "diffusion", "zero_filled"} <= set(names)
+    lines = out.splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:] if line and not line[0].isspace()
+            and len(line.split()) == 5}
+    names = list(rows)
+    assert {"irim", "resunetpp", "diffusion", "diffusion_dps", "diffusion_diffpir", "zero_filled"} <= set(names)
     assert names == sorted(names)
+    for name in ("irim", "diffusion", "diffusion_dps", "diffusion_diffpir"):
+        q = model_quality(name)["test"]
+        assert rows[name][:2] == [f"{q['ssim']:.3f}", f"{q['psnr']:.2f}"]  # printed from the table
+    assert rows["fastmri_unet"] == ["-"] * 4  # not measured: said so, not invented
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from kspace_attacks.study.verdicts import decide, render_markdown, summary_lines
 
 
 def _records(diffs: list[float], subjects: list | None = None, blocks: list | None = None, target: str = "t",
-             noise: float = 0.2, column: str = R.RELATIVE_DEVIATION) -> list[dict]:
+             noise: float = 0.2, column: str = R.RELATIVE_DEVIATION, surrogate: str = "sur") -> list[dict]:
     """One attack and the noise baseline at eps 0.08: the attack's harm is noise's + ``diffs[i]``."""
     out = []
     for i, d in enumerate(diffs):
@@ -30,8 +30,10 @@ def _records(diffs: list[float], subjects: list | None = None, blocks: list | No
             base["subject"] = subjects[i]
         if blocks is not None:
             base["block"] = blocks[i]
-        out.append(dict(base, **{R.SURROGATE: "sur", R.ATTACK: "pgd", column: noise + d}))
-        out.append(dict(base, **{R.SURROGATE: R.BASELINE_SURROGATE, R.ATTACK: R.BASELINE_ATTACK, column: noise}))
+        out.append(dict(base, **{R.SURROGATE: surrogate, R.ATTACK: "pgd", column: noise + d}))
+        if surrogate == "sur" or surrogate.endswith("0"):  # one baseline row per item and target
+            out.append(dict(base, **{R.SURROGATE: R.BASELINE_SURROGATE, R.ATTACK: R.BASELINE_ATTACK,
+                                     column: noise}))
     return out
 
 
@@ -174,21 +176,23 @@ def test_each_uncorrected_outcome_agrees_with_the_interval_shown(diffs, floor):
 
 
 # ------------------------------------------------------------------------------ multiplicity
-def _many_targets(n_targets: int = 20, n: int = 8) -> list[dict]:
-    """One claim over 20 targets, each a marginal effect (+0.06 +- 0.05 over noise's 0.2)."""
+def _many_surrogates(n_cells: int = 20, n: int = 8, target: str = "t") -> list[dict]:
+    """One claim about one target over 20 surrogates, each a marginal effect (+0.06 +- 0.05 over
+    noise's 0.2)."""
     g = torch.Generator().manual_seed(0)
     out = []
-    for t in range(n_targets):
-        out += _records((torch.randn(n, generator=g) * 0.05 + 0.06).tolist(), target=f"t{t}")
+    for k in range(n_cells):
+        out += _records((torch.randn(n, generator=g) * 0.05 + 0.06).tolist(), target=target,
+                        surrogate=f"s{k}")
     return out
 
 
 def test_holm_corrects_within_the_claim_and_bh_decides_more():
-    recs = _many_targets()
+    recs = _many_surrogates()
     holm, bh = decide(recs), decide(recs, correction="bh")
 
     def holds(rows, key="outcome"):
-        return {r["target"] for r in rows if r[key] == HOLDS}
+        return {r["surrogate"] for r in rows if r[key] == HOLDS}
     assert holds(holm) < holds(bh) < holds(holm, "outcome_uncorrected")  # strictly: every set differs
     assert holds(holm, "outcome_uncorrected") == holds(bh, "outcome_uncorrected")
     for r in holm:
@@ -196,8 +200,11 @@ def test_holm_corrects_within_the_claim_and_bh_decides_more():
         assert (r["outcome"] == HOLDS) == (r["p_adjusted"] < 0.05)
     assert {r["correction"] for r in bh} == {"bh"}
     # the same cells alone (a family of one) are not corrected
-    alone = decide([r for r in recs if r[R.TARGET] == "t0"])[0]
+    alone = decide([r for r in recs if r[R.SURROGATE] in ("s0", R.BASELINE_SURROGATE)])[0]
     assert alone["family_size"] == 1 and alone["p_adjusted"] == alone["p_uncorrected"]
+    # a claim about another target is another question: adding it changes no answer here
+    both = decide(recs + _many_surrogates(target="other"))
+    assert [r for r in both if r["target"] == "t"] == holm
 
 
 def test_families_are_claims_and_untested_cells_stay_out():
@@ -234,7 +241,7 @@ def test_known_adjustments():
 # ------------------------------------------------------------------------------ files and config
 def test_write_verdicts_stores_its_settings_and_reads_the_config(tmp_path):
     diffs, subjects = _correlated()
-    report = SimpleNamespace(records=_many_targets() + _records(diffs, subjects, target="x"),
+    report = SimpleNamespace(records=_many_surrogates() + _records(diffs, subjects, target="x"),
                              config={"verdicts": {"correction": "bh", "floor_fraction": 0.2}})
     rows = write_verdicts(report, tmp_path)
     doc = json.loads((tmp_path / "verdict.json").read_text())

@@ -38,7 +38,8 @@ def _example(heading: str) -> tuple[str, list[str]]:
     return code, re.search(r"```text\n(.*?)```", section, re.S).group(1).splitlines()
 
 
-@pytest.mark.parametrize("heading", ["## My model failed", "### An upper bound next to the lower bound"])
+@pytest.mark.parametrize("heading", ["## My model failed", "### An upper bound next to the lower bound",
+                                     "### deepinv's diffusion solvers as targets"])
 def test_example_runs_and_prints_what_the_readme_says(capsys, heading):
     code, documented = _example(heading)
     exec(compile(code, "README.md", "exec"), {})

@@ -30,6 +30,7 @@ import argparse
 import copy
 import csv
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import Tensor
 
+from kspace_attacks._checks import check_positive_int
 from kspace_attacks._runtime import denormals_flushed
 from kspace_attacks._kernels import narrow_conv_guard
 from kspace_attacks.io import atomic_torch_save, atomic_write_text
@@ -48,8 +50,10 @@ from kspace_attacks.io import atomic_torch_save, atomic_write_text
 from .. import _weights
 from ..diffusion import SAMPLER_DEFAULTS, DiffusionReconstructor, VPSchedule
 from ..score_unet import ScoreUNet, ScoreUNetConfig, count_parameters
-from .common import (add_optimisation_args, apply_gradients, batch_of, check_run_args, due,
-                     machine, read_checkpoint, run_dir, set_lr)
+from .common import (add_optimisation_args, apply_gradients, check_run_args, due, machine,
+                     read_checkpoint, run_dir, set_lr)
+from .diffusion_eval import (FINAL_LAMS, _eval_data, _metrics, choose, default_grid,  # noqa: F401
+                             evaluate, evaluate_final_weights, score_against, time_one_slice, tune)
 
 __all__ = ["train", "load_checkpoint", "evaluate", "tune", "export", "main", "DEFAULT_OUT"]
 
@@ -104,6 +108,8 @@ class _Hyper:
     warmup: int
     ema_decay: float
     ckpt_every: int
+    lr_schedule: str = "constant"
+    keep_every: int = 0
 
 
 @dataclass
@@ -135,7 +141,8 @@ def _run_config(hp: _Hyper, seed: int, arch: dict | None, schedule: dict | None,
         "training": {
             "objective": "DDPM epsilon-prediction (denoising score matching), VP schedule",
             "t_min": T_MIN, "steps": hp.steps, "batch_size": hp.batch_size, "lr": hp.lr,
-            "warmup": hp.warmup, "optimizer": "Adam(betas=(0.9, 0.999)), grad-norm clip 1.0",
+            "warmup": hp.warmup, "lr_schedule": hp.lr_schedule,
+            "optimizer": "Adam(betas=(0.9, 0.999)), grad-norm clip 1.0",
             "ema_decay": hp.ema_decay, "seed": seed, "threads": torch.get_num_threads(),
             "data": "user images" if user_images else (
                 "EmbeddedBrain('train', preset='embedded', seed=0), all contrasts, "
@@ -184,10 +191,24 @@ def _csv_log(path: Path, new: bool) -> Iterator[Any]:
         yield log, writer
 
 
+LR_SCHEDULES = ("constant", "cosine")
+LR_FLOOR = 0.05  # the cosine schedule ends at this fraction of the peak rate
+
+
+def learning_rate(step: int, hp: _Hyper) -> float:
+    """The rate of optimizer step ``step`` (0-based): linear warm-up, then constant or a
+    cosine decay to ``LR_FLOOR`` of the peak at ``hp.steps``."""
+    warm = min(1.0, (step + 1) / max(hp.warmup, 1))
+    if hp.lr_schedule == "constant" or step < hp.warmup:
+        return hp.lr * warm
+    frac = min(1.0, (step - hp.warmup) / max(hp.steps - hp.warmup, 1))
+    return hp.lr * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
 def _train_step(run: _Run, hp: _Hyper, x_all: Tensor, sched: VPSchedule) -> tuple[Tensor, float]:
     """One warmed-up, clipped Adam step and the EMA update; returns ``(loss, lr)``."""
     idx = torch.randint(0, x_all.shape[0], (hp.batch_size,), generator=run.rng)
-    cur_lr = hp.lr * min(1.0, (run.step + 1) / max(hp.warmup, 1))
+    cur_lr = learning_rate(run.step, hp)
     set_lr(run.opt, cur_lr)
     loss = diffusion_loss(run.net, x_all[idx.to(x_all.device)], sched, run.rng)
     apply_gradients(run.opt, loss, clip=(run.net.parameters(), 1.0))
@@ -222,9 +243,29 @@ def _train_loop(run: _Run, hp: _Hyper, x_all: Tensor, out: Path, new_log: bool,
                 if due(run.step, hp.ckpt_every, hp.steps):
                     log.flush()
                     run.save(out / "ckpt.pt")
+                if hp.keep_every and run.step % hp.keep_every == 0:
+                    _save_snapshot(run, out / "snapshots" / f"ema_{run.step:06d}.pt")
         finally:
             if bar is not None:
                 bar.close()
+
+
+def _save_snapshot(run: _Run, path: Path) -> None:
+    """The EMA weights at this step, with the run config (a point of the learning curve)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save({"ema": run.ema.state_dict(), "step": run.step, "elapsed": run.elapsed,
+                       "config": json.dumps(run.config)}, path)
+
+
+def _load_init(run: _Run, init: str | os.PathLike) -> None:
+    """Start both the network and its EMA from shipped (or exported) weights."""
+    path = _weights.resolve("diffusion", init)
+    meta = _weights.read_config(path)
+    if ScoreUNetConfig.from_dict(meta.get("architecture", {})).to_dict() != run.config["architecture"]:
+        raise ValueError(f"init: the weights at {path} have architecture "
+                         f"{meta.get('architecture')}, the run {run.config['architecture']}")
+    _weights.load_state(run.net, path)
+    _weights.load_state(run.ema, path)
 
 
 @denormals_flushed  # denormals make CPU steps 10-30x slower
@@ -235,6 +276,7 @@ def train(
     arch: dict | None = None, schedule: dict | None = None, data_scale: float = 2.0,
     n_train: int | None = None, images: Tensor | None = None,
     device: str | torch.device = "cpu", progress: bool = True,
+    init: str | os.PathLike | None = None, lr_schedule: str = "constant", keep_every: int = 0,
 ) -> Path:
     """Train the score network to ``steps`` optimizer steps; returns the checkpoint path.
 
@@ -251,14 +293,31 @@ def train(
     :param float data_scale: images are multiplied by this before diffusion.
     :param int n_train: use only this many training images (default all 3200).
     :param Tensor images: train on these (N, 2, H, W) images instead of the embedded data.
+    :param init: starting weights of a new run (``"embedded"``: the shipped score network, or
+        an exported ``.safetensors`` path; its architecture must match ``arch``); ignored
+        when resuming from a checkpoint. ``None``: random initialisation.
+    :param str lr_schedule: ``"constant"`` after warm-up, or ``"cosine"`` decay to
+        ``LR_FLOOR`` of ``lr`` at ``steps``.
+    :param int keep_every: also keep the EMA weights every this many steps in
+        ``out/snapshots`` (learning curves; 0: none).
     """
     check_run_args(steps, batch_size, lr, seed, ckpt_every, threads)
-    hp = _Hyper(steps, batch_size, lr, warmup, ema_decay, ckpt_every)
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule: expected one of {LR_SCHEDULES}, got {lr_schedule!r}")
+    check_positive_int("keep_every", keep_every, minimum=0)
+    hp = _Hyper(steps, batch_size, lr, warmup, ema_decay, ckpt_every, lr_schedule, keep_every)
     out = run_dir(out)
     ckpt_path = out / "ckpt.pt"
     config = _run_config(hp, seed, arch, schedule, data_scale, images is not None)
     state = _stored_state(ckpt_path, resume, config)
+    if init is not None and state is None and arch is None:
+        # the architecture of a fine-tuning run is that of its starting weights
+        init_arch = _weights.read_config(_weights.resolve("diffusion", init)).get("architecture", {})
+        config["architecture"] = ScoreUNetConfig.from_dict(init_arch).to_dict()
     run = _init_run(config, lr, seed, device, state)
+    if init is not None and state is None:
+        _load_init(run, init)
+        config["training"]["init"] = str(init)
 
     if images is None:
         images = _train_images(n_train, 0, progress)
@@ -295,120 +354,6 @@ def load_checkpoint(
         net, VPSchedule(**config["schedule"]), data_scale=config["data_scale"], **kw
     )
     return model.to(device).eval()
-
-
-def _eval_data(split: str, n: int | None) -> tuple[Tensor, Tensor]:
-    from kspace_attacks.data import EmbeddedBrain
-
-    ds = EmbeddedBrain(split)
-    idx = range(len(ds)) if n is None else torch.linspace(0, len(ds) - 1, n).round().long().tolist()
-    return batch_of(ds, idx)
-
-
-def _metrics(x_hat: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-sample PSNR / SSIM on min-max normalised magnitudes (data range 1)."""
-    from kspace_attacks import metrics
-
-    return metrics.psnr(x_hat, x, "minmax"), metrics.ssim(x_hat, x, "minmax")
-
-
-@torch.no_grad()
-@denormals_flushed  # denormals make CPU steps 10-30x slower
-def evaluate(
-    model: DiffusionReconstructor, split: str = "test", n: int | None = None,
-    batch_size: int = 20, data: tuple[Tensor, Tensor] | None = None, **sampler_kwargs: Any,
-) -> dict[str, float]:
-    """Mean PSNR / SSIM (minmax, data range 1) of ``model`` and of zero-filled on a split.
-
-    Also returns the wall time per slice of the batched sampler (``s_per_slice``).
-    """
-    from kspace_attacks.data import get_preset
-
-    x, y = data if data is not None else _eval_data(split, n)
-    physics = get_preset("embedded").physics()
-    outs, t0 = [], time.perf_counter()
-    for i in range(0, x.shape[0], batch_size):
-        outs.append(model(y[i : i + batch_size], physics, **sampler_kwargs))
-    dt = time.perf_counter() - t0
-    xh = torch.cat(outs)
-    zf = physics.A_adjoint(y)
-    p, s = _metrics(xh, x)
-    pz, sz = _metrics(zf, x)
-    return {
-        "n": int(x.shape[0]), "psnr": float(p.mean()), "ssim": float(s.mean()),
-        "psnr_zero_filled": float(pz.mean()), "ssim_zero_filled": float(sz.mean()),
-        "delta_psnr": float((p - pz).mean()), "delta_ssim": float((s - sz).mean()),
-        "s_per_slice_batched": dt / x.shape[0],
-    }
-
-
-def default_grid() -> list[dict[str, Any]]:
-    """Sampler settings tried by :func:`tune`.
-
-    All cost at most 100 network evaluations per slice (steps * (1 + corrector_steps) *
-    n_samples), i.e. about 2-3 s per 64x64 slice on 2 idle CPU cores. Deterministic DDIM
-    (eta = 0) is left out: with freshly noised measurements in every consistency step it is
-    far worse than zero-filled (measured: -2 dB at 50 steps).
-    """
-    grid = []
-    for steps in (50, 100):
-        for eta in (1.0, 0.5):
-            for lam in (1.0, 0.7, 0.4):
-                grid.append(dict(steps=steps, eta=eta, lam=lam, corrector_steps=0))
-    for lam in (1.0, 0.7):
-        grid.append(dict(steps=50, eta=1.0, lam=lam, corrector_steps=1, snr=0.16))
-    for eta in (1.0, 0.5):
-        grid.append(dict(steps=50, eta=eta, lam=0.7, corrector_steps=0, n_samples=2))
-    return [{**g, "clip_x0": 1.0} for g in grid]
-
-
-def tune(
-    model: DiffusionReconstructor, grid: Sequence[dict[str, Any]] | None = None,
-    n: int | None = 40, batch_size: int = 20, progress: bool = True,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Choose sampler defaults on the validation split.
-
-    Score = min(delta_psnr / 3, delta_ssim / 0.08): the margin over zero-filled relative to
-    the project's quality target (3 dB and 0.08 SSIM), so both must improve. Returns the best
-    settings and all rows.
-    """
-    data = _eval_data("val", n)
-    rows = []
-    for kw in grid or default_grid():
-        r = evaluate(model, data=data, batch_size=batch_size, **kw)
-        r["score"] = min(r["delta_psnr"] / 3, r["delta_ssim"] / 0.08)
-        rows.append({**kw, **r})
-        if progress:
-            print(
-                f"[tune] {kw}: psnr {r['psnr']:.2f} (zf {r['psnr_zero_filled']:.2f}) "
-                f"ssim {r['ssim']:.4f} (zf {r['ssim_zero_filled']:.4f}) score {r['score']:.3f}",
-                flush=True,
-            )
-    best = max(rows, key=lambda r: r["score"])
-    keys = ("steps", "eta", "lam", "corrector_steps", "snr", "n_samples", "clip_x0")
-    settings = {k: best[k] for k in keys if k in best}
-    return settings, rows
-
-
-@denormals_flushed  # denormals make CPU steps 10-30x slower
-def time_one_slice(model: DiffusionReconstructor, threads: int = 2, repeats: int = 3) -> float:
-    """Median wall time (s) of one clean 64x64 reconstruction with the model's defaults."""
-    from kspace_attacks.data import demo_batch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        _, y, physics = demo_batch(1)
-        with torch.no_grad():
-            model(y, physics)  # warm-up
-            times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                model(y, physics)
-                times.append(time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(old)
-    return sorted(times)[len(times) // 2]
 
 
 # ------------------------------------------------------------------------- export and CLI
@@ -455,10 +400,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ckpt-every", type=int, default=250)
+    p.add_argument("--init", default=None,
+                   help="starting weights of a new run: 'embedded' or a .safetensors path")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant")
+    p.add_argument("--keep-every", type=int, default=0,
+                   help="keep the EMA weights every N steps in OUT/snapshots (learning curve)")
     p.add_argument("--skip-train", action="store_true", help="only tune / evaluate / export")
     p.add_argument("--ship", action="store_true", help="tune on val, evaluate on test, export")
     p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="export path")
     p.add_argument("--tune-n", type=int, default=40, help="validation items used for tuning")
+    p.add_argument("--reuse-tune", action="store_true",
+                   help="with --ship: choose from OUT/tune.json of an earlier run instead of tuning again")
     p.add_argument("--eval-threads", type=int, default=2)
     return p
 
@@ -466,17 +418,25 @@ def parser() -> argparse.ArgumentParser:
 def _ship(a: argparse.Namespace, ckpt: Path) -> dict[str, Any]:
     """Tune on val, evaluate on test, time one slice and export; returns the test metrics."""
     torch.set_num_threads(a.eval_threads)
-    model = load_checkpoint(ckpt)
-    best, rows = tune(model, n=a.tune_n)
-    with open(a.out / "tune.json", "w", encoding="utf-8") as f:
-        json.dump(rows, f, indent=2)
+    tuned = a.out / "tune.json"
+    if a.reuse_tune and tuned.is_file():  # the rows of an earlier --ship: choose again, no re-run
+        rows = json.loads(tuned.read_text(encoding="utf-8"))
+        best = choose(rows)
+    else:
+        best, rows = tune(load_checkpoint(ckpt), n=a.tune_n)
+        atomic_write_text(tuned, json.dumps(rows, indent=2))
     model = load_checkpoint(ckpt, **best)
     test = evaluate(model, "test")
     t_slice = time_one_slice(model, threads=2)
     metrics = {"split": "test", "normalization": "minmax (per image), data range 1, magnitude",
                **test, "s_per_slice_2_threads": round(t_slice, 3)}
+    chosen = next(r for r in rows if all(r.get(k) == v for k, v in best.items()))
     export(ckpt, a.weights, best, metrics,
-           {"tuning": {"split": "val", "n": a.tune_n, "best": best}})
+           {"tuning": {"split": "val", "n": a.tune_n, "best": best, "val_psnr": chosen["psnr"],
+                       "val_ssim": chosen["ssim"], "reference": chosen["reference"],
+                       "criterion": "max min((psnr - reference) / 1.5 dB, (ssim - reference) / 0.05) "
+                                    "over default_grid() x FINAL_LAMS with final_lam > 0 "
+                                    "(training.diffusion_eval.choose; tune.json: every row)"}})
     return metrics
 
 
@@ -487,7 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ckpt = a.out / "ckpt.pt"
     if not a.skip_train:
         ckpt = train(steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed, out=a.out,
-                     resume=not a.no_resume, threads=a.threads, ckpt_every=a.ckpt_every)
+                     resume=not a.no_resume, threads=a.threads, ckpt_every=a.ckpt_every,
+                     init=a.init, lr_schedule=a.lr_schedule, keep_every=a.keep_every)
     if a.ship:
         print(json.dumps(_ship(a, ckpt), indent=2))
     return 0

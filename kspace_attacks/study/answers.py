@@ -14,7 +14,7 @@ glance, each with the evidence behind the answer:
 
 :func:`answer` picks the cells of each question (the diffusion targets are the targets named
 like a configured diffusion model, or given), and per metric writes one line: the outcome
-counts over the cells after the multiplicity correction within each question (a claim in one metric)
+counts over the cells after the multiplicity correction within each question (a claim about one target in one metric)
 (:mod:`kspace_attacks.study.statistics`), the subjects and clusters behind them ("3 subjects,
 13 blocks; unit: block"), and the *headline cell* (the first attack at the largest eps, the
 first surrogate) with its n, mean paired difference, 95 % CI and adjusted p. The answer word is
@@ -92,15 +92,27 @@ class Answer:
 
 
 def diffusion_targets(config: Mapping[str, Any] | None, targets: Sequence[str]) -> list[str]:
-    """Targets that are diffusion models: named ``diffusion*`` or variants (``models.<name>.model``)
-    of a model so named."""
+    """The diffusion model the study's questions are about: the shipped ``diffusion`` and its
+    variants (``models.<name>.model = "diffusion"``) when it is a target; otherwise every target
+    named ``diffusion*`` or a variant of one. Other diffusion targets of the same study (an
+    earlier model, deepinv's solvers) are answered one at a time with ``answer(...,
+    diffusion=[name])`` (``benchmarks/study_by_target.py``).
+
+    >>> diffusion_targets({"models": {"nodc": {"model": "diffusion"}}}, ["irim", "diffusion", "nodc", "diffusion_dps"])
+    ['diffusion', 'nodc']
+    >>> diffusion_targets(None, ["irim", "diffusion_dps"])
+    ['diffusion_dps']
+    """
     models = (config or {}).get("models", {}) or {}
-    out = []
-    for t in targets:
-        base = str(models.get(t, {}).get("model", t)) if isinstance(models.get(t, {}), Mapping) else t
-        if t.startswith("diffusion") or base.startswith("diffusion"):
-            out.append(t)
-    return out
+
+    def base(t: str) -> str:
+        spec = models.get(t, {})
+        return str(spec.get("model", t)) if isinstance(spec, Mapping) else t
+
+    shipped = [t for t in targets if t == "diffusion" or base(t) == "diffusion"]
+    if shipped:
+        return shipped
+    return [t for t in targets if t.startswith("diffusion") or base(t).startswith("diffusion")]
 
 
 def _word(outcomes: list[str]) -> str:
@@ -249,7 +261,7 @@ def render_answers_markdown(answers: Sequence[Answer]) -> str:
     """The answers as the top of ``verdict.md``."""
     lines = ["## The study's questions, answered", "",
              "Per metric: the answer (yes = every cell holds), the outcome counts over the cells "
-             "(surrogate x attack x eps) after the multiplicity correction within each question (a claim in one metric), the subjects "
+             "(surrogate x attack x eps) after the multiplicity correction within each question (a claim about one target in one metric), the subjects "
              "and clusters behind them, and one cell with its mean paired difference [95 % CI], n slices and "
              "adjusted p (positive = the first condition is worse; negligible = within the practical floor).",
              ""]

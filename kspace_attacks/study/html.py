@@ -270,7 +270,7 @@ def _verdict_section(rows: list[dict], settings: Mapping[str, Any] | None = None
            "at least the metric's absolute floor). A claim <b>holds</b> when the difference is above the floor, "
            "<b>does not hold</b> when it is below minus the floor, is <b>negligible</b> within it, <b>no "
            "difference</b> within float rounding, and <b>inconclusive</b> otherwise; outcomes are decided by "
-           f"bootstrap p-values adjusted within each question, a claim in one metric ({_e(s.get('correction', 'holm'))}, alpha "
+           f"bootstrap p-values adjusted within each question, a claim about one target in one metric ({_e(s.get('correction', 'holm'))}, alpha "
            f"{float(s.get('alpha', 0.05)):g}).</p>",
            _table(["claim", "metric", *_OUTCOME_CLASS],
                   [(_e(c), _e(m), *(v[o] for o in _OUTCOME_CLASS)) for (c, m), v in counts.items()],

@@ -33,8 +33,8 @@ bootstrap of few units has no resample beyond their range and would claim ``p ~ 
 resamples``): a cell needs 6 units to decide at all, and a large family needs more (with 13
 units a cell survives Holm in a family of up to about 200). The cell's candidate conclusion is
 the one with the smallest p (``p_uncorrected``, its outcome ``outcome_uncorrected``). Within
-one question (:func:`family_of`: the cells of one claim in one metric, across targets,
-attacks and eps: the study answers each claim per metric) the candidates' p-values are
+one question (:func:`family_of`: the cells of one claim about one target in one metric, across
+surrogates, attacks and eps: the study answers each claim per model and metric) the candidates' p-values are
 adjusted (:func:`correct`) and the cell's ``outcome`` is its candidate when ``p_adjusted <
 alpha``, else inconclusive.
 
@@ -338,19 +338,20 @@ def _tested(row: Mapping) -> bool:
 
 def family_of(row: Mapping) -> tuple:
     """The question a verdict cell answers, the family its p-value is corrected in: the claim
-    in one metric (``(claim_id, metric)``). The study asks each claim per metric, the attack's
-    own objective first (a claim "holds in deviation" and "in SSIM" are two answers), so each
-    metric's cells are one family.
+    about one target in one metric (``(claim_id, metric, target)``). The study asks each claim
+    per metric, the attack's own objective first (a claim "holds in deviation" and "in SSIM"
+    are two answers), and per model under test: adding a target to a study asks a new question
+    about that model and must not change the answers about the others.
 
-    >>> family_of({"claim_id": "beats_noise", "metric": "ssim", "eps": 0.08})
-    ('beats_noise', 'ssim')
+    >>> family_of({"claim_id": "beats_noise", "metric": "ssim", "target": "diffusion", "eps": 0.08})
+    ('beats_noise', 'ssim', 'diffusion')
     """
-    return (row.get("claim_id"), row.get("metric"))
+    return (row.get("claim_id"), row.get("metric"), row.get("target"))
 
 
 def correct(rows: Sequence[Mapping], correction: str = "holm", alpha: float = ALPHA) -> list[dict]:
     """Re-decide verdict rows with their p-values adjusted within each question
-    (:func:`family_of`: a claim in one metric).
+    (:func:`family_of`: a claim about one target in one metric).
 
     Each tested cell's candidate p (``p_uncorrected``) is adjusted over the family's tested
     cells (``family_size``); ``outcome`` is the candidate when ``p_adjusted < alpha``, else

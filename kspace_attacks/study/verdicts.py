@@ -56,7 +56,7 @@ from ..io import atomic_write_json, atomic_write_text
 from ..schema import Table, setting
 from . import records as R
 from .statistics import (ALPHA, CORRECTIONS, DOES_NOT_HOLD, FLOOR_FRACTION, FLOORS, HOLDS, INCONCLUSIVE,
-                         MIN_SUBJECTS, NEGLIGIBLE, NO_DIFFERENCE, RESAMPLES, clusters_of, correct, family_resamples,
+                         MIN_SUBJECTS, NEGLIGIBLE, NO_DIFFERENCE, RESAMPLES, clusters_of, correct, family_of, family_resamples,
                          paired_outcome, support)
 
 __all__ = ["decide", "ablations_of", "verdict_settings", "VerdictSpec", "write_verdicts", "render_markdown",
@@ -188,7 +188,7 @@ class VerdictSpec(Table):
     floors: dict[str, float] = setting(doc="absolute floors per metric replacing the defaults, e.g. {ssim = 0.01} "
                                            "(kspace_attacks.study.statistics.FLOORS)", check=_floors, factory=dict)
     alpha: float = setting(ALPHA, "level of every decision after the correction (CIs: 1 - alpha)", check=_open_unit)
-    correction: str = setting("holm", "multiplicity correction within each question (a claim in one metric): holm (family-wise error) or "
+    correction: str = setting("holm", "multiplicity correction within each question (a claim about one target in one metric): holm (family-wise error) or "
                                       "bh (false discovery rate)", choices=("holm", "bh"))
     min_subjects: int = setting(MIN_SUBJECTS, "distinct subjects a cell needs to be resampled by subject (fewer: "
                                               "by subject and anatomical block)", minimum=1)
@@ -274,7 +274,8 @@ def decide(records: Sequence[dict], seed: int = 0, ablations: Mapping[str, str] 
 
     Each cell is a cluster-bootstrap comparison (:func:`~kspace_attacks.study.statistics.paired_outcome`)
     with the practical floor ``max(floors[metric], floor_fraction * |mean_b|)``; the cells of
-    each question (a claim in one metric, :func:`~kspace_attacks.study.statistics.family_of`)
+    each question (a claim about one target in one metric,
+    :func:`~kspace_attacks.study.statistics.family_of`)
     are one family, corrected together (:func:`~kspace_attacks.study.statistics.correct`).
 
     :param ablations: ``{variant: base}`` target pairs (:func:`ablations_of`): the claim
@@ -288,8 +289,11 @@ def decide(records: Sequence[dict], seed: int = 0, ablations: Mapping[str, str] 
     """
     s = verdict_settings(floor_fraction, floors, alpha, correction, min_subjects, resamples)
     cells = _cells(records, ablations)
-    sizes = Counter((c.claim, c.metric) for c in cells)
-    rows = [_row(c, seed, s, family_resamples(sizes[(c.claim, c.metric)], s["alpha"], s["resamples"]))
+    def family(c: _Cell) -> tuple:  # the cell's question: its claim about its target in its metric
+        return family_of({"claim_id": c.claim, "metric": c.metric, "target": c.key[2]})
+
+    sizes = Counter(family(c) for c in cells)
+    rows = [_row(c, seed, s, family_resamples(sizes[family(c)], s["alpha"], s["resamples"]))
             for c in cells]
     return correct(rows, s["correction"], s["alpha"])
 
@@ -309,10 +313,10 @@ def _counts(rows: Sequence[dict]) -> dict[str, int]:
 
 
 def _corrected(rows: Sequence[dict]) -> str:
-    """How the rows were corrected: "after Holm correction within each question (a claim in one metric)", or ""."""
+    """How the rows were corrected: "after Holm correction within each question (a claim about one target in one metric)", or ""."""
     names = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
     kinds = [names[c] for c in dict.fromkeys(r.get("correction") for r in rows) if c in names]
-    return f"after {' / '.join(kinds)} correction within each question (a claim in one metric)" if kinds else ""
+    return f"after {' / '.join(kinds)} correction within each question (a claim about one target in one metric)" if kinds else ""
 
 
 def _sentence(claim_rows: list[dict]) -> str:
@@ -349,7 +353,7 @@ def _rules(settings: Mapping[str, Any] | None) -> str:
             "(b is clearly worse), is negligible when it lies within +-floor, and is inconclusive otherwise; "
             "no difference is a tie within float rounding. The floor is "
             f"{100 * float(s.get('floor_fraction', FLOOR_FRACTION)):g} % of what condition b does (|mean_b|), at "
-            "least the metric's absolute floor; outcomes are decided by the p-value adjusted within each question (a claim in one metric) "
+            "least the metric's absolute floor; outcomes are decided by the p-value adjusted within each question (a claim about one target in one metric) "
             f"({s.get('correction', 'holm')}) at alpha {alpha:g}; slices are resampled by subject (with at least "
             f"{s.get('min_subjects', MIN_SUBJECTS)} subjects), else by (subject, block), else (no subject ids) "
             "by slice. Metrics: deviation = relative deviation (the attack objective), ssim / psnr = quality "
