@@ -1,7 +1,9 @@
 """kspace-attacks: worst-case k-space perturbations for MRI reconstruction models.
 
 Threat models (:class:`KSpaceL2`, :class:`KSpaceLinf`) bound an additive perturbation of the
-measured k-space; attacks (:class:`PGD`, :class:`APGD`, :class:`ProjectedAdam`, :class:`FGM`,
+measured k-space; physical threat models (:class:`RigidMotion`, :class:`PhaseErrors`,
+:class:`Spikes`, :class:`CoilMapMismatch`, :class:`LostLines`) bound a scanner imperfection in
+physical units; attacks (:class:`PGD`, :class:`APGD`, :class:`ProjectedAdam`, :class:`FGM`,
 :class:`GaussianNoise`) search the ball for the perturbation that changes a reconstructor
 ``f(y, physics)`` the most; :func:`transfer` evaluates perturbations crafted on surrogates on
 other models. Reconstructors for the study's models live in :mod:`kspace_attacks.adapters`.
@@ -40,6 +42,8 @@ _EXPORTS = {
     "APGD": "attacks", "WorstCase": "attacks",
     "KSpaceL2": "threat", "KSpaceLinf": "threat", "ThreatModel": "threat", "sampling_mask": "threat",
     "AttackResult": "result",
+    "RigidMotion": "physical", "PhaseErrors": "physical", "Spikes": "physical",
+    "CoilMapMismatch": "physical", "LostLines": "physical",
     "TransferReport": "study.report",
     "transfer": "study.transfer", "STUDY_EPS": "study.records",
     "evaluate": "testing.card",
@@ -48,7 +52,7 @@ _EXPORTS = {
     "Certificate": "certify", "SmoothedModel": "certify",
 }
 _SUBMODULES = ("attacks", "losses", "metrics", "data", "study", "testing", "interop", "io",
-               "adapters", "defense", "certify", "measurement", "schema", "hallucination")
+               "adapters", "defense", "certify", "measurement", "schema", "hallucination", "physical")
 # old top-level names: name -> (module, attribute or None for the module itself)
 _DEPRECATED = {
     "DEFAULT_EPS": ("study.records", "STUDY_EPS"),

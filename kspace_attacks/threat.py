@@ -205,6 +205,22 @@ class ThreatModel(ABC):
         self._eps_tensor(y)
         return y
 
+    def zeros(self, y: Tensor) -> Tensor:
+        """The zero perturbation (no corruption) for the batch ``y``.
+
+        A perturbation lives in the threat model's own space: ``y``'s shape for additive
+        threats, a parameter vector for physical ones (:mod:`kspace_attacks.physical`).
+        """
+        return torch.zeros_like(y)
+
+    def corrupt(self, y: Tensor, delta: Tensor, physics: Any) -> tuple[Tensor, Any]:
+        """What the reconstructor is handed: ``(apply(y, delta, physics), physics)``.
+
+        Threats that change what the model is told about the acquisition (coil maps) return a
+        different physics; every other threat changes the measurement only.
+        """
+        return self.apply(y, delta, physics), physics
+
     def apply(self, y: Tensor, delta: Tensor, physics: Any) -> Tensor:
         """The perturbed measurement ``y + M delta``.
 

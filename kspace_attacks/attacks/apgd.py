@@ -208,7 +208,7 @@ class APGD(Attack):
     ) -> Tensor:
         """One momentum step from ``x`` (``grad`` is already zero off the support)."""
         threat, y, physics = self.threat, problem.y, problem.physics
-        scale = threat.step_scale(y) * eta.reshape((-1,) + (1,) * (y.dim() - 1))
+        scale = threat.step_scale(y) * eta.reshape((-1,) + (1,) * (x.dim() - 1))
         z = threat.project(x + scale * threat.steepest_direction(grad), y, physics)
         if first or self.momentum == 1.0:
             return z

@@ -76,7 +76,7 @@ class Problem:
         self.forward_evals = 0
         b = y.shape[0]
         self.best_loss = torch.full((b,), -float("inf"), device=y.device, dtype=y.dtype)
-        self.best_delta = torch.zeros_like(y)
+        self.best_delta = threat.zeros(y)
         self.best_x = x_clean.clone()
         self.history: list[Tensor] = []
         #: best objective of each finished start (restart), one ``(B,)`` tensor per start
@@ -88,7 +88,7 @@ class Problem:
     def begin_start(self) -> None:
         """Open the bookkeeping of one start (restart): its own best objective per sample."""
         self._start_best = torch.full_like(self.best_loss, -float("inf"))
-        self._start_delta = torch.zeros_like(self.y)
+        self._start_delta = self.threat.zeros(self.y)
 
     def end_start(self, keep: bool = True) -> tuple[Tensor, Tensor]:
         """Close the current start: its best objective ``(B,)`` and perturbation per sample.
@@ -132,13 +132,13 @@ class Problem:
         """One model call at ``delta``: objective, raw gradient (or None), reconstruction."""
         if not grad:
             with torch.no_grad():
-                x = self.model(self.threat.apply(self.y, delta, self.physics), self.physics)
+                x = self.model(*self.threat.corrupt(self.y, delta, self.physics))
                 value = self.objective(x)
             self.forward_evals += 1
             return value, None, x
         d = delta.detach().requires_grad_(True)
         with torch.enable_grad():
-            x = self.model(self.threat.apply(self.y, d, self.physics), self.physics)
+            x = self.model(*self.threat.corrupt(self.y, d, self.physics))
             value = self.objective(x)
             # Samples are independent, so the gradient of the sum is each sample's gradient.
             (g,) = torch.autograd.grad(value.sum(), d)

@@ -62,7 +62,7 @@ class FGM(Attack):
         start = self.init_scale * threat.sphere(y, physics, generator=generator)
         _, grad, _ = problem.evaluate(start)
         problem.record()
-        problem.evaluate(threat.ascent_step(torch.zeros_like(y), grad, y, physics, 1.0), grad=False)
+        problem.evaluate(threat.ascent_step(threat.zeros(y), grad, y, physics, 1.0), grad=False)
 
     @property
     def max_grad_evals(self) -> int:

@@ -102,14 +102,15 @@ class ProjectedAdam(Attack):
             else:
                 direction = threat.steepest_direction(threat.sphere(y, physics, generator=generator))
             scale = self.init_scale * threat.reference_norm(y)  # (B, U)
-            initial = direction * threat.broadcast(scale, y)
+            # projected: a threat whose set is not a ball (lost lines' flags) starts inside it
+            initial = threat.project(direction * threat.broadcast(scale, direction), y, physics)
         delta = torch.nn.Parameter(initial.clone())
         opt = torch.optim.Adam([delta], lr=self.lr)
         b = y.shape[0]
         rescales = torch.zeros(b, dtype=torch.long, device=y.device)
         since_best = torch.zeros(b, dtype=torch.long, device=y.device)
         active = torch.ones(b, dtype=torch.bool, device=y.device)
-        view = (-1,) + (1,) * (y.dim() - 1)
+        view = (-1,) + (1,) * (delta.dim() - 1)
         for _ in range(self.max_steps):
             before = problem.best_loss.clone()
             _, grad, _ = problem.evaluate(delta.detach())

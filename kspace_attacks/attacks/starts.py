@@ -78,11 +78,11 @@ def _jtj(problem: "Problem", v: Tensor) -> tuple[Tensor, Tensor]:
     y, physics, threat = problem.y, problem.physics, problem.threat
     radius = _FD_RADIUS if problem.eot == 1 else _FD_RADIUS_STOCHASTIC
     h = radius * threat.step_scale(y)
-    total, norm = torch.zeros_like(y), torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
+    total, norm = threat.zeros(y), torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
     for _ in range(problem.eot):
         d = (h * v).detach().requires_grad_(True)
         with torch.enable_grad():
-            x = problem.model(threat.apply(y, d, physics), physics)
+            x = problem.model(*threat.corrupt(y, d, physics))
             u = (x - problem.x_clean).detach()
             (g,) = torch.autograd.grad((x * u).sum(), d)
         problem.grad_evals += 1
@@ -121,7 +121,8 @@ def spectral_directions(
     support = threat.support_mask(y, physics)
     from ..threat import draw  # the package's device-independent draws
 
-    vs = draw("randn", (count, *y.shape), generator).to(device=y.device, dtype=y.dtype) * support
+    shape = threat.zeros(y).shape  # the perturbation's own space
+    vs = draw("randn", (count, *shape), generator).to(device=y.device, dtype=y.dtype) * support
     gains = torch.zeros(count, y.shape[0], dtype=y.dtype, device=y.device)
     for _ in range(iterations):
         vs = _orthonormal(vs)
@@ -131,14 +132,14 @@ def spectral_directions(
     # Rayleigh-quotient order of the last block (the block of vectors that produced ``vs``).
     vs = _orthonormal(vs)
     order = gains.argsort(dim=0, descending=True)  # (count, B)
-    idx = order.reshape(count, y.shape[0], *([1] * (y.dim() - 1))).expand_as(vs)
+    idx = order.reshape(count, y.shape[0], *([1] * (len(shape) - 1))).expand_as(vs)
     vs = torch.gather(vs, 0, idx)
     gains = torch.gather(gains, 0, order)
     # A deterministic sign: the entry of largest magnitude is positive.
     flat = vs.flatten(2)
     pick = flat.abs().argmax(dim=2, keepdim=True)
     sign = torch.sign(torch.gather(flat, 2, pick)).clamp_min(0) * 2 - 1
-    vs = vs * sign.reshape(count, y.shape[0], *([1] * (y.dim() - 1)))
+    vs = vs * sign.reshape(count, y.shape[0], *([1] * (len(shape) - 1)))
     return torch.stack([threat.steepest_direction(v) for v in vs]), gains
 
 
@@ -168,11 +169,13 @@ def start_points(
     """
     y, physics, threat = problem.y, problem.physics, problem.threat
     if isinstance(start, Tensor):
-        if start.shape != y.shape:
-            raise ValueError(f"start: expected a perturbation of y's shape {tuple(y.shape)}, got {tuple(start.shape)}")
+        shape = threat.zeros(y).shape
+        if start.shape != shape:
+            raise ValueError(f"start: expected a perturbation of shape {tuple(shape)} (the threat model's), "
+                             f"got {tuple(start.shape)}")
         return [threat.project(start.to(device=y.device, dtype=y.dtype), y, physics)] * restarts
     if start == "zero":
-        return [torch.zeros_like(y)] * restarts
+        return [threat.zeros(y)] * restarts
     if start == "spectral":
         dirs, _ = spectral_directions(problem, (restarts + 1) // 2, iterations, generator)
         scale = threat.step_scale(y)
@@ -213,8 +216,9 @@ def warm_start(deltas: Tensor, y: Tensor, physics: Any, threat: Any, groups: Ten
     >>> torch.allclose(w[1], 2 * d[0])
     True
     """
-    if deltas.shape != y.shape:
-        raise ValueError(f"deltas: expected y's shape {tuple(y.shape)}, got {tuple(deltas.shape)}")
+    if deltas.shape != threat.zeros(y).shape:
+        raise ValueError(f"deltas: expected the threat model's shape {tuple(threat.zeros(y).shape)}, "
+                         f"got {tuple(deltas.shape)}")
     b = y.shape[0]
     if groups is None:
         flat = y.detach().flatten(1)
