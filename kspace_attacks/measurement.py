@@ -61,7 +61,7 @@ from .attacks.gaussian_noise import GaussianNoise
 from .hallucination import split_columns, splits
 from .threat import ThreatModel
 
-__all__ = ["Grid", "row_generators", "noise_control", "row_metrics", "against_reference"]
+__all__ = ["Grid", "row_generators", "noise_control", "noise_inputs", "row_metrics", "against_reference"]
 
 
 @dataclass
@@ -136,9 +136,18 @@ def noise_control(threat: ThreatModel, y: Tensor, physics: Any,
     ``||M delta||`` under every support and per-coil setting. ``generator``: one for the batch,
     or one per row (:func:`row_generators`).
     """
+    y_noise, _, ratio = noise_inputs(threat, y, physics, generator)
+    return y_noise, ratio
+
+
+def noise_inputs(threat: ThreatModel, y: Tensor, physics: Any,
+                 generator: torch.Generator | Sequence[torch.Generator]) -> tuple[Tensor, Any, Tensor]:
+    """:func:`noise_control` with the physics the model is handed: ``(y_noise, physics_noise,
+    ratio)``; the physics differs only for threats that change it (coil-map mismatch)."""
     t = GaussianNoise(threat).draw_threat
     delta = t.sphere(y, physics, generator)
-    return t.apply(y, delta, physics), t.ratio(delta, y)
+    y_noise, physics_noise = t.corrupt(y, delta, physics)
+    return y_noise, physics_noise, t.ratio(delta, y)
 
 
 def row_metrics(x_adv: Tensor, x_clean: Tensor, x_true: Tensor | None = None,

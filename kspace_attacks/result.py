@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -17,8 +18,11 @@ __all__ = ["AttackResult"]
 class AttackResult:
     """What an attack found, per sample.
 
-    :param delta: the perturbation, shape of ``y`` (on the full grid for ``support="full"``).
-    :param y_adv: the perturbed measurement fed to the model, ``y + M delta``.
+    :param delta: the perturbation in the threat model's space: the shape of ``y`` for additive
+        threats (on the full grid for ``support="full"``), the parameters of a physical threat
+        (:mod:`kspace_attacks.physical`).
+    :param y_adv: the perturbed measurement fed to the model, ``y + M delta`` (a physical
+        threat: the corrupted k-space).
     :param x_clean: the reconstruction of the clean ``y``.
     :param x_adv: the reconstruction of ``y_adv`` (the worst iterate's; with ``eot > 1`` the mean
         over the draws).
@@ -40,6 +44,8 @@ class AttackResult:
     :param start_losses: best objective reached from each start (restart) of the search,
         ``(B, S)`` (before the monotone envelope), or ``None`` for attacks without starts;
         summarised by :attr:`start_best`, :attr:`start_median` and :attr:`restart_spread`.
+    :param physics_adv: the physics the model was handed with ``y_adv`` when the threat changes
+        it (:class:`~kspace_attacks.CoilMapMismatch`), else ``None`` (the clean physics).
     """
 
     delta: Tensor
@@ -56,6 +62,12 @@ class AttackResult:
     attack: str = ""
     source_eps: Tensor | None = None
     start_losses: Tensor | None = None
+    physics_adv: Any = None
+
+    def model_inputs(self, physics: Any) -> tuple[Tensor, Any]:
+        """``(y_adv, physics)`` as the model saw them: ``physics_adv`` if the threat changed
+        the physics, else ``physics`` (the clean one)."""
+        return self.y_adv, (physics if self.physics_adv is None else self.physics_adv)
 
     @property
     def n_starts(self) -> int:

@@ -144,7 +144,7 @@ def test_the_docs_are_derived_from_the_schemas(capsys):
 
 @pytest.mark.parametrize("raw, message", [
     ({"nslices": 3}, "config: unknown key 'nslices'; known keys: ['attacks', 'baseline'"),
-    ({"threat": {"suport": "full"}}, "config.threat: unknown key 'suport'; known keys: ['per', 'relative', 'support', 'type']"),
+    ({"threat": {"suport": "full"}}, "config.threat: unknown key 'suport'; known keys: ['basis', 'count', 'degrees_per_mm', 'drift', 'ordering', 'per', 'pixel_mm', 'relative', 'shots', 'support', 'type']"),
     ({"targeted": {"slice": 2}}, "config.targeted: unknown key 'slice'; known keys: ['eps', 'slices']"),
     ({"report": {"panels": 2}}, "config.report: unknown key 'panels'; known keys: ['panel_slices']"),
     ({"attacks": {"w": {"type": "worst_case", "budegt": 9}}}, "config.attacks.w: unknown key(s) ['budegt'] for WorstCase; known keys: ['type'"),

@@ -90,7 +90,7 @@ def test_given_attacks_replace_the_default_attacks():
         ({"surrogates": []}, r"config\.surrogates: expected at least one entry"),
         ({"targets": ["irim", 3]}, r"config\.targets: expected a list of strings"),
         ({"normalization": "zscore"}, r"config\.normalization: expected one of \['reference', 'minmax', 'fastmri'\], got 'zscore'"),
-        ({"threat": {"type": "KSpaceL1"}}, r"config\.threat\.type: expected one of \['KSpaceL2', 'KSpaceLinf'\], got 'KSpaceL1'"),
+        ({"threat": {"type": "KSpaceL1"}}, r"config\.threat\.type: expected one of \['KSpaceL2', 'KSpaceLinf', 'motion', 'phase', 'spikes', 'coil_maps', 'lost_lines'\], got 'KSpaceL1'"),
         ({"threat": "KSpaceL2"}, r"config\.threat: expected a table"),
         ({"attacks": {}}, r"config\.attacks: expected at least one entry"),
         ({"attacks": {"x": {"type": "CW"}}}, r"config\.attacks\.x\.type: expected one of \[.*'adam', (.*, )?'fgm', 'noise', 'pgd', 'worst_case'\], got 'CW'"),
@@ -194,7 +194,9 @@ def test_build_attacks_from_config():
     assert isinstance(t, ka.KSpaceLinf) and (t.relative, t.per, t.support) == (False, "coil", "full")
     with pytest.raises(ConfigError, match=r"attacks\.p: unknown key\(s\) \['stepz'\] for PGD; known keys"):
         build_attacks(validate_config({"attacks": {"p": {"type": "PGD", "stepz": 3}}}))
-    with pytest.raises(ConfigError, match=r"config\.threat: unknown key 'radius'; known keys: \['per', 'relative', 'support', 'type'\]"):
+    with pytest.raises(ConfigError, match=r"config\.threat: unknown key 'radius'; known keys: \['basis', 'count', "
+                                          r"'degrees_per_mm', 'drift', 'ordering', 'per', 'pixel_mm', 'relative', 'shots', "
+                                          r"'support', 'type'\]"):
         build_attacks(validate_config({"threat": {"radius": 1}}))
 
 

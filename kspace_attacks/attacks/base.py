@@ -335,9 +335,10 @@ class Attack(ABC):
             winner = monotone_winners(problem)
             delta, x_adv, loss, source_eps = delta[winner], x_adv[winner], loss[winner], eps[winner]
         history = torch.stack(problem.history) if problem.history else None
+        y_adv, physics_adv = threat.corrupt(y, delta, physics)
         return AttackResult(
             delta=delta,
-            y_adv=threat.apply(y, delta, physics),
+            y_adv=y_adv.detach(),
             x_clean=problem.x_clean,
             x_adv=x_adv,
             loss=loss,
@@ -350,6 +351,7 @@ class Attack(ABC):
             attack=repr(self),
             source_eps=source_eps,
             start_losses=torch.stack(problem.start_losses, dim=1) if problem.start_losses else None,
+            physics_adv=None if physics_adv is physics else physics_adv,
         )
 
     @abstractmethod

@@ -380,7 +380,13 @@ def build_threat(cfg: Mapping[str, Any]):
     """The threat model of ``cfg["threat"]`` (its budget set per row by the eps grid)."""
     if "eps" in cfg["threat"]:
         raise ConfigError("config.threat: eps is set by the top-level eps grid; remove it from [threat]")
-    return ThreatSpec.from_mapping(cfg["threat"], "config.threat").build()
+    spec = ThreatSpec.from_mapping(cfg["threat"], "config.threat")
+    if spec.type == "coil_maps":
+        # a sweep hands every target the perturbed k-space with the clean physics
+        raise ConfigError("config.threat: type 'coil_maps' changes the coil maps the model is told, not the "
+                          "k-space a sweep transfers; measure it with ka.evaluate(model, physical=['coil_maps']) "
+                          "or an attack's result (.x_adv, .physics_adv)")
+    return spec.build()
 
 
 def build_attacks(cfg: Mapping[str, Any]) -> dict[str, _attacks.Attack]:

@@ -39,6 +39,7 @@ def plot_metric_vs_eps(report: _Report, metric: str, path: str | os.PathLike) ->
     if not targets:
         raise ValueError(f"metric: no records carry {metric!r}; available: {sorted(report.records[0])}")
     fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.6), sharey=True, squeeze=False)
+    xlabel, control = _eps_axis(getattr(report, "config", None) or {})
     for ax, target in zip(axes[0], targets, strict=True):
         lines: dict[tuple, list] = defaultdict(list)
         for r in rows:
@@ -47,7 +48,7 @@ def plot_metric_vs_eps(report: _Report, metric: str, path: str | os.PathLike) ->
         for (s, a), pts in sorted(lines.items()):
             pts.sort(key=lambda r: r["eps"])
             style = "--" if s == R.BASELINE_SURROGATE else "-"
-            label = "random (equal norm)" if s == R.BASELINE_SURROGATE else f"{s} / {a}" + (" (white-box)" if s == target else "")
+            label = control if s == R.BASELINE_SURROGATE else f"{s} / {a}" + (" (white-box)" if s == target else "")
             means = [p[f"{metric}_mean"] for p in pts]
             # the verdicts' interval (bootstrap of the mean), asymmetric; none for a single slice
             lo = [_finite(m - p.get(f"{metric}_ci_low", m)) for m, p in zip(means, pts, strict=True)]
@@ -55,12 +56,25 @@ def plot_metric_vs_eps(report: _Report, metric: str, path: str | os.PathLike) ->
             ax.errorbar([p["eps"] for p in pts], means, yerr=[lo, hi],
                         fmt=style, marker="o", ms=3, capsize=2, label=label)
         ax.set_title(f"target: {target}")
-        ax.set_xlabel("eps (||delta|| / ||y||)")
+        ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(R.LABELS.get(metric, metric))
     axes[0][-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return save_figure(fig, path, dpi=120)
+
+
+def _eps_axis(config: Any) -> tuple[str, str]:
+    """The eps axis label and the control's legend label for the run's threat model."""
+    from ..threat_spec import ThreatSpec
+
+    try:
+        spec = ThreatSpec.from_mapping(config.get("threat", {}), "config.threat")
+    except (ValueError, AttributeError):  # an older or partial config: the default threat
+        return "eps (||delta|| / ||y||)", "random (equal norm)"
+    if spec.physical:
+        return f"eps ({spec.type}, {spec.build().unit})", "random (same size)"
+    return "eps (||delta|| / ||y||)", "random (equal norm)"
 
 
 def plot_report(report: _Report, directory: str | os.PathLike) -> list[Path]:

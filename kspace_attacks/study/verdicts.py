@@ -361,6 +361,20 @@ def _rules(settings: Mapping[str, Any] | None) -> str:
             "distance from the target's noise response.")
 
 
+def _physical_note(config: Mapping[str, Any] | None) -> list[str]:
+    """For a physical threat: what "equal-norm noise" means in this file (its random control)."""
+    from ..threat_spec import ThreatSpec
+
+    spec = ThreatSpec.from_mapping((config or {}).get("threat", {}), "config.threat")
+    if not spec.physical:
+        return []
+    threat = spec.build()
+    return [f"Threat: **{spec.type}** (`{type(threat).__name__}`), eps in {threat.unit}. Throughout this "
+            "file, \"equal-norm noise\" is the random imperfection of the same physical size: every "
+            "parameter at its full budget with random signs (motion, phase) or positions (spikes, lost "
+            "lines).", ""]
+
+
 def render_markdown(rows: Sequence[dict], title: str = "Verdicts", config: Mapping[str, Any] | None = None,
                     settings: Mapping[str, Any] | None = None) -> str:
     """``verdict.md``: the study's questions answered (:mod:`~kspace_attacks.study.answers`), then
@@ -371,8 +385,8 @@ def render_markdown(rows: Sequence[dict], title: str = "Verdicts", config: Mappi
     """
     from .answers import answer, render_answers_markdown
 
-    lines = [f"# {title}", "", render_answers_markdown(answer(rows, config)), "## Every claim", "",
-             _rules(settings), ""]
+    lines = [f"# {title}", "", *_physical_note(config), render_answers_markdown(answer(rows, config)),
+             "## Every claim", "", _rules(settings), ""]
     by_claim: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         by_claim[(r["claim_id"], r["surrogate"], r["attack"], r["target"], r["setting"], r["claim"])].append(r)

@@ -164,6 +164,7 @@ def assert_robust(
     name: str | None = None,
     artifacts_dir: str | os.PathLike | None = None,
     protocol: Any = None,
+    threat: Any = None,
 ) -> RobustnessMeasurement:
     """Fail with :class:`RobustnessError` if a worst-case k-space perturbation of relative
     size ``eps`` costs ``model`` more than ``max_delta_ssim`` SSIM (or ``max_delta_psnr`` dB).
@@ -191,6 +192,9 @@ def assert_robust(
         apply); ``batch=None`` uses the protocol's data. The limits apply to the worst budget's
         worst slice (the worse objective per slice), the session's robustness table gets the
         robustness card (``--kspace-report`` writes it).
+    :param threat: the threat model (:func:`~kspace_attacks.testing.build_attack`): e.g.
+        ``"motion"`` with ``eps`` in mm per shot; the noise control is then a random
+        imperfection of the same size.
 
     Precedence of settings: command-line option > argument > ``kspace_robustness`` marker >
     default.
@@ -211,7 +215,7 @@ def assert_robust(
     if protocol is not None:
         return _assert_protocol(model, batch, protocol, limits,
                                 dict(eps=eps, steps=steps, attack=attack, device=device, seed=seed,
-                                     name=name, artifacts_dir=artifacts_dir))
+                                     name=name, artifacts_dir=artifacts_dir, threat=threat))
     if batch is None:
         raise TypeError("batch: expected an (x, y, physics) batch (e.g. kspace_attacks.data.demo_batch(2)); "
                         "only a protocol (protocol='v1') brings its own data")
@@ -219,7 +223,7 @@ def assert_robust(
                for k, v in (("eps", eps), ("steps", steps), ("device", device))}
     x, y, physics = check_batch(batch)
     m = measure_robustness(model, (x, y, physics), eps=eps, steps=steps, attack=attack,
-                           device=device, normalization=normalization, seed=seed, name=name)
+                           device=device, normalization=normalization, seed=seed, name=name, threat=threat)
     return _decide(m, limits, settings, artifacts_dir, sources, (m, (x, y, physics)))
 
 
@@ -264,10 +268,10 @@ def _assert_protocol(model: Any, batch: Any, protocol: Any, limits: Mapping[str,
     from .card import measure_card
     from .protocol_measure import protocol_measurement
 
-    given = sorted(k for k in ("eps", "steps", "attack") if kw[k] is not None)
+    given = sorted(k for k in ("eps", "steps", "attack", "threat") if kw.get(k) is not None)
     if given:
         raise TypeError(f"{', '.join(given)}: not accepted with protocol={getattr(protocol, 'version', protocol)!r} (the protocol "
-                        f"fixes budgets, attack and steps)")
+                        f"fixes budgets, threat, attack and steps)")
     settings = current_settings()
     device, _ = resolve("device", kw["device"], None, settings)
     seed, _ = resolve("seed", kw["seed"], 0, settings)

@@ -36,7 +36,7 @@ from .._checks import check_image, describe
 from .._runtime import flush_denormals, reproducible_numerics
 from ..attacks import GaussianNoise
 from ..io import atomic_path, dumps_strict
-from ..measurement import Grid, against_reference, noise_control, row_metrics
+from ..measurement import Grid, against_reference, noise_inputs, row_metrics
 from ..stats import bootstrap_ci
 from .measure import _model_name, check_batch, reconstruct as _reconstruct
 from .protocol import PROTOCOLS, Protocol, get_protocol
@@ -117,16 +117,16 @@ def _measure_batch(model: Any, attack_model: Any, batch: tuple, p: Protocol, see
         start = time.perf_counter()
         if label == NOISE:  # the kernel's control: the attack's energy on the entries the model sees
             threat = p.threat_model(g.eps)
-            y_adv, ratio = noise_control(threat, g.y, g.physics, torch.Generator().manual_seed(seed))
+            y_adv, physics_adv, ratio = noise_inputs(threat, g.y, g.physics, torch.Generator().manual_seed(seed))
             spread, grad_evals, forward_evals = None, 0, 0
             name = repr(GaussianNoise(threat, seed=seed, monotone=False))
         else:
             surrogate = model if attack_model is None else attack_model
             res = p.attack_for(label, g.eps, seed)(surrogate, g.y, g.physics,
                                                    x_clean=x_clean if surrogate is model else None)
-            y_adv, ratio, spread = res.y_adv.detach(), res.ratio, res.restart_spread
+            (y_adv, physics_adv), ratio, spread = res.model_inputs(g.physics), res.ratio, res.restart_spread
             grad_evals, forward_evals, name = res.grad_evals, res.forward_evals, res.attack
-        x_adv = _reconstruct(model, y_adv, g.physics, f"the {label} perturbations")
+        x_adv = _reconstruct(model, y_adv, physics_adv, f"the {label} perturbations")
         vals = _row_values(x_adv, x_clean, g, p.normalization)
         vals["ratio"] = g.per_eps(ratio.detach().double().cpu())
         if spread is not None:
@@ -379,7 +379,8 @@ def certified_section(model: Any, batches: list, p: Protocol, seed: int,
 
 def measure_card(model: Any, data: Any = None, protocol: str | Protocol = "v2", name: str | None = None,
                  seed: int = 0, attack_model: Any = None, attack_model_note: str | None = None,
-                 device: Any = None, certify: bool | Mapping[str, Any] = False) -> tuple[dict[str, Any], ProtocolRun]:
+                 device: Any = None, certify: bool | Mapping[str, Any] = False,
+                 physical: bool | Iterable[str] = False) -> tuple[dict[str, Any], ProtocolRun]:
     """The card and the run behind it, without writing files (see :func:`evaluate`)."""
     if not callable(model):
         raise TypeError(f"model: expected a callable model(y, physics), got {describe(model)}")
@@ -403,6 +404,10 @@ def measure_card(model: Any, data: Any = None, protocol: str | Protocol = "v2", 
     if certify:
         card["certified"] = certified_section(model, run.batches, p, seed,
                                               certify if isinstance(certify, Mapping) else None)
+    if physical:
+        from .card_physical import physical_section
+
+        card["physical"] = physical_section(model, run.batches, p, seed, physical, attack_model)
     return card, run
 
 
@@ -423,7 +428,8 @@ def write_card(card: Mapping[str, Any], out: str | os.PathLike) -> dict[str, Pat
 def evaluate(model: Any, data: Any = None, protocol: str | Protocol = "v2",
              out: str | os.PathLike | None = None, name: str | None = None, seed: int = 0, *,
              attack_model: Any = None, attack_model_note: str | None = None,
-             device: Any = None, certify: bool | Mapping[str, Any] = False) -> dict[str, Any]:
+             device: Any = None, certify: bool | Mapping[str, Any] = False,
+             physical: bool | Iterable[str] = False) -> dict[str, Any]:
     """Measure ``model`` under a versioned protocol and return its robustness card (a dict).
 
     :param model: reconstructor ``model(y, physics) -> x`` (a function or an ``nn.Module``).
@@ -442,10 +448,16 @@ def evaluate(model: Any, data: Any = None, protocol: str | Protocol = "v2",
         :data:`CERTIFY_DEFAULTS`) adds a "certified" section: the certified radius of the
         *smoothed* model next to the attack's lower bound on it, per eps (an upper bound for
         the smoothed model only; nothing is certified about ``model`` itself).
+    :param physical: ``True`` (every physical threat that applies to the data) or a list of
+        names (``"motion"``, ``"phase"``, ``"spikes"``, ``"coil_maps"``, ``"lost_lines"``) adds a
+        "physical" section: the protocol's attack within each scanner imperfection at its three
+        documented budgets, against a random imperfection of the same size
+        (:mod:`kspace_attacks.testing.card_physical`).
     :raises CardError: when the model fails on the data (its name and the error in the
         message); no card file is written then.
     """
-    card, _ = measure_card(model, data, protocol, name, seed, attack_model, attack_model_note, device, certify)
+    card, _ = measure_card(model, data, protocol, name, seed, attack_model, attack_model_note, device, certify,
+                           physical)
     if out is not None:
         write_card(card, out)
     return card

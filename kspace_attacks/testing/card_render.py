@@ -90,6 +90,8 @@ def render_markdown(card: Mapping[str, Any]) -> str:
             lines += [f"## {_LABELS.get(label, label)}", ""] + _table(results[label], label != "attack") + [""]
     if "certified" in card:
         lines += _certified(card["certified"])
+    if card.get("physical"):
+        lines += _physical(card["physical"])
     lines += ["## Cost", "", "| condition | gradient evaluations | forward evaluations | seconds |",
               "|---|---|---|---|"]
     cost = card["cost"]
@@ -119,6 +121,24 @@ def _certified(c: Mapping[str, Any]) -> list[str]:
                      f"{_num(r['radius_rel_median'], 4)} | {_num(r['width_median'], 1)} |")
     return lines + ["", "Lower bound and radius: medians over the certified slices, relative to the smoothed "
                         "reconstruction's norm.", ""]
+
+
+def _physical(section: Mapping[str, Any]) -> list[str]:
+    """The "physical" section: per scanner imperfection, worst case vs a random one of its size."""
+    lines = ["## Physical threats: worst case vs a random imperfection of the same size", "",
+             "Δ SSIM of the worst case (worse of both objectives) and of the random imperfection (every "
+             "parameter at its full size, random signs or positions); their paired difference per slice "
+             "(negative: the worst case costs more) with a bootstrap 95 % CI.", "",
+             "| threat | eps | worst case: worst Δ SSIM | mean [95 % CI] | random: mean [95 % CI] "
+             "| worst - random [95 % CI] | answer |", "|---" * 7 + "|"]
+    for name, s in section.items():
+        attack, noise = s["results"]["attack"], s["results"]["noise"]
+        for a, n, c in zip(attack, noise, s["attack_vs_random"], strict=True):
+            unit = s["unit"].replace("|", "\\|")  # a pipe would end the table cell
+            lines.append(f"| {name} (`{s['threat'].split('(')[0]}`) | {a['eps']:g} {unit} | "
+                         f"{_worst(a['delta_ssim'], 3)} | {fmt_ci(a['delta_ssim'], 3)} | "
+                         f"{fmt_ci(n['delta_ssim'], 3)} | {fmt_ci(c, 3)} | {c['answer']} |")
+    return lines + [""]
 
 
 def _at(card: Mapping[str, Any], label: str, eps: float) -> Mapping[str, Any] | None:

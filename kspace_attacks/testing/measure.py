@@ -14,9 +14,9 @@ from .. import metrics as _metrics
 from .._checks import check_image, check_kspace, check_nonneg_float, check_physics, check_positive_int, describe
 from ..attacks import ATTACKS, Attack, attack_class
 from ..attacks.base import frozen_eval
-from ..measurement import against_reference, noise_control, row_metrics
+from ..measurement import against_reference, noise_inputs, row_metrics
 from ..result import AttackResult
-from ..threat import KSpaceL2
+from ..threat import KSpaceL2, ThreatModel
 from .settings import DEFAULT_EPS, DEFAULT_STEPS, current_settings, resolve
 
 __all__ = ["RobustnessMeasurement", "BoundAttack", "build_attack", "measure_robustness", "METHODS"]
@@ -37,7 +37,8 @@ class RobustnessMeasurement:
     """Numbers measured by :func:`measure_robustness` (worst sample unless named ``_mean``).
 
     :param str model: name of the model.
-    :param float eps: relative l2 budget, ``||delta|| <= eps ||y||`` per sample.
+    :param float eps: the budget: relative l2, ``||delta|| <= eps ||y||`` per sample, or a
+        physical threat's in its unit (``attack`` names the threat).
     :param int steps: gradient steps of the attack (0 for noise).
     :param str attack: ``repr`` of the attack that was run.
     :param int n_samples: batch size.
@@ -54,7 +55,8 @@ class RobustnessMeasurement:
     :param float ssim_adv: SSIM of its attacked reconstruction.
     :param float psnr_clean: PSNR of the clean reconstruction of the worst sample.
     :param float psnr_adv: PSNR of its attacked reconstruction.
-    :param float ratio: largest ``||delta|| / ||y||`` in the batch (``<= eps``).
+    :param float ratio: largest ``||delta|| / ||y||`` in the batch (``<= eps``); a physical
+        threat: the largest size used, in its unit.
     :param float seconds: wall-clock time of the measurement.
     :param str device: device the attack ran on.
     :param int n_starts: starts (restarts) of the search per sample (0 for noise / FGM).
@@ -103,11 +105,15 @@ class RobustnessMeasurement:
 
 
 def build_attack(eps: float | None = DEFAULT_EPS, steps: int | None = DEFAULT_STEPS,
-                 method: str | Attack = DEFAULT_ATTACK, seed: int = 0, **kwargs: Any) -> Attack:
+                 method: str | Attack = DEFAULT_ATTACK, seed: int = 0,
+                 threat: str | ThreatModel | None = None, **kwargs: Any) -> Attack:
     """An attack with budget ``eps`` (relative l2, measured k-space) and ``steps`` iterations.
 
     :param float eps: relative budget, ``||delta|| <= eps ||y||`` per sample; ``None`` keeps a
-        template's own budget (else 0.02).
+        template's own budget (else 0.02, or a physical threat's middle documented budget).
+    :param threat: ``None`` (relative l2), a threat type's name (``"motion"``, ``"phase"``,
+        ``"spikes"``, ``"coil_maps"``, ``"lost_lines"``, ``"KSpaceL2"``, ``"KSpaceLinf"``) or a
+        :class:`~kspace_attacks.ThreatModel` (``eps``, if given, replaces its budget).
     :param int steps: gradient evaluations (PGD ``steps``, ProjectedAdam ``max_steps``);
         ``None`` keeps a template's own (else 10).
     :param method: ``"apgd"`` (default, the strongest per evaluation), ``"pgd"``, ``"adam"`` (the study's runner), ``"fgm"``, ``"noise"``
@@ -123,22 +129,46 @@ def build_attack(eps: float | None = DEFAULT_EPS, steps: int | None = DEFAULT_ST
         >>> atk = build_attack(0.02, 5)
         >>> atk.threat.eps, atk.steps
         (0.02, 5)
+        >>> build_attack(None, 5, threat="motion").threat.eps  # mm per shot
+        1.0
     """
     eps = None if eps is None else check_nonneg_float("eps", eps)
     steps = None if steps is None else check_positive_int("steps", steps)
     if isinstance(method, Attack):
         if kwargs:
             raise TypeError(f"kwargs: not accepted with an Attack template, got {sorted(kwargs)}")
-        atk = method if eps is None else method.replace(eps=eps)
+        atk = method if threat is None else method.replace(threat=_threat_model(threat, eps))
+        atk = atk if eps is None else atk.replace(eps=eps)
         return atk if steps is None else atk.replace(steps=steps)
     if method not in METHODS:
         raise ValueError(f"method: expected one of {list(METHODS)} or an Attack, got {method!r}")
-    eps = DEFAULT_EPS if eps is None else eps
     steps = DEFAULT_STEPS if steps is None else steps
     threat_kw = {k: kwargs.pop(k) for k in ("per", "support", "relative") if k in kwargs}
+    if threat is None:
+        model = KSpaceL2(eps=DEFAULT_EPS if eps is None else eps, **threat_kw)
+    else:
+        if threat_kw:
+            raise TypeError(f"kwargs: {sorted(threat_kw)} apply to the default threat only; set them on the "
+                            f"ThreatModel given as threat=")
+        model = _threat_model(threat, eps)
     cls = attack_class(method)
-    atk = cls(KSpaceL2(eps=eps, **threat_kw), seed=seed, **kwargs)
+    atk = cls(model, seed=seed, **kwargs)
     return atk.replace(steps=steps)
+
+
+def _threat_model(threat: str | ThreatModel, eps: float | None) -> ThreatModel:
+    """``threat=`` of :func:`build_attack` as a threat model at ``eps`` (``None``: its default)."""
+    if isinstance(threat, ThreatModel):
+        return threat if eps is None else threat.with_eps(eps)
+    if not isinstance(threat, str):
+        raise TypeError(f"threat: expected a threat name or a ThreatModel, got {describe(threat)}")
+    from ..schema import ConfigError
+    from ..threat_spec import ThreatSpec
+
+    try:
+        return ThreatSpec.from_mapping({"type": threat}, "threat").build(eps)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
 
 
 class BoundAttack:
@@ -233,6 +263,7 @@ def measure_robustness(
     normalization: str = "minmax",
     seed: int | None = None,
     name: str | None = None,
+    threat: str | ThreatModel | None = None,
 ) -> RobustnessMeasurement:
     """Attack ``model`` on ``batch`` and measure the worst-case quality loss.
 
@@ -249,6 +280,9 @@ def measure_robustness(
     :param str normalization: metric normalisation (:mod:`kspace_attacks.metrics`).
     :param int seed: seed of the attack's random start and of the noise baseline (default 0).
     :param str name: model name used in messages (default: its class name).
+    :param threat: the threat model (see :func:`build_attack`): a physical threat's name
+        (``"motion"``, ...) measures what a scanner imperfection of size ``eps`` (in its unit)
+        can do, against a random imperfection of the same size.
     :return: a :class:`RobustnessMeasurement`.
 
     :Example:
@@ -267,8 +301,9 @@ def measure_robustness(
     settings = current_settings()
     attack, _ = resolve("attack", attack, DEFAULT_ATTACK, settings)
     template = isinstance(attack, Attack)
-    # An Attack template keeps its own budget / steps unless they are set explicitly.
-    eps, _ = resolve("eps", eps, None if template else DEFAULT_EPS, settings)
+    threat, _ = resolve("threat", threat, None, settings)
+    # An Attack template (or a named threat) keeps its own budget / steps unless they are set.
+    eps, _ = resolve("eps", eps, None if template or threat is not None else DEFAULT_EPS, settings)
     steps, _ = resolve("steps", steps, None if template else DEFAULT_STEPS, settings)
     device, _ = resolve("device", device, None, settings)
     seed, _ = resolve("seed", seed, 0, settings)
@@ -276,7 +311,7 @@ def measure_robustness(
         raise ValueError(
             f"normalization: expected one of {list(_metrics.NORMALIZATIONS)}, got {normalization!r}"
         )
-    atk = build_attack(eps, steps, attack, seed=seed)
+    atk = build_attack(eps, steps, attack, seed=seed, threat=threat)
     if device is not None:
         _to_device(model, device)
         _to_device(physics, device)
@@ -284,8 +319,8 @@ def measure_robustness(
         x = None if x is None else x.to(device)
     res = atk(model, y, physics)
     # the kernel's control: the attack's energy on the entries the model sees
-    y_noise, _ = noise_control(atk.threat, y, physics, torch.Generator().manual_seed(seed))
-    x_noise = reconstruct(model, y_noise, physics, "the noise control")
+    y_noise, physics_noise, _ = noise_inputs(atk.threat, y, physics, torch.Generator().manual_seed(seed))
+    x_noise = reconstruct(model, y_noise, physics_noise, "the noise control")
     return _measurement(name or _model_name(model), atk, res, x_noise, x, normalization,
                         time.perf_counter() - start)
 

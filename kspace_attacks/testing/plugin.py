@@ -51,7 +51,7 @@ import pytest
 
 MARKER = "kspace_robustness"
 _BATCH_KEYS = ("preset", "n", "coils", "contrast", "split", "seed")
-_MARKER_KEYS = ("eps", "steps", "max_delta_ssim", "max_delta_psnr", "attack", "seed",
+_MARKER_KEYS = ("eps", "steps", "max_delta_ssim", "max_delta_psnr", "attack", "seed", "threat",
                 "protocol") + _BATCH_KEYS
 _STATE = pytest.StashKey[dict]()
 

@@ -107,7 +107,8 @@ class Protocol(Table):
     objectives: tuple[str, ...] = setting(doc="the objectives, each its own attack (the card takes the worse)",
                                           check=_objectives, factory=lambda: ("deviation", "ssim"))
     threat: dict[str, Any] = setting(doc="the threat model table (type, relative, per, support)", check=_threat,
-                                     factory=lambda: ThreatSpec().as_dict())
+                                     factory=lambda: {"type": "KSpaceL2", "relative": True, "per": "sample",
+                                                      "support": "measured"})
     normalization: str = setting("minmax", "metric normalisation", choices=("minmax", "fastmri"))
     data: dict[str, Any] = setting(doc="the protocol's own data (demo_batch arguments)",
                                    factory=lambda: {"source": "embedded", "n_slices": 8, "split": "test",

@@ -36,7 +36,10 @@ class MarkerOptions(Table):
 
     TABLE: ClassVar[str] = "@pytest.mark.kspace_robustness"
 
-    eps: float | None = setting(None, f"relative l2 budget (default {DEFAULT_EPS})", minimum=0.0)
+    eps: float | None = setting(None, f"budget: relative l2 (default {DEFAULT_EPS}) or, with threat, in the "
+                                      "threat's unit (default: its middle documented budget)", minimum=0.0)
+    threat: Any = setting(None, "the threat: a physical threat's name ('motion', 'phase', 'spikes', "
+                                "'coil_maps', 'lost_lines'), 'KSpaceL2' / 'KSpaceLinf', or a ThreatModel")
     steps: int | None = setting(None, f"attack steps (default {DEFAULT_STEPS})", minimum=1)
     max_delta_ssim: float | None = setting(None, f"SSIM the worst case may cost (default {DEFAULT_MAX_DELTA_SSIM})",
                                            minimum=0.0)
