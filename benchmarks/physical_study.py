@@ -82,6 +82,34 @@ def _cell(r: dict | None, digits: int = 3) -> str:
     return f"{r['mean_diff']:+.{digits}f} [{r['ci_low']:+.{digits}f}, {r['ci_high']:+.{digits}f}] **{r['outcome']}**"
 
 
+def _count(rows: list[dict], claim: str, target_is_surrogate: bool, metric: str) -> str:
+    """``holds / cells`` (and how many do not hold) of one claim over surrogates and budgets."""
+    cells = [r for r in rows if r["claim_id"] == claim and r["metric"] == metric
+             and r["surrogate"] in BASE["surrogates"]
+             and ((r["target"] == r["surrogate"]) if target_is_surrogate else r["target"] == "diffusion")]
+    holds = sum(r["outcome"] == "holds" for r in cells)
+    against = sum(r["outcome"] == "does not hold" for r in cells)
+    return f"{holds}/{len(cells)}" + (f" ({against} reversed)" if against else "")
+
+
+def _answers() -> list[str]:
+    """Per threat, how many cells (2 surrogates x 3 budgets) hold each claim."""
+    out = ["Cells (2 surrogates x 3 budgets) in which the worst case is worse than the random imperfection "
+           "of the same size beyond the practical floor ('holds'; 'reversed' = the random one is clearly "
+           "worse):", "",
+           "| threat | white-box on the surrogate: deviation | SSIM | transferred to diffusion: deviation | SSIM "
+           "| structure on diffusion |", "|---|---|---|---|---|---|"]
+    for t in THREATS:
+        path = OUT / t / "verdict.json"
+        if not path.is_file():
+            continue
+        rows = json.loads(path.read_text())["rows"]
+        out.append(f"| {t} | {_count(rows, 'beats_noise', True, 'deviation')} | "
+                   f"{_count(rows, 'beats_noise', True, 'ssim')} | {_count(rows, 'beats_noise', False, 'deviation')} | "
+                   f"{_count(rows, 'beats_noise', False, 'ssim')} | {_count(rows, 'structured', False, 'structure')} |")
+    return out
+
+
 def summarise(seconds: dict[str, float]) -> str:
     """``docs/physical/README.md`` from the runs' verdicts."""
     lines = ["# The study's question under physical threat models", "",
@@ -98,11 +126,11 @@ def summarise(seconds: dict[str, float]) -> str:
              "the structure statistic's null. Verdicts: paired differences per eps with 95 % cluster-bootstrap "
              "CIs (unit: anatomical block, 3 subjects), Holm within each (claim, metric, target), a practical "
              "floor of 10 % of the control's effect; 'holds' = the worst case is worse beyond the floor.", "",
-             "Budgets (mm per shot for motion with 8 interleaved shots and 3.64 mm pixels; radians for phase "
-             "offsets and readout drift per line; spike modulus relative to max |y| with 4 spikes; whole lines "
+             "Budgets (mm per shot for motion with 8 interleaved shots and 3.64 mm pixels; radians for the phase "
+             "offset and readout drift of each of 8 interleaved shots; spike modulus relative to max |y| with 4 spikes; whole lines "
              "lost):", ""]
     lines += [f"- {t}: {', '.join(f'{e:g}' for e in PHYSICAL_BUDGETS[t])}" for t in THREATS]
-    lines += ["", "## Transfer to the diffusion model", "",
+    lines += ["", "## Answer", "", *_answers(), "", "## Transfer to the diffusion model", "",
               "Mean paired difference worst case - random [95 % CI] and the verdict, per surrogate (positive = the "
               "transferred worst case is worse). Deviation: relative change of the reconstruction (the attack's "
               "objective); SSIM: quality lost against the ground truth; structure: null-calibrated structure "
@@ -125,10 +153,18 @@ def summarise(seconds: dict[str, float]) -> str:
                 white.append(f"| {t} | {e:g} | {s} | {_cell(_row(rows, 'beats_noise', s, s, 'deviation', e))} "
                              f"| {_cell(_row(rows, 'beats_noise', s, s, 'ssim', e))} |")
     lines += white
+    if (OUT / "physical_threats.png").is_file():
+        lines += ["", "## What it looks like", "",
+                  "One template test slice at each threat's largest budget (`benchmarks/physical_figure.py`): the "
+                  "diffusion model's reconstruction of the clean k-space, of the worst case crafted on i-RIM and of "
+                  "a random imperfection of the same size; i-RIM's own reconstruction of its worst case; and the "
+                  "imperfection itself.", "", "![physical threats](physical_threats.png)"]
     if seconds:
         lines += ["", "## Wall time", "", "| threat | seconds |", "|---|---|"]
         lines += [f"| {t} | {s:.0f} |" for t, s in seconds.items()]
-        lines += [f"| total | {sum(seconds.values()):.0f} |"]
+        lines += [f"| total | {sum(seconds.values()):.0f} |", "",
+                  "One run per threat on 2 cores (threads = 2), one after the other; each includes its process "
+                  "start and the report."]
     return "\n".join(lines) + "\n"
 
 

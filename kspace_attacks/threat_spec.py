@@ -32,7 +32,7 @@ from .physical.catalog import EMBEDDED_PIXEL_MM, PHYSICAL_THREATS, build_physica
 from .schema import ConfigError, Table, setting
 from .threat import KSpaceL2, KSpaceLinf, ThreatModel
 
-__all__ = ["THREATS", "ThreatSpec", "THREAT_KEYS"]
+__all__ = ["THREATS", "ThreatSpec", "THREAT_KEYS", "resolve_threat"]
 
 #: additive threat models by the name a configuration gives them
 THREATS: dict[str, type[ThreatModel]] = {"KSpaceL2": KSpaceL2, "KSpaceLinf": KSpaceLinf}
@@ -106,3 +106,20 @@ class ThreatSpec(Table):
         if self.type == "phase":
             settings["shots"] = settings["shots"] or None
         return build_physical(self.type, eps, **settings)
+
+
+def resolve_threat(threat: str | ThreatModel, eps: float | Tensor | None = None) -> ThreatModel:
+    """A threat model from a name (``"motion"``, ``"KSpaceL2"``, ...) or a :class:`ThreatModel`,
+    at budget ``eps`` (``None``: a given model's own, a name's default).
+
+    >>> resolve_threat("lost_lines", 4)
+    LostLines(eps=4.0)
+    """
+    if isinstance(threat, ThreatModel):
+        return threat if eps is None else threat.with_eps(eps)
+    if not isinstance(threat, str):
+        raise TypeError(f"threat: expected a threat name or a ThreatModel, got {type(threat).__name__}")
+    try:
+        return ThreatSpec.from_mapping({"type": threat}, "threat").build(eps)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None

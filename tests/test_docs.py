@@ -35,6 +35,8 @@ MODULES = [
     "kspace_attacks.physical.spikes",
     "kspace_attacks.physical.coil_maps",
     "kspace_attacks.physical.lost_lines",
+    "kspace_attacks.testing.card_stats",
+    "kspace_attacks.testing.card_physical",
     "kspace_attacks._deprecation",
     "kspace_attacks._lazy",
     "kspace_attacks.certify",

@@ -39,7 +39,8 @@ def _example(heading: str) -> tuple[str, list[str]]:
 
 
 @pytest.mark.parametrize("heading", ["## My model failed", "### An upper bound next to the lower bound",
-                                     "### deepinv's diffusion solvers as targets"])
+                                     "### deepinv's diffusion solvers as targets",
+                                     "### Physical threat models: what a scanner can do"])
 def test_example_runs_and_prints_what_the_readme_says(capsys, heading):
     code, documented = _example(heading)
     exec(compile(code, "README.md", "exec"), {})

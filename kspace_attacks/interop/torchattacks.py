@@ -33,6 +33,9 @@ attacks:
   random start is seeded (``seed``): the same call gives the same result. ``atk.last_result``
   holds the full :class:`~kspace_attacks.AttackResult` of the last call (reconstructions,
   ``ratio``, loss history).
+- ``threat="motion"`` (or ``"phase"``, ``"spikes"``, ``"lost_lines"``, or a
+  :class:`~kspace_attacks.ThreatModel`) attacks within a scanner imperfection instead, ``eps``
+  in its unit (mm per shot, radians, max |y|, lines); the output is the corrupted k-space.
 - ``atk.save(loader)`` (robust accuracy of a classifier) does not apply; save perturbed
   k-space with :func:`kspace_attacks.data.write_perturbed_kspace`.
 
@@ -73,7 +76,8 @@ from kspace_attacks.attacks import APGD, PGD, GaussianNoise
 from kspace_attacks.attacks import Attack as CoreAttack
 from kspace_attacks.losses import GroundTruthDeviation, Loss, ReconDeviation, SSIMDeviation, TargetedLoss
 from kspace_attacks.result import AttackResult
-from kspace_attacks.threat import KSpaceL2
+from kspace_attacks.threat import KSpaceL2, ThreatModel
+from kspace_attacks.threat_spec import resolve_threat
 
 INSTALL_HINT = (
     'kspace_attacks.interop.torchattacks needs the optional extra: '
@@ -116,7 +120,7 @@ class _KSpaceAttack(_TorchAttack):
     """Shared k-space behaviour of the torchattacks-compatible attacks."""
 
     def __init__(self, name: str, model: Any, physics: Any, eps: float, relative: bool,
-                 per: str, support: str, loss: str | Loss, domain: str, seed: int):
+                 per: str, support: str, loss: str | Loss, domain: str, seed: int, threat: Any = None):
         if not callable(model):
             raise TypeError(f"model: expected a callable model(y, physics), got {describe(model)}")
         module = model if isinstance(model, nn.Module) else _FunctionModel(model)
@@ -142,6 +146,12 @@ class _KSpaceAttack(_TorchAttack):
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed: expected an int, got {describe(seed)}")
         self.seed = seed
+        if threat is not None:
+            built = resolve_threat(threat, self.eps)  # validates the name now, not at the first call
+            if type(built).corrupt is not ThreatModel.corrupt:
+                raise ValueError(f"threat: {type(built).__name__} changes the physics the model is told; the "
+                                 "wrapper returns k-space only (use kspace_attacks' attacks directly)")
+        object.__setattr__(self, "_threat_spec", threat)
 
     # ------------------------------------------------------------------ physics and model
     @property
@@ -207,7 +217,9 @@ class _KSpaceAttack(_TorchAttack):
         )
 
     # ------------------------------------------------------------------ attack
-    def _threat(self) -> KSpaceL2:
+    def _threat(self) -> ThreatModel:
+        if self._threat_spec is not None:  # a physical threat: eps in its unit
+            return resolve_threat(self._threat_spec, self.eps)
         return KSpaceL2(eps=self.eps, relative=self.relative, per=self.per, support=self.support)
 
     def _core(self, loss: Loss) -> CoreAttack:
@@ -285,6 +297,8 @@ class KSpacePGDL2(_KSpaceAttack):
         a :class:`kspace_attacks.losses.Loss`. Targeted mode always pulls towards the labels.
     :param str domain: compare ``"complex"`` images or their ``"magnitude"``.
     :param int seed: seed of the random start. (Default: 0)
+    :param threat: a physical threat's name or a ThreatModel (``eps`` in its unit); default:
+        the l2 ball above.
 
     Shape:
         - inputs: ``(B, 2, H, W)`` or ``(B, 2, N, H, W)`` k-space (deepinv layout), any range.
@@ -303,9 +317,9 @@ class KSpacePGDL2(_KSpaceAttack):
                  alpha: float | None = None, steps: int = 10, random_start: bool = True,
                  restarts: int = 1, relative: bool = True, per: str = "sample",
                  support: str = "measured", loss: str | Loss = "deviation",
-                 domain: str = "complex", seed: int = 0):
+                 domain: str = "complex", seed: int = 0, threat: Any = None):
         super().__init__("KSpacePGDL2", model, physics, eps, relative, per, support, loss,
-                         domain, seed)
+                         domain, seed, threat)
         self.steps = check_positive_int("steps", steps)
         self.alpha = (PGD.default_step_size(steps) if alpha is None
                       else check_nonneg_float("alpha", alpha, strictly_positive=True))
@@ -338,6 +352,8 @@ class KSpaceAPGD(_KSpaceAttack):
     :param loss: ``"deviation"``, ``"reference"``, ``"ssim"`` or a :class:`kspace_attacks.losses.Loss`.
     :param str domain: ``"complex"`` or ``"magnitude"``.
     :param int seed: seed of the random start. (Default: 0)
+    :param threat: a physical threat's name or a ThreatModel (``eps`` in its unit); default:
+        the l2 ball above.
 
     Examples::
 
@@ -348,9 +364,9 @@ class KSpaceAPGD(_KSpaceAttack):
     def __init__(self, model: Any, physics: Any = None, eps: float = 0.05, steps: int = 20,
                  restarts: int = 1, relative: bool = True, per: str = "sample",
                  support: str = "measured", loss: str | Loss = "deviation",
-                 domain: str = "complex", seed: int = 0):
+                 domain: str = "complex", seed: int = 0, threat: Any = None):
         super().__init__("KSpaceAPGD", model, physics, eps, relative, per, support, loss,
-                         domain, seed)
+                         domain, seed, threat)
         self.steps = check_positive_int("steps", steps)
         self.restarts = check_positive_int("restarts", restarts)
         self.supported_mode = ["default", "targeted"]
@@ -377,13 +393,15 @@ class KSpaceGaussianNoise(_KSpaceAttack):
     :param loss: ranks draws: ``"deviation"`` or ``"reference"`` (labels = ground truth).
     :param str domain: ``"complex"`` or ``"magnitude"``.
     :param int seed: seed of the draws. (Default: 0)
+    :param threat: a physical threat's name or a ThreatModel (``eps`` in its unit).
     """
 
     def __init__(self, model: Any, physics: Any = None, eps: float = 0.05, draws: int = 1,
                  relative: bool = True, per: str = "sample", support: str = "measured",
-                 loss: str | Loss = "deviation", domain: str = "complex", seed: int = 0):
+                 loss: str | Loss = "deviation", domain: str = "complex", seed: int = 0,
+                 threat: Any = None):
         super().__init__("KSpaceGaussianNoise", model, physics, eps, relative, per, support,
-                         loss, domain, seed)
+                         loss, domain, seed, threat)
         self.draws = check_positive_int("draws", draws)
         self.supported_mode = ["default"]
 

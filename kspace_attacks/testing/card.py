@@ -32,22 +32,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_image, describe
+from .._checks import describe
 from .._runtime import flush_denormals, reproducible_numerics
 from ..attacks import GaussianNoise
 from ..io import atomic_path, dumps_strict
 from ..measurement import Grid, against_reference, noise_inputs, row_metrics
-from ..stats import bootstrap_ci
 from .measure import _model_name, check_batch, reconstruct as _reconstruct
+from .card_stats import ATTACK, METRICS, NOISE, _rows
 from .protocol import PROTOCOLS, Protocol, get_protocol
 
 __all__ = ["evaluate", "measure_card", "write_card", "model_provenance", "CardError", "ProtocolRun",
            "FORMAT", "NOISE", "ATTACK", "METRICS"]
 
 FORMAT = "kspace-attacks/robustness-card/1"
-NOISE, ATTACK = "noise", "attack"
-#: Card metrics and which way is worse.
-METRICS = {"delta_ssim": "min", "delta_psnr": "min", "relative_deviation": "max"}
 
 
 class CardError(RuntimeError):
@@ -186,32 +183,6 @@ def run_protocol(model: Any, data: Any = None, protocol: str | Protocol = "v2", 
 
 
 # ----------------------------------------------------------------------------------- the card
-def _stat(values: Tensor, worse: str, boot: Mapping[str, Any]) -> dict[str, Any]:
-    """Worst slice, mean and bootstrap CI of the mean of one metric at one eps."""
-    v = values.double()
-    ok = torch.isfinite(v)
-    nan = float("nan")
-    if not bool(ok.any()):
-        return {"worst": nan, "worst_slice": None, "mean": nan, "ci95": [nan, nan], "n": 0}
-    masked = torch.where(ok, v, float("inf") if worse == "min" else -float("inf"))
-    idx = int(masked.argmin() if worse == "min" else masked.argmax())
-    lo, hi = bootstrap_ci(v[ok].tolist(), level=boot["level"], resamples=boot["resamples"], seed=boot["seed"])
-    return {"worst": float(v[idx]), "worst_slice": idx, "mean": float(v[ok].mean()), "ci95": [lo, hi],
-            "n": int(ok.sum())}
-
-
-def _rows(values: Mapping[str, Tensor], eps: list[float], boot: Mapping[str, Any],
-          ratio: Tensor | None) -> list[dict[str, Any]]:
-    rows = []
-    for i, e in enumerate(eps):
-        row: dict[str, Any] = {"eps": e}
-        row.update({m: _stat(values[m][i], worse, boot) for m, worse in METRICS.items()})
-        if ratio is not None:
-            row["ratio_max"] = float(ratio[i].max())
-        rows.append(row)
-    return rows
-
-
 def _hash_tensors(items: Iterable[tuple[str, Tensor]]) -> str:
     h = hashlib.sha256()
     for key, t in items:
@@ -405,9 +376,11 @@ def measure_card(model: Any, data: Any = None, protocol: str | Protocol = "v2", 
         card["certified"] = certified_section(model, run.batches, p, seed,
                                               certify if isinstance(certify, Mapping) else None)
     if physical:
-        from .card_physical import physical_section
+        from .card_physical import physical_entry, physical_protocols
 
-        card["physical"] = physical_section(model, run.batches, p, seed, physical, attack_model)
+        multi = all(b[1].dim() == 5 for b in run.batches)
+        card["physical"] = {name: physical_entry(run_protocol(model, run.batches, variant, seed, attack_model))
+                            for name, variant in physical_protocols(p, physical, multi).items()}
     return card, run
 
 

@@ -29,9 +29,10 @@ import torch
 
 from ..physical.catalog import PHYSICAL_BUDGETS, PHYSICAL_THREATS
 from ..stats import bootstrap_ci
+from .card_stats import ATTACK, NOISE, _rows
 from .protocol import Protocol
 
-__all__ = ["physical_section", "physical_threats_for", "compare_with_random"]
+__all__ = ["physical_protocols", "physical_entry", "physical_threats_for", "compare_with_random"]
 
 
 def physical_threats_for(names: bool | Iterable[str], multi_coil: bool) -> list[str]:
@@ -74,27 +75,25 @@ def compare_with_random(attack: torch.Tensor, noise: torch.Tensor, eps: list[flo
     return rows
 
 
-def physical_section(model: Any, batches: list, p: Protocol, seed: int, names: bool | Iterable[str] = True,
-                     attack_model: Any = None) -> dict[str, Any]:
-    """The "physical" section of a card (see the module docstring)."""
-    from .card import ATTACK, NOISE, _rows, run_protocol
+def physical_protocols(p: Protocol, names: bool | Iterable[str], multi_coil: bool) -> dict[str, Protocol]:
+    """The card's protocol with each physical threat in place of its norm ball, at the threat's
+    documented budgets."""
+    return {name: dataclasses.replace(p, threat={"type": name}, eps=PHYSICAL_BUDGETS[name])
+            for name in physical_threats_for(names, multi_coil)}
 
-    multi = all(b[1].dim() == 5 for b in batches)
-    out: dict[str, Any] = {}
-    for name in physical_threats_for(names, multi):
-        variant = dataclasses.replace(p, threat={"type": name}, eps=PHYSICAL_BUDGETS[name])
-        run = run_protocol(model, batches, variant, seed, attack_model)
-        combined, noise = run.combined(), run.conditions[NOISE].values
-        boot = variant.bootstrap
-        threat = variant.threat_model(PHYSICAL_BUDGETS[name][1])
-        out[name] = {
-            "threat": repr(threat),
-            "unit": getattr(threat, "unit", ""),
-            "eps": run.eps,
-            "results": {ATTACK: _rows(combined, run.eps, boot, None),
-                        NOISE: _rows(noise, run.eps, boot, noise["ratio"])},
-            "attack_vs_random": compare_with_random(combined["delta_ssim"], noise["delta_ssim"], run.eps, boot),
-            "grad_evals": sum(c.grad_evals for c in run.conditions.values()),
-            "seconds": round(run.seconds, 3),
-        }
-    return out
+
+def physical_entry(run: Any) -> dict[str, Any]:
+    """One threat's entry of the section from its protocol run (:func:`physical_protocols`)."""
+    p = run.protocol
+    combined, noise = run.combined(), run.conditions[NOISE].values
+    threat = p.threat_model(p.eps[len(p.eps) // 2])
+    return {
+        "threat": repr(threat),
+        "unit": getattr(threat, "unit", ""),
+        "eps": run.eps,
+        "results": {ATTACK: _rows(combined, run.eps, p.bootstrap, None),
+                    NOISE: _rows(noise, run.eps, p.bootstrap, noise["ratio"])},
+        "attack_vs_random": compare_with_random(combined["delta_ssim"], noise["delta_ssim"], run.eps, p.bootstrap),
+        "grad_evals": sum(c.grad_evals for c in run.conditions.values()),
+        "seconds": round(run.seconds, 3),
+    }

@@ -17,6 +17,7 @@ from ..attacks.base import frozen_eval
 from ..measurement import against_reference, noise_inputs, row_metrics
 from ..result import AttackResult
 from ..threat import KSpaceL2, ThreatModel
+from ..threat_spec import resolve_threat
 from .settings import DEFAULT_EPS, DEFAULT_STEPS, current_settings, resolve
 
 __all__ = ["RobustnessMeasurement", "BoundAttack", "build_attack", "measure_robustness", "METHODS"]
@@ -137,7 +138,7 @@ def build_attack(eps: float | None = DEFAULT_EPS, steps: int | None = DEFAULT_ST
     if isinstance(method, Attack):
         if kwargs:
             raise TypeError(f"kwargs: not accepted with an Attack template, got {sorted(kwargs)}")
-        atk = method if threat is None else method.replace(threat=_threat_model(threat, eps))
+        atk = method if threat is None else method.replace(threat=resolve_threat(threat, eps))
         atk = atk if eps is None else atk.replace(eps=eps)
         return atk if steps is None else atk.replace(steps=steps)
     if method not in METHODS:
@@ -150,25 +151,10 @@ def build_attack(eps: float | None = DEFAULT_EPS, steps: int | None = DEFAULT_ST
         if threat_kw:
             raise TypeError(f"kwargs: {sorted(threat_kw)} apply to the default threat only; set them on the "
                             f"ThreatModel given as threat=")
-        model = _threat_model(threat, eps)
+        model = resolve_threat(threat, eps)
     cls = attack_class(method)
     atk = cls(model, seed=seed, **kwargs)
     return atk.replace(steps=steps)
-
-
-def _threat_model(threat: str | ThreatModel, eps: float | None) -> ThreatModel:
-    """``threat=`` of :func:`build_attack` as a threat model at ``eps`` (``None``: its default)."""
-    if isinstance(threat, ThreatModel):
-        return threat if eps is None else threat.with_eps(eps)
-    if not isinstance(threat, str):
-        raise TypeError(f"threat: expected a threat name or a ThreatModel, got {describe(threat)}")
-    from ..schema import ConfigError
-    from ..threat_spec import ThreatSpec
-
-    try:
-        return ThreatSpec.from_mapping({"type": threat}, "threat").build(eps)
-    except ConfigError as e:
-        raise ValueError(str(e)) from None
 
 
 class BoundAttack:

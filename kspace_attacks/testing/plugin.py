@@ -20,7 +20,7 @@ Fixtures
 
 Marker
     ``@pytest.mark.kspace_robustness(eps=..., steps=..., max_delta_ssim=..., max_delta_psnr=...,
-    attack=..., seed=..., protocol=..., preset=..., n=..., coils=..., contrast=...)``: the test's defaults
+    attack=..., seed=..., threat=..., protocol=..., preset=..., n=..., coils=..., contrast=...)``: the test's defaults
     (explicit arguments win; command-line options win over both). Select such tests with
     ``-m kspace_robustness``.
 
@@ -237,7 +237,7 @@ def kspace_batch(request: pytest.FixtureRequest):
 
 @pytest.fixture
 def kspace_attack(request: pytest.FixtureRequest):
-    """Factory: ``kspace_attack(model, physics, eps=None, steps=None, method="apgd", **kw)``.
+    """Factory: ``kspace_attack(model, physics, eps=None, steps=None, method="apgd", threat=None, **kw)``.
 
     Returns a :class:`~kspace_attacks.testing.BoundAttack` (``attack(y, x_true=None,
     target=None) -> AttackResult``). Precedence: command-line option > argument > marker >
@@ -254,14 +254,15 @@ def kspace_attack(request: pytest.FixtureRequest):
                               marker=marker)
 
     def make(model: Any, physics: Any, eps: float | None = None, steps: int | None = None,
-             method: Any = None, seed: int | None = None, **kwargs: Any):
+             method: Any = None, seed: int | None = None, threat: Any = None, **kwargs: Any):
         method, _ = resolve("attack", method, DEFAULT_ATTACK, scoped)
         template = isinstance(method, Attack)
-        eps_v, _ = resolve("eps", eps, None if template else testing.DEFAULT_EPS, scoped)
+        threat, _ = resolve("threat", threat, None, scoped)
+        eps_v, _ = resolve("eps", eps, None if template or threat is not None else testing.DEFAULT_EPS, scoped)
         steps_v, _ = resolve("steps", steps, None if template else testing.DEFAULT_STEPS,
                                       scoped)
         seed_v, _ = resolve("seed", seed, 0, scoped)
-        attack = testing.build_attack(eps_v, steps_v, method, seed=seed_v, **kwargs)
+        attack = testing.build_attack(eps_v, steps_v, method, seed=seed_v, threat=threat, **kwargs)
         return testing.BoundAttack(attack, model, physics, device=scoped.device)
 
     return make

@@ -1,0 +1,51 @@
+"""The statistics of a robustness card's rows: worst slice, mean and bootstrap CI per budget.
+
+>>> import torch
+>>> row = _rows({"delta_ssim": torch.tensor([[-0.1, -0.3]]), "delta_psnr": torch.tensor([[-1.0, -2.0]]),
+...              "relative_deviation": torch.tensor([[0.1, 0.2]])}, [0.05],
+...             {"level": 0.95, "resamples": 200, "seed": 0}, None)[0]
+>>> row["eps"], round(row["delta_ssim"]["worst"], 6), row["delta_ssim"]["worst_slice"]
+(0.05, -0.3, 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..stats import bootstrap_ci
+
+__all__ = ["NOISE", "ATTACK", "METRICS"]
+
+NOISE, ATTACK = "noise", "attack"
+#: Card metrics and which way is worse.
+METRICS = {"delta_ssim": "min", "delta_psnr": "min", "relative_deviation": "max"}
+
+
+def _stat(values: Tensor, worse: str, boot: Mapping[str, Any]) -> dict[str, Any]:
+    """Worst slice, mean and bootstrap CI of the mean of one metric at one eps."""
+    v = values.double()
+    ok = torch.isfinite(v)
+    nan = float("nan")
+    if not bool(ok.any()):
+        return {"worst": nan, "worst_slice": None, "mean": nan, "ci95": [nan, nan], "n": 0}
+    masked = torch.where(ok, v, float("inf") if worse == "min" else -float("inf"))
+    idx = int(masked.argmin() if worse == "min" else masked.argmax())
+    lo, hi = bootstrap_ci(v[ok].tolist(), level=boot["level"], resamples=boot["resamples"], seed=boot["seed"])
+    return {"worst": float(v[idx]), "worst_slice": idx, "mean": float(v[ok].mean()), "ci95": [lo, hi],
+            "n": int(ok.sum())}
+
+
+def _rows(values: Mapping[str, Tensor], eps: list[float], boot: Mapping[str, Any],
+          ratio: Tensor | None) -> list[dict[str, Any]]:
+    rows = []
+    for i, e in enumerate(eps):
+        row: dict[str, Any] = {"eps": e}
+        row.update({m: _stat(values[m][i], worse, boot) for m, worse in METRICS.items()})
+        if ratio is not None:
+            row["ratio_max"] = float(ratio[i].max())
+        rows.append(row)
+    return rows
