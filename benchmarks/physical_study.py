@@ -153,6 +153,16 @@ def summarise(seconds: dict[str, float]) -> str:
                 white.append(f"| {t} | {e:g} | {s} | {_cell(_row(rows, 'beats_noise', s, s, 'deviation', e))} "
                              f"| {_cell(_row(rows, 'beats_noise', s, s, 'ssim', e))} |")
     lines += white
+    lines += ["", "## Sanity checks of the search", "",
+              "Rows (of 96 white-box rows per threat) where a surrogate's own worst case moved it less than the "
+              "worst case transferred from the other surrogate (`kspace_attacks.sanity`; each folder's verdict.md "
+              "lists them): a weak white-box search there.", "", "| threat | rows | where |", "|---|---|---|"]
+    for t in THREATS:
+        path = OUT / t / "verdict.json"
+        if path.is_file():
+            found = json.loads(path.read_text()).get("sanity") or []
+            where = "; ".join(f"{f['where']}: {len(f['rows'])}" for f in found) or "-"
+            lines.append(f"| {t} | {sum(len(f['rows']) for f in found)} | {where} |")
     if (OUT / "physical_threats.png").is_file():
         lines += ["", "## What it looks like", "",
                   "One template test slice at each threat's largest budget (`benchmarks/physical_figure.py`): the "

@@ -104,6 +104,11 @@ class Grid:
         """Stacked rows: budgets x samples."""
         return int(self.y.shape[0])
 
+    @property
+    def groups(self) -> list:
+        """The sample id of every row (what attacks take as ``groups=``)."""
+        return [self.row_id(i) for i in range(self.rows)]
+
     def row_id(self, i: int) -> Any:
         """The sample id of row ``i``."""
         return self.ids[i % self.n]

@@ -44,6 +44,9 @@ class AttackResult:
     :param start_losses: best objective reached from each start (restart) of the search,
         ``(B, S)`` (before the monotone envelope), or ``None`` for attacks without starts;
         summarised by :attr:`start_best`, :attr:`start_median` and :attr:`restart_spread`.
+    :param unreliable: ``(B,)`` bool, rows whose worst case the search could not confirm (no
+        two independent runs agreed on it within the budget cap; an adaptive
+        :class:`~kspace_attacks.WorstCase`), or ``None`` (not assessed).
     :param physics_adv: the physics the model was handed with ``y_adv`` when the threat changes
         it (:class:`~kspace_attacks.CoilMapMismatch`), else ``None`` (the clean physics).
     """
@@ -63,6 +66,7 @@ class AttackResult:
     source_eps: Tensor | None = None
     start_losses: Tensor | None = None
     physics_adv: Any = None
+    unreliable: Tensor | None = None
 
     def model_inputs(self, physics: Any) -> tuple[Tensor, Any]:
         """``(y_adv, physics)`` as the model saw them: ``physics_adv`` if the threat changed

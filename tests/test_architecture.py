@@ -229,3 +229,26 @@ def test_every_subpackage_is_in_the_wheel():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {_module_name(p) for p in _files() if p.name == "__init__.py"}
     assert found - listed == set()
+
+
+def test_every_public_module_star_imports():
+    """``from module import *`` works for every module: ``__all__`` names strings that exist."""
+    import importlib
+    import pkgutil
+
+    import kspace_attacks
+
+    skip = ("kspace_attacks.interop.torchattacks",)  # needs the optional extra
+    names = [m.name for m in pkgutil.walk_packages(kspace_attacks.__path__, "kspace_attacks.")
+             if not m.name.split(".")[-1].startswith("_") and m.name not in skip]
+    assert len(names) > 50
+    for name in names:
+        module = importlib.import_module(name)
+        public = getattr(module, "__all__", None)
+        if public is None:
+            continue
+        assert all(isinstance(n, str) for n in public), f"{name}.__all__ holds a non-string"
+        namespace: dict = {}
+        exec(f"from {name} import *", namespace)
+        missing = [n for n in public if n not in namespace]
+        assert not missing, f"{name}.__all__ names missing attributes {missing}"

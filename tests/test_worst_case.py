@@ -298,3 +298,84 @@ def test_pgd_random_start_false_contradicts_another_start():
     with pytest.raises(ValueError, match="random_start"):
         ka.PGD(ka.KSpaceL2(eps=0.05), start="spectral", random_start=False)
     assert ka.PGD(ka.KSpaceL2(eps=0.05), start="zero", random_start=False).max_grad_evals == 50
+
+
+# ------------------------------------------------------------------------- issue: flat objectives, groups
+def test_curvature_start_finds_the_top_eigenvector_of_a_quadratic_objective():
+    from kspace_attacks.attacks.base import Problem
+    from kspace_attacks.attacks.starts import curvature_directions
+
+    from ._physics import single_coil
+
+    x, y, physics = single_coil(16, batch=1)
+    p = (0, 5, 9)  # one real pixel weighted 200x: a rank-one spike on top of the identity
+
+    class Quadratic:
+        needs = ()
+
+        def __call__(self, x_adv, x_clean, x_true=None, target=None):
+            d = x_adv - x_clean
+            return d.pow(2).flatten(1).sum(1) + 200 * d[:, p[0], p[1], p[2]].pow(2)
+
+    model = lambda y, physics: physics.A_adjoint(y)  # noqa: E731 - linear: J = A^H on the support
+    threat = ka.KSpaceL2(eps=0.05)
+    problem = Problem(model, y, physics, threat, Quadratic(), model(y, physics), None, None)
+    dirs, gains = curvature_directions(problem, count=2, iterations=6, generator=torch.Generator().manual_seed(0))
+    d = torch.zeros_like(y, requires_grad=True)  # the known top eigenvector: J^T e_p
+    (top,) = torch.autograd.grad(model(y + ka.sampling_mask(y, physics) * d, physics)[0, p[0], p[1], p[2]], d)
+    cos = (dirs[0] * top).sum() / (dirs[0].norm() * top.norm())
+    assert abs(float(cos)) >= 0.99
+    assert float(gains[0, 0]) > 10 * float(gains[1, 0])  # the spike's eigenvalue dominates
+    assert problem.grad_evals == 2 * 2 * 6
+
+
+def test_groups_given_to_an_attack_separate_identical_rows():
+    from ._physics import single_coil
+
+    x, y, physics = single_coil(16, batch=1)
+    y2 = torch.cat([y, y])
+    model = lambda y, physics: physics.A_adjoint(y)  # noqa: E731
+
+    def peaked(x_adv, x_clean, x_true=None, target=None):  # worst at ||change|| = the small budget
+        return -(((x_adv - x_clean).flatten(1).norm(dim=1) - radius) ** 2)
+
+    threat = ka.KSpaceL2(eps=torch.tensor([0.25, 0.5]))  # exact in binary: source_eps compares exactly
+    radius = 0.25 * float(y.norm())
+    noise = ka.GaussianNoise(threat, loss=peaked, monotone=True)
+    pooled = noise(model, y2, physics)  # bit-equal rows: one sample, the envelope pools them
+    assert pooled.source_eps.tolist() == [0.25, 0.25]
+    apart = noise(model, y2, physics, groups=["a", "b"])  # two samples that happen to be equal
+    assert apart.source_eps.tolist() == [0.25, 0.5]
+    assert noise(model, y2, physics, groups=[7, 7]).source_eps.tolist() == [0.25, 0.25]
+    with pytest.raises(ValueError, match="groups: expected one sample id per row"):
+        noise(model, y2, physics, groups=[1])
+
+
+def test_unreliable_fires_when_the_cap_is_too_small_and_clears_when_it_is_enough():
+    model, y, physics = _two_basins()
+    threat = ka.KSpaceL2(eps=0.05)
+    best = C1**2 * threat.budget(y)[:, 0].pow(2)
+    fixed = ka.WorstCase(threat, budget=60)(model, y, physics)
+    assert fixed.unreliable is None  # a fixed budget is not assessed
+    tight = ka.WorstCase(threat, budget=60, max_budget=60)(model, y, physics)
+    assert tight.unreliable.all()  # one run: nothing confirms its worst case
+    enough = ka.WorstCase(threat, budget=60, max_budget=600)(model, y, physics)
+    assert not enough.unreliable.any() and enough.grad_evals <= 600
+    assert torch.allclose(enough.loss / best, torch.ones(2), atol=1e-3)  # settled on the global
+    assert "max_budget=600" in repr(enough.attack) or "max_budget=600" in enough.attack
+    with pytest.raises(ValueError, match="max_budget: expected at least budget"):
+        ka.WorstCase(threat, budget=60, max_budget=10)
+
+
+def test_flat_objectives_get_the_curvature_start_within_the_budget():
+    threat = ka.KSpaceL2(eps=0.05)
+    assert ka.WorstCase(threat, loss="ssim").plan.curvature == 0  # opt-in (see the class docstring)
+    on = ka.WorstCase(threat, loss="ssim", curvature=True)
+    assert on.plan.curvature == 1 and "curvature=True" in repr(on)
+    assert on.replace(budget=60).curvature is True
+    with pytest.raises(ValueError, match="not flat at the clean point"):
+        ka.WorstCase(threat, curvature=True)  # the deviation: its Jacobian start is its curvature
+    x, y, physics = single_coil(16, batch=2)
+    atk = ka.WorstCase(threat, budget=60, loss="ssim", curvature=True)
+    res = atk(zero_filled, y, physics)
+    assert atk.plan.curvature == 1 and res.grad_evals <= 60 and res.n_starts == atk.plan.starts >= 4

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, Callable, Iterator
 
 import torch
@@ -17,7 +18,7 @@ from ..losses import Loss, resolve_loss
 from ..result import AttackResult
 from ..threat import ThreatModel, sampling_mask
 
-__all__ = ["Attack", "Problem", "monotone_winners"]
+__all__ = ["Attack", "Problem", "monotone_winners", "sample_groups", "groups_from_rows", "check_groups"]
 
 Reconstructor = Callable[[Tensor, Any], Tensor]
 
@@ -68,8 +69,12 @@ class Problem:
         x_true: Tensor | None,
         target: Tensor | None,
         eot: int = 1,
+        groups: Tensor | None = None,
     ) -> None:
         self.model, self.y, self.physics, self.threat, self.loss = model, y, physics, threat, loss
+        #: sample id per row (rows of one sample at several budgets share it), or None: see
+        #: :func:`sample_groups`
+        self.groups = groups
         self.x_clean, self.x_true, self.target = x_clean, x_true, target
         self.eot = check_positive_int("eot", eot)
         self.grad_evals = 0
@@ -84,6 +89,8 @@ class Problem:
         self._start_best: Tensor | None = None
         self._start_delta: Tensor | None = None
         self._support = threat.support_mask(y, physics)
+        #: rows whose search did not settle (set by adaptive searches), ``(B,)`` bool, or None
+        self.unreliable: Tensor | None = None
 
     def begin_start(self) -> None:
         """Open the bookkeeping of one start (restart): its own best objective per sample."""
@@ -182,14 +189,53 @@ def _row_digests(b: int, tensors: list[Any]) -> list[bytes]:
     return [d.digest() for d in digests]
 
 
+def groups_from_rows(b: int, tensors: list[Any], device: Any = None) -> Tensor:
+    """Sample id per row, ``(B,)``: rows bit-equal in every per-row tensor of ``tensors`` are
+    one sample (the one fallback rule when no ids are given; ids count from 0 in order)."""
+    keys = _row_digests(b, tensors)
+    ids = {k: n for n, k in enumerate(dict.fromkeys(keys))}
+    return torch.tensor([ids[k] for k in keys], device=device)
+
+
+def sample_groups(problem: Problem) -> Tensor:
+    """Sample id per row of ``problem``: the ids given to the attack (``groups=``), else rows
+    bit-equal in ``y``, sampling mask, coil maps, clean reconstruction, ``x_true`` and
+    ``target`` are one sample (:func:`groups_from_rows`)."""
+    return problem.groups if problem.groups is not None else _data_groups(problem)
+
+
+def _data_groups(problem: Problem) -> Tensor:
+    """Rows bit-equal in every input of ``problem`` (and in the clean reconstruction)."""
+    y, physics = problem.y, problem.physics
+    rows = [y, sampling_mask(y, physics), getattr(physics, "coil_maps", None), problem.x_clean,
+            problem.x_true, problem.target]
+    return groups_from_rows(y.shape[0], rows, y.device)
+
+
+def check_groups(groups: Any, b: int, device: Any = None) -> Tensor | None:
+    """Validate ``groups=``: ``None`` or one id per row (ints, or any hashable ids such as a
+    grid's sample ids); returns ``(B,)`` int ids counting from 0 in order of appearance."""
+    if groups is None:
+        return None
+    values = groups.tolist() if isinstance(groups, Tensor) else list(groups) if not isinstance(groups, (str, bytes)) else None
+    if values is None or len(values) != b:
+        raise ValueError(f"groups: expected one sample id per row ({b}), got {describe(groups)}")
+    try:
+        ids = {k: n for n, k in enumerate(dict.fromkeys(values))}
+    except TypeError as e:
+        raise TypeError(f"groups: expected hashable sample ids (ints, strings), got {describe(groups)}") from e
+    return torch.tensor([ids[v] for v in values], device=device)
+
+
 def monotone_winners(problem: Problem) -> Tensor:
     """Row whose best perturbation each row returns under the monotone envelope, ``(B,)``.
 
     Row ``j``'s perturbation is admissible for row ``i`` when both rows hold the same sample
     (bit-equal ``y``, sampling mask, coil maps, clean reconstruction, ``x_true`` and
     ``target``) and ``j``'s ball lies inside ``i``'s: every budget unit of ``j`` is at most
-    ``i``'s and one is smaller (rows of equal budget stay independent). Since ``y``, model and
-    loss are then the same, ``j``'s objective is ``i``'s objective at that perturbation, so no
+    ``i``'s and one is smaller (rows of equal budget stay independent); which rows hold one
+    sample is :func:`sample_groups` (the ids given to the attack, else bit-equal rows). Since
+    ``y``, model and loss are then the same, ``j``'s objective is ``i``'s objective at that perturbation, so no
     model is called. A model that reconstructs equal rows differently (a sampler with per-row
     noise) gives unequal clean reconstructions, and its rows are not pooled.
     """
@@ -199,12 +245,9 @@ def monotone_winners(problem: Problem) -> Tensor:
     budget = problem.threat.budget_unchecked(y)  # (B, U)
     if b == 1 or bool((budget == budget[:1]).all()):
         return own  # a single budget: nothing to pool
-    physics = problem.physics
-    rows = [y, sampling_mask(y, physics), getattr(physics, "coil_maps", None), problem.x_clean,
-            problem.x_true, problem.target]
-    keys = _row_digests(b, rows)
-    ids = {k: n for n, k in enumerate(dict.fromkeys(keys))}
-    group = torch.tensor([ids[k] for k in keys], device=y.device)
+    group = _data_groups(problem)
+    if problem.groups is not None:  # given ids split samples; equal inputs are still required,
+        group = problem.groups * (int(group.max()) + 1) + group  # since only then j's objective is i's
     # inside[i, j]: j's ball is a strict subset of i's (per unit: per sample or per coil)
     inside = (budget[None] <= budget[:, None]).all(-1) & (budget[None] < budget[:, None]).any(-1)
     pool = inside & (group[None] == group[:, None])
@@ -272,6 +315,7 @@ class Attack(ABC):
         target: Tensor | None = None,
         x_clean: Tensor | None = None,
         generator: torch.Generator | None = None,
+        groups: Tensor | Sequence[Any] | None = None,
     ) -> AttackResult:
         """Attack ``model`` at measurements ``y``.
 
@@ -282,8 +326,12 @@ class Attack(ABC):
         :param torch.Tensor | None target: target image, for targeted losses.
         :param torch.Tensor | None x_clean: the clean reconstruction if already computed.
         :param torch.Generator | None generator: overrides the attack's ``seed``.
+        :param groups: the sample id of every row (e.g. a measurement grid's ids, one per
+            budget x sample): rows with one id are one sample at several budgets (monotone
+            envelope, warm starts). ``None``: rows bit-equal in every input are one sample.
         """
         y = self._check_call(model, y, physics, x_true, target, x_clean)
+        groups = check_groups(groups, y.shape[0], y.device)
         if generator is None:
             generator = torch.Generator().manual_seed(self.seed)
         start = time.perf_counter()
@@ -295,7 +343,8 @@ class Attack(ABC):
                 forward_evals = self.eot
             x_clean = check_image("model(y, physics)", x_clean).detach()
             problem = Problem(
-                model, y, physics, self.threat, self.loss, x_clean, x_true, target, eot=self.eot
+                model, y, physics, self.threat, self.loss, x_clean, x_true, target, eot=self.eot,
+                groups=groups,
             )
             problem.forward_evals += forward_evals
             self._run(problem, generator)
@@ -352,6 +401,8 @@ class Attack(ABC):
             source_eps=source_eps,
             start_losses=torch.stack(problem.start_losses, dim=1) if problem.start_losses else None,
             physics_adv=None if physics_adv is physics else physics_adv,
+            unreliable=None if problem.unreliable is None else
+            (problem.unreliable[winner] if self.monotone else problem.unreliable),
         )
 
     @abstractmethod

@@ -33,8 +33,8 @@ from .._checks import check_positive_int, describe
 if TYPE_CHECKING:
     from .base import Problem
 
-__all__ = ["START_KINDS", "check_start", "spectral_directions", "start_points", "warm_start",
-           "spectral_cost"]
+__all__ = ["START_KINDS", "check_start", "spectral_directions", "curvature_directions", "start_points",
+           "warm_start", "spectral_cost"]
 
 #: Names of the start kinds an iterative attack accepts as ``start=`` (or a tensor).
 START_KINDS = ("uniform", "sphere", "spectral", "zero")
@@ -45,6 +45,10 @@ _FD_RADIUS = 1e-3
 # For stochastic models (eot > 1) the difference divides the model's own output noise by the
 # radius: a larger radius keeps that noise small against the signal (a secant, not a tangent).
 _FD_RADIUS_STOCHASTIC = 0.1
+# Radius of the Hessian's central differences, in budgets: SSIM's gradient near the clean point
+# is small, so a tangent at 1e-3 budgets would be float32 noise; a secant over a twentieth of
+# the budget measures the curvature at the scale the search moves on.
+_CURVATURE_RADIUS = 0.05
 
 
 def check_start(start: Any) -> str | Tensor:
@@ -143,6 +147,58 @@ def spectral_directions(
     return torch.stack([threat.steepest_direction(v) for v in vs]), gains
 
 
+def _hvp(problem: "Problem", v: Tensor, h: Tensor) -> Tensor:
+    """Hessian of the objective times ``v`` at ``delta = 0`` (on the support): the central
+    difference of gradients at ``+- h v`` (exact for a quadratic objective; two gradient
+    evaluations, which also join the search's candidates)."""
+    _, g_plus, _ = problem.evaluate(h * v)
+    _, g_minus, _ = problem.evaluate(-h * v)
+    return (g_plus - g_minus) / (2 * h.clamp_min(1e-30))
+
+
+def curvature_directions(
+    problem: "Problem", count: int = 1, iterations: int = 4, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    r"""Top ``count`` eigenvectors of the objective's Hessian at ``delta = 0``, per sample.
+
+    For objectives that are flat at the clean point (1 - SSIM, and any loss whose gradient
+    vanishes there) the first-order search has nothing to follow and the Jacobian's singular
+    vectors (:func:`spectral_directions`) describe the deviation, not this objective's
+    curvature: the worst case of the objective's quadratic model
+    :math:`\tfrac12 \delta^\top H \delta` is the top eigenvector of :math:`H`. Block power
+    iteration on Hessian-vector products (central differences of gradients at
+    ``_CURVATURE_RADIUS`` budgets), restricted to the threat model's support, orthonormalised
+    per sample; sorted by the Rayleigh quotient.
+
+    Cost: ``2 * count * iterations`` gradient evaluations (``eot`` model calls each).
+
+    :return: ``(directions, gains)``: directions ``(count, *shape)`` of unit norm in the threat
+        model's norm, and ``(count, B)`` Rayleigh quotients :math:`v^\top H v` (unit ``v``).
+    """
+    count = check_positive_int("count", count)
+    iterations = check_positive_int("iterations", iterations)
+    y, physics, threat = problem.y, problem.physics, problem.threat
+    support = threat.support_mask(y, physics)
+    from ..threat import draw
+
+    shape = threat.zeros(y).shape
+    h = _CURVATURE_RADIUS * threat.step_scale(y)
+    vs = draw("randn", (count, *shape), generator).to(device=y.device, dtype=y.dtype) * support
+    gains = torch.zeros(count, y.shape[0], dtype=y.dtype, device=y.device)
+    for _ in range(iterations):
+        vs = _orthonormal(vs)
+        hvs = torch.stack([_hvp(problem, v, h) * support for v in vs])
+        gains = (hvs * vs).flatten(2).sum(2)  # Rayleigh quotients of the unit vectors
+        vs = hvs
+    vs = _orthonormal(vs)
+    order = gains.argsort(dim=0, descending=True)
+    idx = order.reshape(count, y.shape[0], *([1] * (len(shape) - 1))).expand_as(vs)
+    vs, gains = torch.gather(vs, 0, idx), torch.gather(gains, 0, order)
+    # unit size in the threat's own norm (per budget unit), so that ``step_scale * d`` is the budget
+    unit = [v / threat.broadcast(threat.unit_norm(v).clamp_min(1e-30), v) for v in vs]
+    return torch.stack(unit), gains
+
+
 def _orthonormal(vs: Tensor) -> Tensor:
     """Orthonormalise ``count`` vectors per sample (QR on the flattened entries)."""
     count, b = vs.shape[:2]
@@ -195,7 +251,7 @@ def warm_start(deltas: Tensor, y: Tensor, physics: Any, threat: Any, groups: Ten
     """Each row starts from the perturbation of the next smaller budget of its sample.
 
     For a batch holding samples at several budgets (rows of one sample share ``groups``; by
-    default rows with bit-equal ``y`` are one sample), row ``i`` takes ``deltas[j]`` of the
+    default rows with bit-equal ``y`` are one sample, :func:`~kspace_attacks.attacks.base.groups_from_rows`), row ``i`` takes ``deltas[j]`` of the
     row ``j`` of its sample with the largest budget below its own, scaled by the ratio of the
     budgets (onto the larger ball, same direction); rows without a smaller budget keep their
     own. The result is projected onto every row's ball.
@@ -220,10 +276,10 @@ def warm_start(deltas: Tensor, y: Tensor, physics: Any, threat: Any, groups: Ten
         raise ValueError(f"deltas: expected the threat model's shape {tuple(threat.zeros(y).shape)}, "
                          f"got {tuple(deltas.shape)}")
     b = y.shape[0]
-    if groups is None:
-        flat = y.detach().flatten(1)
-        same = (flat[:, None, :] == flat[None, :, :]).all(-1)
-        groups = same.float().argmax(dim=1)  # first row equal to each row
+    if groups is None:  # the package's one fallback rule: bit-equal rows are one sample
+        from .base import groups_from_rows
+
+        groups = groups_from_rows(y.shape[0], [y], y.device)
     budget = threat.budget_unchecked(y)  # (B, U)
     out = deltas.clone()
     for i in range(b):

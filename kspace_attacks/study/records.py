@@ -72,6 +72,7 @@ RATIO, ATTACK_LOSS, GRAD_EVALS, ATTACK_SECONDS, TARGET_SECONDS = (
     "ratio", "attack_loss", "grad_evals", "attack_seconds", "target_seconds")
 N_STARTS, START_BEST, START_MEDIAN, RESTART_SPREAD = (
     "n_starts", "start_best", "start_median", "restart_spread")
+UNRELIABLE = "unreliable"
 # Perturbed vs clean reconstruction (no ground truth needed) ----------------------------------
 SSIM_VS_CLEAN, PSNR_VS_CLEAN, NMSE_VS_CLEAN, SQUARED_DEVIATION = (
     "ssim_vs_clean", "psnr_vs_clean", "nmse_vs_clean", "squared_deviation")
@@ -120,9 +121,10 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column(TARGET, "", "model that reconstructed the perturbed k-space"),
     Column(ATTACK, "", "attack label (the attack's name, e.g. 'pgd', or the config's key)"),
     Column(SETTING, "", "'white-box' (target = surrogate), 'transfer' or 'baseline'"),
-    Column(EPS, "relative budget", "budget: ||delta|| <= eps ||y|| (threat model's norm)"),
+    Column(EPS, "budget", "budget: ||delta|| <= eps ||y|| (threat model's norm); a physical threat's in its "
+           "unit (mm, rad, max|y|, lines)"),
     Column(BATCH, "", "index of the batch the record came from (sweeps)"),
-    Column(RATIO, "relative", "||delta|| / ||y|| actually used (<= eps)"),
+    Column(RATIO, "relative", "||delta|| / ||y|| actually used (<= eps); a physical threat: the size used"),
     Column(ATTACK_LOSS, "loss units", "the attack objective at the returned perturbation (NaN for noise)"),
     Column(GRAD_EVALS, "count", "gradient evaluations the attack used for the whole batch"),
     Column(N_STARTS, "count", "starts (restarts) of the worst-case search for this row (0: none)"),
@@ -130,6 +132,8 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column(START_MEDIAN, "loss units", "median attack objective over the search's starts"),
     Column(RESTART_SPREAD, "relative",
            "(start_best - start_median) / |start_best|: 0 = every start found the same worst case"),
+    Column(UNRELIABLE, "flag", "1: the adaptive search could not confirm this row's worst case (no two independent "
+           "runs agreed within its cap, WorstCase(max_budget=...)); 0: confirmed; NaN: not assessed"),
     Column(ATTACK_SECONDS, "s", "attack wall time per sample (batch time / batch size)"),
     Column(TARGET_SECONDS, "s", "target reconstruction wall time per sample"),
     Column(SSIM_VS_CLEAN, "", "SSIM(x_adv, x_clean): 1 = unchanged; on the run's normalization "

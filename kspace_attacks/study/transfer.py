@@ -28,7 +28,7 @@ from .progress import Progress, as_progress
 from .reconstruct import reconstruct_all, reconstruct_one as _reconstruct, trajectory_groups
 from .report import TransferReport
 
-__all__ = ["transfer", "iter_batches", "trajectory_groups", "reconstruct_all", Grid, "target_null", "baseline_threat", "TransferPlan", "Shared",
+__all__ = ["transfer", "iter_batches", "trajectory_groups", "reconstruct_all", "Grid", "target_null", "baseline_threat", "TransferPlan", "Shared",
            "batch_shared", "craft_surrogate", "noise_baseline", "reconstruct_crafted", "crafted_records",
            "keep_perturbations"]
 
@@ -327,6 +327,7 @@ class _Crafted:
     grad_evals: int
     attack_repr: str
     spread: tuple[Tensor, Tensor, Tensor] | None = None  # (starts, best, median) per row
+    unreliable: Tensor | None = None  # (B,) bool from an adaptive search, else not assessed
 
 
 def craft_surrogate(plan: TransferPlan, st: Grid, s_name: str, progress: Progress,
@@ -342,11 +343,11 @@ def craft_surrogate(plan: TransferPlan, st: Grid, s_name: str, progress: Progres
     with progress.task(f"craft on {s_name}", total=sum(a.max_grad_evals for a in chosen.values()),
                        unit="grad evals", level=1) as bar:
         for a_name, atk in chosen.items():
-            res = atk(s_model, st.y, st.physics)
+            res = atk(s_model, st.y, st.physics, groups=st.groups)
             spread = None if res.start_losses is None else (
                 torch.full_like(res.ratio, res.n_starts), res.start_best, res.start_median)
             out.append(_Crafted(s_name, a_name, res.y_adv, res.ratio, res.loss, res.seconds,
-                                res.grad_evals, res.attack, spread))
+                                res.grad_evals, res.attack, spread, res.unreliable))
             bar.advance(atk.max_grad_evals, f"{a_name}: {res.grad_evals} gradient evaluation(s) of "
                                             f"{rows} rows in {res.seconds:.1f} s")
     return out
@@ -429,6 +430,7 @@ def _target_records(c: _Crafted, t_name: str, x_adv: Tensor, t_seconds: float, x
             R.ATTACK_LOSS: float(c.loss[i]),
             R.GRAD_EVALS: c.grad_evals,
             **_spread_columns(c, i),
+            R.UNRELIABLE: float("nan") if c.unreliable is None else float(c.unreliable[i]),
             R.ATTACK_SECONDS: c.seconds / rows,
             R.TARGET_SECONDS: t_seconds / rows,
         }

@@ -163,8 +163,10 @@ def _row(cell: _Cell, seed: int, s: Mapping[str, Any], resamples: int) -> dict:
     surrogate, attack, target = cell.key
     text = CLAIMS[cell.claim].format(surrogate=surrogate, attack=attack, target=target, eps=cell.eps, **cell.fields)
     setting = R.WHITE_BOX if surrogate == target else R.TRANSFER
+    flags = [r.get(R.UNRELIABLE) for r in cell.records]
+    unreliable = sum(1 for f in flags if f == f and f)  # NaN (not assessed) and 0 do not count
     return {"claim_id": cell.claim, "claim": text, "metric": cell.metric, "eps": cell.eps, "surrogate": surrogate,
-            "attack": attack, "target": target, "setting": setting, **out.as_dict()}
+            "attack": attack, "target": target, "setting": setting, **out.as_dict(), "unreliable_rows": unreliable}
 
 
 def _open_unit(value: float) -> str | None:
@@ -341,6 +343,8 @@ def _cell_text(r: dict, m: str) -> str:
     text = f"{_fmt(r['mean_diff'], m)} [{_fmt(r['ci_low'], m)}, {_fmt(r['ci_high'], m)}] **{r['outcome']}**"
     if r.get("p_adjusted") is not None:
         text += f" (p {r['p_adjusted']:.2g}, floor {abs(r['floor']):.2g})"
+    if r.get("unreliable_rows"):
+        text += f" — rests on {r['unreliable_rows']} unreliable row(s)"
     return text
 
 
@@ -375,18 +379,33 @@ def _physical_note(config: Mapping[str, Any] | None) -> list[str]:
             "lines).", ""]
 
 
+def _sanity_markdown(failures: Sequence[dict] | None) -> list[str]:
+    """The search's sanity checks (:mod:`kspace_attacks.sanity`): warnings with their rows."""
+    if failures is None:
+        return []
+    lines = ["## Sanity checks of the search", ""]
+    if not failures:
+        return lines + ["White-box >= transferred on every surrogate, row by row (relative deviation): passed.", ""]
+    for f in failures:
+        rows = ", ".join(f"(eps {e:g}, {sid})" for e, sid in f["rows"][:8]) + (" ..." if len(f["rows"]) > 8 else "")
+        lines.append(f"- **WARNING {f['check']}** ({f['where']}): {f['detail']}; rows {rows}")
+    return lines + [""]
+
+
 def render_markdown(rows: Sequence[dict], title: str = "Verdicts", config: Mapping[str, Any] | None = None,
-                    settings: Mapping[str, Any] | None = None) -> str:
+                    settings: Mapping[str, Any] | None = None, sanity: Sequence[dict] | None = None) -> str:
     """``verdict.md``: the study's questions answered (:mod:`~kspace_attacks.study.answers`), then
     per claim a plain sentence and a table of outcomes per metric.
 
     :param settings: the settings the rows were decided with (:func:`verdict_settings`), said
         in the text; default the defaults.
+    :param sanity: failures of the search's sanity checks (:mod:`kspace_attacks.sanity`); a
+        section lists them (``None``: no section).
     """
     from .answers import answer, render_answers_markdown
 
     lines = [f"# {title}", "", *_physical_note(config), render_answers_markdown(answer(rows, config)),
-             "## Every claim", "", _rules(settings), ""]
+             *_sanity_markdown(sanity), "## Every claim", "", _rules(settings), ""]
     by_claim: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         by_claim[(r["claim_id"], r["surrogate"], r["attack"], r["target"], r["setting"], r["claim"])].append(r)
@@ -442,7 +461,11 @@ def write_verdicts(report: Any, out: str | os.PathLike, title: str = "Verdicts",
                   floors=s["floors"], alpha=s["alpha"], correction=s["correction"],
                   min_subjects=s["min_subjects"], resamples=s["resamples"])
     rows += correct(extra_rows, s["correction"], s["alpha"])
+    from ..sanity import check_whitebox_beats_transfer
+
+    white_box = any(r.get("surrogate") == r.get("target") for r in report.records)
+    sanity = check_whitebox_beats_transfer(report.records) if white_box else None
     out = Path(out)
-    atomic_write_json(out / "verdict.json", {"rows": rows, "settings": s}, indent=1)
-    atomic_write_text(out / "verdict.md", render_markdown(rows, title, config, s))
+    atomic_write_json(out / "verdict.json", {"rows": rows, "settings": s, "sanity": sanity}, indent=1)
+    atomic_write_text(out / "verdict.md", render_markdown(rows, title, config, s, sanity))
     return rows

@@ -137,6 +137,9 @@ def _message(m: RobustnessMeasurement, limits: Mapping[str, float | None], faile
     if m.n_starts > 1:
         lines.append(f"  restart spread: {m.restart_spread:.3f} over {m.n_starts} starts "
                      "((best - median) / best, worst sample; 0 = every start found the same worst case)")
+    if m.unreliable:
+        lines.append(f"  UNRELIABLE: the search did not settle on {m.unreliable} of {m.n_samples} sample(s): no two "
+                     "independent runs agreed on its worst case within the budget cap (raise max_budget)")
     for key, label in (("image", "worst-case image (PNG)"), ("perturbation", "perturbation (.h5)")):
         path = artifacts.get(key)
         if path is not None:

@@ -38,7 +38,7 @@ from ..attacks import GaussianNoise
 from ..io import atomic_path, dumps_strict
 from ..measurement import Grid, against_reference, noise_inputs, row_metrics
 from .measure import _model_name, check_batch, reconstruct as _reconstruct
-from .card_stats import ATTACK, METRICS, NOISE, _rows
+from .card_stats import ATTACK, METRICS, NOISE, _rows, sanity_checks
 from .protocol import PROTOCOLS, Protocol, get_protocol
 
 __all__ = ["evaluate", "measure_card", "write_card", "model_provenance", "CardError", "ProtocolRun",
@@ -119,7 +119,7 @@ def _measure_batch(model: Any, attack_model: Any, batch: tuple, p: Protocol, see
             name = repr(GaussianNoise(threat, seed=seed, monotone=False))
         else:
             surrogate = model if attack_model is None else attack_model
-            res = p.attack_for(label, g.eps, seed)(surrogate, g.y, g.physics,
+            res = p.attack_for(label, g.eps, seed)(surrogate, g.y, g.physics, groups=g.groups,
                                                    x_clean=x_clean if surrogate is model else None)
             (y_adv, physics_adv), ratio, spread = res.model_inputs(g.physics), res.ratio, res.restart_spread
             grad_evals, forward_evals, name = res.grad_evals, res.forward_evals, res.attack
@@ -128,6 +128,8 @@ def _measure_batch(model: Any, attack_model: Any, batch: tuple, p: Protocol, see
         vals["ratio"] = g.per_eps(ratio.detach().double().cpu())
         if spread is not None:
             vals["restart_spread"] = g.per_eps(spread.detach().double().cpu())
+        if label != NOISE and res.unreliable is not None:
+            vals["unreliable"] = g.per_eps(res.unreliable.detach().double().cpu())
         c = conditions.setdefault(label, Condition(values={}, attack=name))
         for m, v in vals.items():
             c.values[m] = v if m not in c.values else torch.cat([c.values[m], v], dim=1)
@@ -305,6 +307,7 @@ def card_dict(run: ProtocolRun, model_info: dict[str, Any], user_data: bool, see
         "data": _data_info(run, user_data), "reference": run.reference, "seed": seed,
         "environment": dict(_environment(), threads=p.threads), "eps": run.eps, "results": results,
         "summary": _summary(run, results[ATTACK], results[NOISE]), "cost": _cost(run),
+        "sanity": sanity_checks(run.conditions, run.eps),
         "notes": _notes(run, user_data, seed, attack_model_info),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -92,6 +92,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         lines += _certified(card["certified"])
     if card.get("physical"):
         lines += _physical(card["physical"])
+    lines += _sanity(card)
     lines += ["## Cost", "", "| condition | gradient evaluations | forward evaluations | seconds |",
               "|---|---|---|---|"]
     cost = card["cost"]
@@ -121,6 +122,24 @@ def _certified(c: Mapping[str, Any]) -> list[str]:
                      f"{_num(r['radius_rel_median'], 4)} | {_num(r['width_median'], 1)} |")
     return lines + ["", "Lower bound and radius: medians over the certified slices, relative to the smoothed "
                         "reconstruction's norm.", ""]
+
+
+def _sanity(card: Mapping[str, Any]) -> list[str]:
+    """The search's sanity checks and unreliable rows (cards written before them: nothing)."""
+    if "sanity" not in card:
+        return []
+    lines = ["## Sanity checks of the search", ""]
+    unreliable = {label: sum(r.get("unreliable", 0) for r in rows) for label, rows in card["results"].items()}
+    for f in card["sanity"]:
+        shown = ", ".join(f"(eps {e:g}, slice {j})" for e, j in f["rows"][:8]) + (" ..." if len(f["rows"]) > 8 else "")
+        lines.append(f"- **WARNING {f['check']}** ({f['where']}): {f['detail']}; rows {shown}")
+    for label, n in unreliable.items():
+        if n:
+            lines.append(f"- **UNRELIABLE** ({label}): {n} row(s) whose worst case no two independent runs confirmed")
+    if len(lines) == 2:
+        lines.append("Monotone in eps and at least as bad as equal-norm noise in each objective's own metric, on "
+                     "every slice: passed.")
+    return lines + [""]
 
 
 def _physical(section: Mapping[str, Any]) -> list[str]:

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..stats import bootstrap_ci
 
-__all__ = ["NOISE", "ATTACK", "METRICS"]
+__all__ = ["NOISE", "ATTACK", "METRICS", "OBJECTIVE_METRIC", "sanity_checks"]
 
 NOISE, ATTACK = "noise", "attack"
 #: Card metrics and which way is worse.
@@ -47,5 +47,29 @@ def _rows(values: Mapping[str, Tensor], eps: list[float], boot: Mapping[str, Any
         row.update({m: _stat(values[m][i], worse, boot) for m, worse in METRICS.items()})
         if ratio is not None:
             row["ratio_max"] = float(ratio[i].max())
+        if "unreliable" in values:  # an adaptive search's flags: slices whose worst case is unconfirmed
+            row["unreliable"] = int(values["unreliable"][i].sum())
         rows.append(row)
     return rows
+
+
+#: the card metric each objective maximises the harm in, and whether higher is worse
+OBJECTIVE_METRIC = {"deviation": ("relative_deviation", True), "ssim": ("delta_ssim", False)}
+
+
+def sanity_checks(conditions: Mapping[str, Any], eps: list[float]) -> list[dict[str, Any]]:
+    """The card's sanity checks (:mod:`kspace_attacks.sanity`) per objective, in the metric it
+    maximises: the worst case non-decreasing in eps, and at least as bad as equal-norm noise."""
+    from ..sanity import check_beats_noise, check_monotone
+
+    out: list[dict[str, Any]] = []
+    noise = conditions.get(NOISE)
+    for objective, (metric, higher) in OBJECTIVE_METRIC.items():
+        c = conditions.get(objective)
+        if c is None or metric not in c.values:
+            continue
+        out += check_monotone(c.values[metric], eps, where=objective, higher_is_worse=higher)
+        if noise is not None:
+            out += check_beats_noise(c.values[metric], noise.values[metric], eps, where=objective,
+                                     higher_is_worse=higher)
+    return out

@@ -63,6 +63,8 @@ class RobustnessMeasurement:
     :param int n_starts: starts (restarts) of the search per sample (0 for noise / FGM).
     :param float restart_spread: largest ``(best - median) / best`` over the starts of a sample
         (0: every start found the same worst case; NaN with fewer than 2 starts).
+    :param int | None unreliable: samples whose worst case the (adaptive) search could not
+        confirm (:attr:`AttackResult.unreliable`); ``None``: not assessed.
     :param result: the :class:`~kspace_attacks.AttackResult` (not part of :meth:`as_dict`).
     """
 
@@ -88,6 +90,7 @@ class RobustnessMeasurement:
     device: str
     n_starts: int = 0
     restart_spread: float = float("nan")
+    unreliable: int | None = None
     result: AttackResult | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -344,6 +347,7 @@ def _measurement(name: str, atk: Attack, res: AttackResult, x_noise: Tensor, x: 
         n_starts=res.n_starts,
         # one start says nothing about how settled the worst case is: NaN, not 0
         restart_spread=float(res.restart_spread.max()) if res.n_starts > 1 else float("nan"),
+        unreliable=None if res.unreliable is None else int(res.unreliable.sum()),
         result=res,
     )
 

@@ -282,7 +282,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         tr.write_line(line)
     tr.write_line("SSIM / PSNR lost: quality lost to the worst-case k-space perturbation (worst "
                   "sample; positive = degradation); noise SSIM lost: equal-norm Gaussian noise; "
-                  "restart spread: (best - median) / best over the search's starts (nan: fewer than 2 starts)")
+                  "restart spread: (best - median) / best over the search's starts (nan: fewer than 2 starts); "
+                  "unreliable: samples whose worst case no two independent runs confirmed (WorstCase(max_budget=...); -: not assessed)")
     if state.get("report_path") is not None:
         tr.write_line(f"kspace-attacks report written to {state['report_path']}")
 

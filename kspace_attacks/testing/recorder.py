@@ -31,6 +31,7 @@ class RobustnessRecorder:
         ("psnr_lost", "PSNR lost", ">"),
         ("noise_ssim_lost", "noise SSIM lost", ">"),
         ("restart_spread", "restart spread", ">"),
+        ("unreliable", "unreliable", ">"),
         ("max_delta_ssim", "limit", ">"),
         ("protocol", "protocol", "<"),
         ("status", "status", "<"),
