@@ -73,3 +73,21 @@ def test_cards_report_sanity_checks_and_unreliable_rows():
     assert all(r["unreliable"] == 2 for r in rows)  # one run per row: nothing confirms it
     md = render_markdown(card)
     assert "## Sanity checks of the search" in md and "**UNRELIABLE** (deviation): 4 row(s)" in md
+
+
+def test_the_committed_runs_sanity_checks_are_what_the_readme_says():
+    import json
+    from pathlib import Path
+
+    from kspace_attacks.study.report import records_from_csv
+
+    root = Path(__file__).resolve().parents[1] / "docs"
+    for folder in ("study", "demo"):  # every white-box row beats every transferred one
+        assert check_whitebox_beats_transfer(records_from_csv(root / folder / "records.csv")) == []
+    counts = {}
+    for threat in ("motion", "phase", "spikes", "lost_lines"):
+        found = check_whitebox_beats_transfer(records_from_csv(root / "physical" / threat / "records.csv"))
+        saved = json.loads((root / "physical" / threat / "verdict.json").read_text())["sanity"]
+        assert [dict(f, rows=[list(r) for r in f["rows"]]) for f in found] == saved  # JSON: tuples as lists
+        counts[threat] = sum(len(f["rows"]) for f in found)
+    assert counts == {"motion": 3, "phase": 1, "spikes": 7, "lost_lines": 18}
