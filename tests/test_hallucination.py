@@ -9,7 +9,7 @@ from pathlib import Path
 import deepinv as dinv
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 import kspace_attacks as ka
 from kspace_attacks import hallucination as H
@@ -102,6 +102,7 @@ def test_multi_coil_with_one_unit_coil_is_single_coil():
 
 @settings(max_examples=5, deadline=None)
 @given(seed=st.integers(0, 1000))
+@example(seed=316)  # needed more than 100 conjugate-gradient iterations
 def test_multi_coil_projection_is_accurate_idempotent_and_orthogonal(seed):
     """Two smooth coils at 4x: a null space of about half the image, solved to ~1e-4."""
     physics = dinv.physics.MultiCoilMRI(mask=column_mask(SIZE, every=4), coil_maps=smooth_coil_maps(2, SIZE, seed),
