@@ -22,7 +22,8 @@ scale (the deviation norm ``||f(y+delta) - f(y)||`` for ``deviation``, ``1 - SSI
 mean over rows of ``(best - median) / best`` over the search's starts. Every attack uses the
 monotone envelope (a budget also takes the smaller budget's perturbation of the same slice).
 
-Models: ``irim`` and ``resunetpp`` (shipped weights), ``dinv_unet`` =
+Models: ``irim`` and ``resunetpp`` (shipped weights), their adversarially fine-tuned versions
+``irim_adv`` and ``resunetpp_adv`` (shipped robust weights), ``dinv_unet`` =
 ``deepinv.models.ArtifactRemoval(deepinv.models.UNet(in_channels=2, out_channels=2, scales=2))``
 at ``torch.manual_seed(0)`` (untrained), and ``diffusion`` (shipped weights) attacked white-box
 through its differentiable sampler with ``--sampler-steps`` reverse steps and ``n_samples =
@@ -58,6 +59,8 @@ MODEL_NOTES = {
     "resunetpp": "ResUnet++, shipped weights",
     "dinv_unet": "deepinv ArtifactRemoval(UNet(2, 2, scales=2)), torch.manual_seed(0), untrained",
     "diffusion": "score-based diffusion, shipped weights, differentiable sampler",
+    "irim_adv": "i-RIM adversarially fine-tuned (shipped robust weights)",
+    "resunetpp_adv": "ResUnet++ adversarially fine-tuned (shipped robust weights)",
 }
 GOALS = {"default_worst": 0.90, "default_mean": 0.95, "strong_worst": 0.97, "seed_spread": 0.05}
 
@@ -257,7 +260,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def parse(argv) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["irim", "resunetpp", "dinv_unet", "diffusion"],
-                   choices=["irim", "resunetpp", "dinv_unet", "diffusion"])
+                   choices=list(MODEL_NOTES))
     p.add_argument("--objectives", nargs="+", default=["deviation", "ssim"], choices=["deviation", "ssim"])
     p.add_argument("--slices", type=int, default=8)
     p.add_argument("--eps", type=float, nargs="+", default=[0.02, 0.05, 0.08])
