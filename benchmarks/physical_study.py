@@ -174,7 +174,8 @@ def summarise(seconds: dict[str, float]) -> str:
         lines += [f"| {t} | {s:.0f} |" for t, s in seconds.items()]
         lines += [f"| total | {sum(seconds.values()):.0f} |", "",
                   "One run per threat on 2 cores (threads = 2), one after the other; each includes its process "
-                  "start and the report."]
+                  "start and the report. Measured under load (one run, load average 0.98 at launch, not "
+                  "repeated): an upper bound, not an idle-core timing."]
     return "\n".join(lines) + "\n"
 
 

@@ -19,7 +19,6 @@ dropped lines). The contract is the same, so every attack runs on it unchanged:
 
 from __future__ import annotations
 
-import copy
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -125,11 +124,6 @@ class ParametricThreat(ThreatModel):
         """The corrupted k-space for parameters ``delta`` (``theta``); 0 is the identity."""
 
     # ------------------------------------------------------------------------ copies, repr
-    def with_eps(self, eps: float | Tensor) -> "ParametricThreat":
-        new = copy.copy(self)
-        new.eps = check_eps(eps)
-        return new
-
     def replace(self, **changes: Any) -> "ParametricThreat":
         args = {"eps": self.eps, **self.settings()}
         unknown = sorted(set(changes) - set(args))
