@@ -38,7 +38,7 @@ def embedded_path(name: str) -> Path:
     return path
 
 
-def resolve(name: str, weights: Any) -> Path | None:
+def weights_path(name: str, weights: Any) -> Path | None:
     """Turn a ``weights`` argument (``"embedded"``, a path or ``None``) into a file path."""
     if weights is None:
         return None
@@ -110,7 +110,7 @@ def load_model(cls: type, name: str, defaults: dict, weights: Any, device: str |
                overrides: dict) -> torch.nn.Module:
     """Build ``cls`` from ``defaults`` < the weights' stored config < ``overrides`` and load the
     weights (``"embedded"``, a safetensors path, or ``None`` for random initialisation)."""
-    path = resolve(name, weights)
+    path = weights_path(name, weights)
     stored = read_config(path) if path is not None else {}
     model = cls(**merge_config(defaults, stored, overrides))
     if path is not None:

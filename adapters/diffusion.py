@@ -453,7 +453,7 @@ def load_3k(
 
 def _load_named(name: str, weights: Any, device: str | torch.device,
                 sampler_kwargs: dict[str, Any]) -> DiffusionReconstructor:
-    path = _weights.resolve(name, weights)
+    path = _weights.weights_path(name, weights)
     meta: dict[str, Any] = _weights.read_config(path) if path is not None else {}
     arch = ScoreUNetConfig.from_dict(meta.get("architecture", {}))
     schedule = VPSchedule(**meta.get("schedule", {}))

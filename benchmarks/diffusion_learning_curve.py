@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from kspace_attacks.adapters.diffusion import load
-from kspace_attacks.adapters.training.diffusion import _eval_data, evaluate, load_checkpoint
+from kspace_attacks.adapters.training.diffusion import _eval_data, evaluate_sampler, load_checkpoint
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLER_KEYS = ("steps", "eta", "lam", "corrector_steps", "snr", "n_samples", "clip_x0", "final_lam")
@@ -45,7 +45,7 @@ def main() -> None:
 
     def point(curve: str, x: int, model, **kw) -> None:
         t0 = time.perf_counter()
-        r = evaluate(model, data=data, **{**sampler, **kw})
+        r = evaluate_sampler(model, data=data, **{**sampler, **kw})
         rows.append({"curve": curve, "x": x, "psnr": round(r["psnr"], 3), "ssim": round(r["ssim"], 4),
                      "s_per_slice": round(r["s_per_slice_batched"], 3)})
         print(f"{curve} {x}: psnr {r['psnr']:.2f} ssim {r['ssim']:.4f} ({time.perf_counter() - t0:.0f} s)",

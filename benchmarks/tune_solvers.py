@@ -23,7 +23,7 @@ import torch
 
 from kspace_attacks.adapters import deepinv_solvers
 from kspace_attacks.adapters.training.common import machine
-from kspace_attacks.adapters.training.diffusion import _eval_data, evaluate
+from kspace_attacks.adapters.training.diffusion import _eval_data, evaluate_sampler
 from kspace_attacks.adapters.training.diffusion_eval import reference_quality, score_against
 from kspace_attacks.io import atomic_write_text
 
@@ -49,14 +49,14 @@ def tune_one(key: str, n_val: int, weights: str) -> dict:
     rows = []
     for combo in itertools.product(*values):
         kw = dict(zip(names, combo))
-        r = evaluate(spec["loader"](weights, **kw), data=data, batch_size=16)
+        r = evaluate_sampler(spec["loader"](weights, **kw), data=data, batch_size=16)
         r["score"] = score_against(r, ref)
         rows.append({**kw, **r})
         print(f"[{key}] {kw}: psnr {r['psnr']:.2f} ssim {r['ssim']:.4f} score {r['score']:.3f} "
               f"({r['s_per_slice_batched']:.2f} s/slice)", flush=True)
     best = max(rows, key=lambda r: r["score"])
     settings = {k: best[k] for k in names}
-    test = evaluate(spec["loader"](weights, **settings), "test", batch_size=16)
+    test = evaluate_sampler(spec["loader"](weights, **settings), "test", batch_size=16)
     print(f"[{key}] best {settings}: test psnr {test['psnr']:.2f} ssim {test['ssim']:.4f}", flush=True)
     return {"model": spec["name"], "solver": settings,
             "score_network": f"diffusion ({weights})",

@@ -28,12 +28,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from . import _compat
-from ._deprecation import renamed
-
-__version__ = "0.2.0"
-
-_compat.install()  # old module paths (kspace_attacks.evaluation, ...) keep working, with a warning
+__version__ = "0.3.0"
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -53,13 +48,6 @@ _EXPORTS = {
 }
 _SUBMODULES = ("attacks", "losses", "metrics", "data", "study", "testing", "interop", "io",
                "adapters", "defense", "certify", "measurement", "schema", "hallucination", "physical")
-# old top-level names: name -> (module, attribute or None for the module itself)
-_DEPRECATED = {
-    "DEFAULT_EPS": ("study.records", "STUDY_EPS"),
-    "analysis": ("study.artifacts", None),
-    "plots": ("study.plots", None),
-}
-
 __all__ = sorted({*_EXPORTS, *_SUBMODULES})
 
 
@@ -68,11 +56,6 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     elif name in _SUBMODULES:
         value = importlib.import_module(f".{name}", __name__)
-    elif name in _DEPRECATED:
-        module, attr = _DEPRECATED[name]
-        renamed(f"kspace_attacks.{name}", f"kspace_attacks.{module}" + (f".{attr}" if attr else ""))
-        value = importlib.import_module(f".{module}", __name__)
-        return value if attr is None else getattr(value, attr)
     else:
         raise AttributeError(f"module 'kspace_attacks' has no attribute {name!r}")
     globals()[name] = value  # cache: later look-ups are plain attribute access

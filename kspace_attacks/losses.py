@@ -20,7 +20,6 @@ import torch
 from torch import Tensor
 
 from ._checks import check_choice, check_tensor, describe
-from ._deprecation import renamed
 from ._image import magnitude  # public here too: losses.magnitude
 
 __all__ = ["Loss", "ReconDeviation", "GroundTruthDeviation", "TargetedLoss", "SSIMDeviation",
@@ -54,7 +53,7 @@ class Loss(ABC):
     """Base class: a weighted squared distance between two images, per sample.
 
     :param str domain: ``"complex"`` or ``"magnitude"``.
-    :param torch.Tensor | None roi: non-negative weight map, ``(H, W)`` or ``(B, 1, H, W)``.
+    :param torch.Tensor|None roi: non-negative weight map, ``(H, W)`` or ``(B, 1, H, W)``.
     """
 
     def __init__(self, domain: str = "complex", roi: Tensor | None = None) -> None:
@@ -131,9 +130,6 @@ class ReconDeviation(Loss):
 
 class GroundTruthDeviation(Loss):
     r"""Error against the ground truth, :math:`\|f(y+\delta) - x\|_2^2`.
-
-    (Called ``ReferenceError`` before 0.2, a name that shadowed a Python builtin; the old name
-    still works, with a ``DeprecationWarning``.)
 
     :Examples:
 
@@ -250,10 +246,3 @@ def resolve_loss(loss: Any) -> Loss:
         )
     return loss
 
-
-def __getattr__(name: str) -> Any:
-    # Old name kept for one release: it shadowed the builtin ReferenceError.
-    if name == "ReferenceError":
-        renamed("kspace_attacks.losses.ReferenceError", "GroundTruthDeviation")
-        return GroundTruthDeviation
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

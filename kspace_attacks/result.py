@@ -8,7 +8,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._deprecation import renamed
 from .metrics import relative_deviation, squared_deviation
 
 __all__ = ["AttackResult"]
@@ -120,14 +119,6 @@ class AttackResult:
         r"""``||x_adv - x_clean||_2^2`` per sample (complex images), ``(B,)``: the deviation
         objective's value (:func:`kspace_attacks.metrics.squared_deviation`)."""
         return squared_deviation(self.x_adv, self.x_clean)
-
-    @property
-    def deviation(self) -> Tensor:
-        """Deprecated: the squared change, now :attr:`squared_deviation`; "deviation" means
-        :attr:`relative_deviation` everywhere else."""
-        renamed("AttackResult.deviation", "AttackResult.squared_deviation",
-                "it is ||x_adv - x_clean||^2; the relative change is AttackResult.relative_deviation")
-        return self.squared_deviation
 
     def to(self, device: torch.device | str) -> "AttackResult":
         """A copy with every tensor moved to ``device``."""

@@ -36,7 +36,7 @@ from typing import Any, ClassVar, TypeVar, Union
 
 __all__ = ["ConfigError", "Table", "setting"]
 
-T = TypeVar("T", bound="Table")
+_T = TypeVar("_T", bound="Table")
 
 
 class ConfigError(ValueError):
@@ -143,7 +143,7 @@ class Table:
         return sorted(f.name for f in dataclasses.fields(cls))
 
     @classmethod
-    def from_mapping(cls: type[T], raw: Any, where: str | None = None) -> T:
+    def from_mapping(cls: type[_T], raw: Any, where: str | None = None) -> _T:
         """The table from parsed TOML / YAML (missing keys take their defaults); raises
         :class:`ConfigError` naming ``where`` (default: :attr:`TABLE`), the key and what was
         expected."""
@@ -169,7 +169,7 @@ class Table:
         obj._check(where)
         return obj
 
-    def replace(self: T, **changes: Any) -> T:
+    def replace(self: _T, **changes: Any) -> _T:
         """A copy with ``changes``, validated."""
         return type(self).from_mapping({**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
                                         **changes})

@@ -109,7 +109,7 @@ class ThreatModel(ABC):
     Subclasses define the norm through :meth:`unit_norm`, :meth:`budget`, :meth:`project`,
     :meth:`random` and :meth:`steepest_direction`; everything else is shared.
 
-    :param float | torch.Tensor eps: budget, a float or a per-sample tensor of shape ``(B,)``
+    :param float|torch.Tensor eps: budget, a float or a per-sample tensor of shape ``(B,)``
         (several budgets in one batch). Relative to the norm of ``y`` when ``relative``.
     :param bool relative: budget relative to ``y`` (default) or absolute.
     :param str per: ``"sample"`` (one budget for the whole sample) or ``"coil"`` (one per coil,
@@ -303,7 +303,7 @@ class ThreatModel(ABC):
 class KSpaceL2(ThreatModel):
     r"""l2 ball in k-space: :math:`\|\delta\|_2 \le \epsilon \|y\|_2` (the study's Eq. 5).
 
-    :param float | torch.Tensor eps: budget (float or per-sample ``(B,)`` tensor).
+    :param float|torch.Tensor eps: budget (float or per-sample ``(B,)`` tensor).
     :param bool relative: budget relative to :math:`\|y\|_2` (default) or absolute.
     :param str per: ``"sample"`` or ``"coil"``.
     :param str support: ``"measured"`` or ``"full"``.

@@ -227,9 +227,9 @@ def test_shipped_weights_beat_zero_filled():
 @pytest.mark.slow
 def test_shipped_weights_default_sampler_on_test_split():
     _shipped_or_skip()
-    from kspace_attacks.adapters.training.diffusion import evaluate
+    from kspace_attacks.adapters.training.diffusion import evaluate_sampler
 
-    r = evaluate(load("embedded"), "test", n=20)
+    r = evaluate_sampler(load("embedded"), "test", n=20)
     assert r["delta_psnr"] >= 3 and r["delta_ssim"] >= 0.08
 
 
@@ -317,7 +317,7 @@ def test_final_consistency_weight():
 
 
 def test_tuning_scores_every_final_weight_from_one_run_and_keeps_a_final_step():
-    from kspace_attacks.adapters.training.diffusion_eval import (choose, evaluate, evaluate_final_weights,
+    from kspace_attacks.adapters.training.diffusion_eval import (choose, evaluate_final_weights, evaluate_sampler,
                                                                  score_against)
     from kspace_attacks.data import demo_batch
 
@@ -326,7 +326,7 @@ def test_tuning_scores_every_final_weight_from_one_run_and_keeps_a_final_step():
     rows = evaluate_final_weights(model, (x, y), (0.0, 0.5, 1.0), steps=2)
     assert [r["final_lam"] for r in rows] == [0.0, 0.5, 1.0]
     for w, r in zip((0.0, 0.5, 1.0), rows):
-        alone = evaluate(model, data=(x, y), steps=2, final_lam=w)
+        alone = evaluate_sampler(model, data=(x, y), steps=2, final_lam=w)
         assert r["psnr"] == pytest.approx(alone["psnr"], abs=1e-4)
         assert r["ssim"] == pytest.approx(alone["ssim"], abs=1e-5)
     ref = {"psnr": rows[0]["psnr"] + 1.5, "ssim": rows[0]["ssim"]}

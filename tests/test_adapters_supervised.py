@@ -318,7 +318,7 @@ def test_slices():
 
     ds = EmbeddedBrain("test")
     idx = torch.linspace(0, len(ds) - 1, 8).round().long()
-    x, y = supervised.batch_of(ds, idx)
+    x, y = supervised.dataset_batch(ds, idx)
     return x, y, get_preset("embedded").physics()
 
 

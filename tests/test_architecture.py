@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import importlib
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -166,42 +165,19 @@ def test_the_checker_sees_a_violation(tmp_path):
     assert layer_of("kspace_attacks.study.report") not in ALLOWED[layer_of("kspace_attacks.threat")]
 
 
-@pytest.mark.parametrize(
-    "old, new, name",
-    [
-        ("kspace_attacks.evaluation", "kspace_attacks.study.transfer", "transfer"),
-        ("kspace_attacks.deepinv_interop", "kspace_attacks.interop.deepinv", "AttackedPhysics"),
-        ("kspace_attacks.adapters.torchattacks", "kspace_attacks.interop.torchattacks", "KSpacePGDL2"),
-        ("kspace_attacks.report", "kspace_attacks.study.report", "TransferReport"),
-        ("kspace_attacks.sweep", "kspace_attacks.study.sweep", "run_sweep"),
-        ("kspace_attacks.analysis", "kspace_attacks.study.artifacts", "artifact_stats"),
-        ("kspace_attacks.data.fastmri_io", "kspace_attacks.data.fastmri", "read_fastmri_slice"),
-        ("kspace_attacks.pytest_plugin", "kspace_attacks.testing.plugin", "kspace_batch"),
-    ],
-)
-def test_old_import_paths_warn_and_give_the_new_module(old, new, name):
-    sys.modules.pop(old, None)
-    with pytest.warns(DeprecationWarning, match=new.replace(".", r"\.")):
-        module = importlib.import_module(old)
-    assert module is importlib.import_module(new)
-    assert getattr(module, name) is getattr(importlib.import_module(new), name)
-
-
-def test_old_names_warn():
+def test_no_deprecated_alias_is_left():
+    """0.3 removed the old import paths and names (CHANGELOG.md): they fail, not warn."""
     import kspace_attacks as ka
-    from kspace_attacks import losses
 
-    with pytest.warns(DeprecationWarning, match="GroundTruthDeviation"):
-        assert losses.ReferenceError is losses.GroundTruthDeviation
-    with pytest.warns(DeprecationWarning, match="STUDY_EPS"):
-        assert ka.DEFAULT_EPS == ka.STUDY_EPS
+    for old in ("kspace_attacks.evaluation", "kspace_attacks.report", "kspace_attacks.pytest_plugin"):
+        sys.modules.pop(old, None)
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(old)
+    with pytest.raises(AttributeError):
+        ka.DEFAULT_EPS
     from kspace_attacks.testing import assert_robust  # the testing package keeps its public face
 
     assert callable(assert_robust)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        from kspace_attacks.testing import assert_robust as again  # no warning on the public path
-    assert again is assert_robust
 
 
 def test_module_and_function_sizes():

@@ -170,7 +170,7 @@ def test_a_failing_model_leaves_no_card(tmp_path):
         raise RuntimeError("CUDA out of memory (simulated)")
 
     out = tmp_path / "card"
-    with pytest.raises(CardError, match=r"model 'broken' \(.*broken\) failed under protocol 'v2' on the "
+    with pytest.raises(CardError, match=r"model 'broken' \(.*broken\) failed under protocol 'v3' on the "
                                         r"given data: RuntimeError: CUDA out of memory \(simulated\); "
                                         r"no card was written"):
         ka.evaluate(broken, data=demo_batch(2), out=out)
@@ -190,7 +190,7 @@ def test_a_failed_write_leaves_neither_file(tmp_path, monkeypatch):
     out.mkdir()
     import kspace_attacks.testing.card_render as render
 
-    monkeypatch.setattr(render, "render_markdown", lambda card: 1 / 0)
+    monkeypatch.setattr(render, "render_card_markdown", lambda card: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         write_card(card, out)
     assert list(out.iterdir()) == []
@@ -205,11 +205,11 @@ def test_an_attack_model_is_recorded_as_non_standard():
     am = card["model"]["attack_model"]
     assert am["class"] == "tests.test_card.Fragile" and am["note"] == "a surrogate with one amplified column"
     assert card["notes"][0].startswith("NON-STANDARD: the perturbations were crafted on an attack model")
-    assert "attack model (non-standard)" in ka.testing.card_render.render_markdown(card)
+    assert "attack model (non-standard)" in ka.testing.card_render.render_card_markdown(card)
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match=r"unknown version 'v9'; known: \['v1', 'v2'\]"):
+    with pytest.raises(ValueError, match=r"unknown version 'v9'; known: \['v1', 'v2', 'v3'\]"):
         ka.evaluate(zero_filled, protocol="v9")
     with pytest.raises(TypeError, match="model: expected a callable"):
         ka.evaluate("zero_filled")
@@ -294,7 +294,27 @@ def test_the_plugin_report_holds_each_models_card(pytester, monkeypatch):
     assert math.isfinite(card["summary"]["ssim_lost"])
 
 
-def test_v2_is_the_default_protocol_and_runs_the_worst_case_search():
+def test_v3_is_the_default_protocol_and_flags_what_its_search_did_not_settle():
+    import inspect
+
+    from kspace_attacks.testing.protocol import DEFAULT_PROTOCOL, PROTOCOL_V3
+
+    assert DEFAULT_PROTOCOL == "v3" and get_protocol("v3") is PROTOCOL_V3
+    assert inspect.signature(ka.evaluate).parameters["protocol"].default == "v3"
+    atk = PROTOCOL_V3.attack_for("ssim", 0.05)
+    assert isinstance(atk, ka.WorstCase) and atk.budget == 100 and atk.max_budget == 400
+    # a tiny variant: the adaptive search's flags reach the card's rows (one count per eps)
+    small = dataclasses.replace(PROTOCOL_V3, steps=8, eps=(0.02, 0.08),
+                                attack_options={"preset": "default", "monotone": True, "max_budget": 8})
+    card = ka.evaluate(Fragile(), data=demo_batch(2), protocol=small)
+    for objective in ("deviation", "ssim"):
+        flags = [r["unreliable"] for r in card["results"][objective]]
+        assert len(flags) == 2 and all(0 <= f <= 2 for f in flags)
+    # with no room beyond the plan, no row can be confirmed by a second run: every row is flagged
+    assert sum(r["unreliable"] for r in card["results"]["ssim"]) == 4
+
+
+def test_v2_runs_the_worst_case_search():
     from kspace_attacks.testing.protocol import PROTOCOL_V2
 
     assert get_protocol("v2") is PROTOCOL_V2 and PROTOCOL_V2.attack == "worst_case"
@@ -318,7 +338,7 @@ def test_a_card_can_carry_the_certified_bracket(tmp_path):
     bound on it, per eps; on the linear zero-filled model the bracket holds on every slice."""
     import dataclasses
 
-    from kspace_attacks.testing.card_render import render_markdown
+    from kspace_attacks.testing.card_render import render_card_markdown
     from kspace_attacks.testing.protocol import PROTOCOL_V1
 
     p = dataclasses.replace(PROTOCOL_V1, version="tiny-cert", eps=(0.01, 0.02), steps=2)
@@ -332,5 +352,5 @@ def test_a_card_can_carry_the_certified_bracket(tmp_path):
     assert all(r["certified"] == 2 for r in c["results"])
     assert "SMOOTHED reconstruction" in c["statement"] and "Nothing is certified about the base model" in c["statement"]
     md = (tmp_path / "card.md").read_text()
-    assert "## Certified (the smoothed model only)" in md and md == render_markdown(card)
+    assert "## Certified (the smoothed model only)" in md and md == render_card_markdown(card)
     assert "certified" not in ka.evaluate(zf, data=demo_batch(2), protocol=p)  # only when asked

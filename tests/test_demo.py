@@ -40,6 +40,11 @@ def test_demo_writes_every_artifact(demo):
     assert len(report) == 2 * 3 * 5 * 4
     assert {r["target"] for r in report.records} == {"irim", "resunetpp", "diffusion", "zero_filled"}
     assert set(result["targeted_roi_contrast"]) == {"irim", "resunetpp", "diffusion", "zero_filled"}
+    # the provenance splits the wall time by phase, and the phases add up to (nearly) all of it
+    provenance = json.loads((out / "provenance.json").read_text())
+    phases = provenance["phase_seconds"]
+    assert list(phases) == ["models", "sweep", "panel", "targeted", "verdicts", "report"]
+    assert 0.8 * provenance["wall_seconds"] <= sum(phases.values()) <= provenance["wall_seconds"] + 0.1
 
 
 def test_demo_verdicts_carry_their_numbers(demo):

@@ -3,7 +3,6 @@ to its summary."""
 
 from __future__ import annotations
 
-import pytest
 
 pytest_plugins = ["pytester"]
 

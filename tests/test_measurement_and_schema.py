@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import warnings
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from kspace_attacks.schema import ConfigError
 from kspace_attacks.study import records as R
 from kspace_attacks.study.config import (DEMO_CONFIG, DEMO_OVERRIDES, STUDY_CONFIG, SweepConfig, dump_toml,
                                          validate_config)
-from kspace_attacks.study.report import records_from_csv
 from kspace_attacks.study.transfer import Stacked, baseline_threat, noise_baseline, TransferPlan
 from kspace_attacks.testing.card import run_protocol
 from kspace_attacks.testing.measure import measure_robustness
@@ -104,28 +102,14 @@ def test_metrics_against_a_missing_ground_truth_are_absent_not_made_up():
 
 
 # ------------------------------------------------------------------------- one meaning of deviation
-def test_deviation_means_the_relative_change_and_old_names_warn():
+def test_deviation_means_the_relative_change():
     x, y, physics = single_coil(batch=2)
     res = ka.PGD(ka.KSpaceL2(eps=0.05), steps=2)(zero_filled, y, physics)
     change = res.x_adv - res.x_clean
     assert torch.allclose(res.relative_deviation, change.flatten(1).norm(dim=1) / res.x_clean.flatten(1).norm(dim=1))
     assert torch.allclose(res.squared_deviation, change.pow(2).flatten(1).sum(1))
-    with pytest.warns(DeprecationWarning, match=r"AttackResult\.deviation is deprecated.*squared_deviation"):
-        old = res.deviation
-    assert torch.equal(old, res.squared_deviation)
-    with pytest.warns(DeprecationWarning, match="records.DEVIATION is deprecated"):
-        assert R.DEVIATION == R.SQUARED_DEVIATION == "squared_deviation"
+    assert not hasattr(res, "deviation") and R.SQUARED_DEVIATION == "squared_deviation"
     assert "'the deviation'" in R.COLUMNS[R.RELATIVE_DEVIATION].meaning
-
-
-def test_records_of_earlier_versions_load_with_todays_names(tmp_path):
-    path = tmp_path / "records.csv"
-    path.write_text("sample_id,eps,deviation,relative_deviation\ns0,0.05,2.5,0.1\ns1,0.05,3.5,0.2\n")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        rows = records_from_csv(path)
-    assert [r["squared_deviation"] for r in rows] == [2.5, 3.5] and "deviation" not in rows[0]
-    assert len([w for w in caught if issubclass(w.category, DeprecationWarning)]) == 1  # once per file
 
 
 def test_committed_records_use_todays_column_names():
@@ -202,13 +186,3 @@ def test_protocols_and_the_marker_use_the_same_schema():
     assert set(MarkerOptions.known_keys()) == set(_MARKER_KEYS)
     with pytest.raises(ConfigError, match=r"kspace_robustness\.eps: expected a number, got str"):
         MarkerOptions.from_mapping({"eps": "0.1"})
-
-
-def test_old_run_demo_arguments_warn_and_become_configuration(tmp_path):
-    from kspace_attacks.study.demo import _with_deprecated
-
-    with pytest.warns(DeprecationWarning, match=r"run_demo\(targeted_slices=\.\.\.\) is deprecated.*targeted\.slices"):
-        cfg = _with_deprecated(dict(DEMO_CONFIG), {"targeted_slices": 3})
-    assert cfg["targeted"]["slices"] == 3
-    with pytest.raises(TypeError, match=r"run_demo: unexpected argument\(s\) \['speed'\]"):
-        _with_deprecated(None, {"speed": 1})

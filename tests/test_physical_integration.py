@@ -96,9 +96,9 @@ def test_card_physical_section_compares_with_a_random_imperfection():
             assert c["answer"] in ("worse than random", "not worse", "inconclusive") and c["n"] == 2
     lost = section["lost_lines"]["results"]["attack"]
     assert lost[-1]["delta_ssim"]["mean"] < lost[0]["delta_ssim"]["mean"] + 1e-9  # 4 lines >= 1 line
-    from kspace_attacks.testing.card_render import render_markdown
+    from kspace_attacks.testing.card_render import render_card_markdown
 
-    md = render_markdown(card)
+    md = render_card_markdown(card)
     assert "## Physical threats" in md and "| motion (`RigidMotion`) | 0.5 mm |" in md
 
 

@@ -1,11 +1,11 @@
-"""The README's examples run and print what the README says."""
+"""The README's quickstart runs and prints what the README says (the documentation site's
+examples: tests/test_docs_site.py)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -29,19 +29,3 @@ def test_quickstart_runs_and_matches_readme(capsys):
         # the README quotes this run (3 significant digits; BLAS may differ in the last one)
         assert abs(float(worst) / float(doc_worst) - 1) < 0.02
         assert abs(float(noise) / float(doc_noise) - 1) < 0.02
-
-
-def _example(heading: str) -> tuple[str, list[str]]:
-    """The first python block after ``heading`` and the text block it documents as output."""
-    section = README.read_text()[README.read_text().index(heading):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    return code, re.search(r"```text\n(.*?)```", section, re.S).group(1).splitlines()
-
-
-@pytest.mark.parametrize("heading", ["## My model failed", "### An upper bound next to the lower bound",
-                                     "### deepinv's diffusion solvers as targets",
-                                     "### Physical threat models: what a scanner can do"])
-def test_example_runs_and_prints_what_the_readme_says(capsys, heading):
-    code, documented = _example(heading)
-    exec(compile(code, "README.md", "exec"), {})
-    assert capsys.readouterr().out.splitlines() == documented

@@ -62,7 +62,7 @@ def test_a_masked_gradient_trips_white_box_below_transfer():
 def test_cards_report_sanity_checks_and_unreliable_rows():
     import dataclasses
 
-    from kspace_attacks.testing.card_render import render_markdown
+    from kspace_attacks.testing.card_render import render_card_markdown
     from kspace_attacks.testing.protocol import PROTOCOL_V2
 
     adaptive = dataclasses.replace(PROTOCOL_V2, version="test-adaptive", steps=100, eps=(0.02, 0.08),
@@ -71,7 +71,7 @@ def test_cards_report_sanity_checks_and_unreliable_rows():
     assert card["sanity"] == []  # the zero-filled model: monotone, and no point beats the search
     rows = card["results"]["deviation"]
     assert all(r["unreliable"] == 2 for r in rows)  # one run per row: nothing confirms it
-    md = render_markdown(card)
+    md = render_card_markdown(card)
     assert "## Sanity checks of the search" in md and "**UNRELIABLE** (deviation): 4 row(s)" in md
 
 

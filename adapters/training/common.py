@@ -20,7 +20,7 @@ from torch import Tensor
 from kspace_attacks._checks import check_nonneg_float, check_positive_int
 
 __all__ = [
-    "batch_of",
+    "dataset_batch",
     "check_run_args",
     "run_dir",
     "read_checkpoint",
@@ -36,7 +36,7 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------ data, args
-def batch_of(ds: Any, idx: Iterable[Any]) -> tuple[Tensor, Tensor]:
+def dataset_batch(ds: Any, idx: Iterable[Any]) -> tuple[Tensor, Tensor]:
     """Stack items ``idx`` of a ``(x, y)`` data set."""
     xs, ys = zip(*(ds[int(i)] for i in idx), strict=True)
     return torch.stack(xs), torch.stack(ys)

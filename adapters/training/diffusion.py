@@ -10,7 +10,7 @@ EMA of the weights (the EMA is what gets shipped) and writes an atomic checkpoin
 continues from it with model, EMA, optimizer, step and RNG restored.
 
 After training, :func:`tune` picks the sampler defaults on the validation split,
-:func:`evaluate` measures the test split and :func:`export` writes
+:func:`evaluate_sampler` measures the test split and :func:`export` writes
 ``diffusion.safetensors`` + ``diffusion.json``.
 
 Example (a tiny run)::
@@ -53,9 +53,9 @@ from ..score_unet import ScoreUNet, ScoreUNetConfig, count_parameters
 from .common import (add_optimisation_args, apply_gradients, check_run_args, due, machine,
                      read_checkpoint, run_dir, set_lr)
 from .diffusion_eval import (FINAL_LAMS, _eval_data, _metrics, choose, default_grid,  # noqa: F401
-                             evaluate, evaluate_final_weights, score_against, time_one_slice, tune)
+                             evaluate_sampler, evaluate_final_weights, score_against, time_one_slice, tune)
 
-__all__ = ["train", "load_checkpoint", "evaluate", "tune", "export", "main", "DEFAULT_OUT"]
+__all__ = ["train", "load_checkpoint", "evaluate_sampler", "tune", "export", "main", "DEFAULT_OUT"]
 
 DEFAULT_OUT = Path("runs") / "diffusion"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "diffusion.safetensors"
@@ -259,7 +259,7 @@ def _save_snapshot(run: _Run, path: Path) -> None:
 
 def _load_init(run: _Run, init: str | os.PathLike) -> None:
     """Start both the network and its EMA from shipped (or exported) weights."""
-    path = _weights.resolve("diffusion", init)
+    path = _weights.weights_path("diffusion", init)
     meta = _weights.read_config(path)
     if ScoreUNetConfig.from_dict(meta.get("architecture", {})).to_dict() != run.config["architecture"]:
         raise ValueError(f"init: the weights at {path} have architecture "
@@ -312,7 +312,7 @@ def train(
     state = _stored_state(ckpt_path, resume, config)
     if init is not None and state is None and arch is None:
         # the architecture of a fine-tuning run is that of its starting weights
-        init_arch = _weights.read_config(_weights.resolve("diffusion", init)).get("architecture", {})
+        init_arch = _weights.read_config(_weights.weights_path("diffusion", init)).get("architecture", {})
         config["architecture"] = ScoreUNetConfig.from_dict(init_arch).to_dict()
     run = _init_run(config, lr, seed, device, state)
     if init is not None and state is None:
@@ -426,7 +426,7 @@ def _ship(a: argparse.Namespace, ckpt: Path) -> dict[str, Any]:
         best, rows = tune(load_checkpoint(ckpt), n=a.tune_n)
         atomic_write_text(tuned, json.dumps(rows, indent=2))
     model = load_checkpoint(ckpt, **best)
-    test = evaluate(model, "test")
+    test = evaluate_sampler(model, "test")
     t_slice = time_one_slice(model, threads=2)
     metrics = {"split": "test", "normalization": "minmax (per image), data range 1, magnitude",
                **test, "s_per_slice_2_threads": round(t_slice, 3)}

@@ -1,6 +1,6 @@
 """Evaluate and tune the diffusion reconstructor on the embedded data's splits.
 
-:func:`evaluate` measures a sampler on a split (PSNR / SSIM on min-max magnitudes, next to
+:func:`evaluate_sampler` measures a sampler on a split (PSNR / SSIM on min-max magnitudes, next to
 zero-filled), :func:`tune` picks the sampler defaults on the validation split (every
 trajectory of :func:`default_grid`, each scored with every final-consistency weight of
 :data:`FINAL_LAMS` from one run, scored against a supervised reference by
@@ -23,9 +23,9 @@ from torch import Tensor
 from kspace_attacks._runtime import denormals_flushed
 
 from ..diffusion import DiffusionReconstructor
-from .common import batch_of
+from .common import dataset_batch
 
-__all__ = ["evaluate", "evaluate_final_weights", "tune", "default_grid", "time_one_slice", "FINAL_LAMS",
+__all__ = ["evaluate_sampler", "evaluate_final_weights", "tune", "default_grid", "time_one_slice", "FINAL_LAMS",
            "TOLERANCE", "score_against", "reference_quality", "choose"]
 
 
@@ -34,7 +34,7 @@ def _eval_data(split: str, n: int | None) -> tuple[Tensor, Tensor]:
 
     ds = EmbeddedBrain(split)
     idx = range(len(ds)) if n is None else torch.linspace(0, len(ds) - 1, n).round().long().tolist()
-    return batch_of(ds, idx)
+    return dataset_batch(ds, idx)
 
 
 def _metrics(x_hat: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -46,7 +46,7 @@ def _metrics(x_hat: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
 
 @torch.no_grad()
 @denormals_flushed  # denormals make CPU steps 10-30x slower
-def evaluate(
+def evaluate_sampler(
     model: DiffusionReconstructor, split: str = "test", n: int | None = None,
     batch_size: int = 20, data: tuple[Tensor, Tensor] | None = None, **sampler_kwargs: Any,
 ) -> dict[str, float]:
@@ -104,7 +104,7 @@ def evaluate_final_weights(
     model: DiffusionReconstructor, data: tuple[Tensor, Tensor], final_lams: Sequence[float] = FINAL_LAMS,
     batch_size: int = 20, **sampler_kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """:func:`evaluate`'s rows for one sampler trajectory and each final-consistency weight,
+    """:func:`evaluate_sampler`'s rows for one sampler trajectory and each final-consistency weight,
     from one run (``x0 + w (P(x0) - x0)`` is linear in ``w``)."""
     from kspace_attacks.data import get_preset
 
@@ -152,10 +152,10 @@ def score_against(row: dict[str, Any], reference: dict[str, float]) -> float:
 
 @torch.no_grad()
 def reference_quality(name: str, data: tuple[Tensor, Tensor], batch_size: int = 20) -> dict[str, float]:
-    """A registered model's mean PSNR / SSIM on ``data`` (:func:`evaluate`'s conventions)."""
+    """A registered model's mean PSNR / SSIM on ``data`` (:func:`evaluate_sampler`'s conventions)."""
     from kspace_attacks.adapters import load_reconstructor
 
-    r = evaluate(load_reconstructor(name), data=data, batch_size=batch_size)
+    r = evaluate_sampler(load_reconstructor(name), data=data, batch_size=batch_size)
     return {"model": name, "psnr": r["psnr"], "ssim": r["ssim"], "n": r["n"]}
 
 

@@ -50,7 +50,7 @@ from .common import (
     add_optimisation_args,
     append_jsonl,
     apply_gradients,
-    batch_of,
+    dataset_batch,
     check_run_args,
     due,
     load_average_15min,
@@ -61,7 +61,7 @@ from .common import (
 )
 
 __all__ = ["SPECS", "TRAINABLE", "FINE_TUNE_LR", "SSIM_L1_WEIGHT", "WARMUP", "build_model", "loss_fn", "lr_at",
-           "batch_of", "evaluate", "train", "parser", "main"]
+           "dataset_batch", "evaluate_network", "train", "parser", "main"]
 
 #: Per-model training defaults (the shipped weights used these unless their JSON says otherwise).
 SPECS: dict[str, dict[str, Any]] = {
@@ -111,7 +111,7 @@ def lr_at(step: int, steps: int, lr: float, warmup: int = WARMUP) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, ds: Dataset, physics: Any, batch_size: int = 16,
+def evaluate_network(model: nn.Module, ds: Dataset, physics: Any, batch_size: int = 16,
              device: str | torch.device = "cpu") -> dict[str, float]:
     """Mean PSNR/SSIM (minmax-normalised magnitudes) of ``model`` and of zero-filled on ``ds``."""
     from kspace_attacks import metrics
@@ -121,7 +121,7 @@ def evaluate(model: nn.Module, ds: Dataset, physics: Any, batch_size: int = 16,
     sums = {"psnr": 0.0, "ssim": 0.0, "zf_psnr": 0.0, "zf_ssim": 0.0}
     n = len(ds)
     for start in range(0, n, batch_size):
-        x, y = batch_of(ds, torch.arange(start, min(n, start + batch_size)))
+        x, y = dataset_batch(ds, torch.arange(start, min(n, start + batch_size)))
         x, y = x.to(device), y.to(device)
         x_hat, x_zf = model(y, physics), physics.A_adjoint(y)
         sums["psnr"] += metrics.psnr(x_hat, x).sum().item()
@@ -239,7 +239,7 @@ def _save_checkpoint(state: _State, path: Path) -> None:
 def _train_step(cfg: _Settings, state: _State, train_data: Dataset, physics: Any) -> Tensor:
     """Sample a batch, take one optimizer step at the scheduled rate; returns the loss."""
     idx = torch.randint(len(train_data), (cfg.batch_size,), generator=state.sampler)
-    x, y = (t.to(cfg.device) for t in batch_of(train_data, idx))
+    x, y = (t.to(cfg.device) for t in dataset_batch(train_data, idx))
     set_lr(state.opt, lr_at(state.step, cfg.steps, cfg.lr))
     x_hat = state.model(y, physics)
     if cfg.robust_loss is None:
@@ -274,7 +274,7 @@ def _train_loop(cfg: _Settings, state: _State, train_data: Dataset, val_data: Da
             bar.set_postfix(loss=f"{rec['loss']:.4f}")
             running = []
         if val_data is not None and cfg.val_every and due(step, cfg.val_every, cfg.steps):
-            rec = {"kind": "val", "step": step, **evaluate(state.model, val_data, physics,
+            rec = {"kind": "val", "step": step, **evaluate_network(state.model, val_data, physics,
                                                            device=cfg.device)}
             append_jsonl(log_path, rec)
             bar.write(json.dumps(rec))
@@ -311,7 +311,7 @@ def _summary(cfg: _Settings, state: _State, seed: int, preset: str,
 
 def _test_metrics(model: nn.Module, test_data: Dataset, physics: Any,
                   device: str | torch.device) -> dict:
-    m = evaluate(model, test_data, physics, device=device)
+    m = evaluate_network(model, test_data, physics, device=device)
     return {
         "split": "test", "n": len(test_data),
         "normalization": "minmax magnitude, data range 1",
@@ -383,7 +383,7 @@ def train(
     state = _init_state(cfg, arch, seed)
     start = robust.init if robust is not None else init
     if start is not None:
-        _weights.load_state(state.model, _weights.resolve(name, start))
+        _weights.load_state(state.model, _weights.weights_path(name, start))
     _resume(state, out / "checkpoint.pt", out / "log.jsonl", resume, device)
     _train_loop(cfg, state, train_data, val_data, physics, out, progress)
 

@@ -164,7 +164,6 @@ class APGD(Attack):
         returns the step (budgets) taken after each evaluation, ``(steps, B)``.
 
         ``initial_step`` overrides the first step (a float or one per row, in budgets)."""
-        y, physics = problem.y, problem.physics
         checkpoints = set(apgd_checkpoints(self.steps)[1:])
         x = random_start(self.start, problem, generator) if start is None else start
         x_prev = x

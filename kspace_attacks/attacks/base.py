@@ -322,10 +322,10 @@ class Attack(ABC):
         :param model: reconstructor, ``model(y, physics) -> x``.
         :param torch.Tensor y: clean k-space in deepinv layout (not modified).
         :param physics: the deepinv physics of ``y`` (carries the sampling mask).
-        :param torch.Tensor | None x_true: ground truth, for losses that need it.
-        :param torch.Tensor | None target: target image, for targeted losses.
-        :param torch.Tensor | None x_clean: the clean reconstruction if already computed.
-        :param torch.Generator | None generator: overrides the attack's ``seed``.
+        :param torch.Tensor|None x_true: ground truth, for losses that need it.
+        :param torch.Tensor|None target: target image, for targeted losses.
+        :param torch.Tensor|None x_clean: the clean reconstruction if already computed.
+        :param torch.Generator|None generator: overrides the attack's ``seed``.
         :param groups: the sample id of every row (e.g. a measurement grid's ids, one per
             budget x sample): rows with one id are one sample at several budgets (monotone
             envelope, warm starts). ``None``: rows bit-equal in every input are one sample.

@@ -35,7 +35,7 @@ class PGD(Attack):
     :param kspace_attacks.ThreatModel threat: the allowed perturbations.
     :param int steps: steps per restart (one gradient evaluation each, ``eot`` with EOT).
     :param int restarts: independent random starts.
-    :param float | None step_size: step as a fraction of the budget; default
+    :param float|None step_size: step as a fraction of the budget; default
         ``max(2.5 / steps, 0.25)``.
     :param bool random_start: start uniformly in the ball (needed for the deviation loss,
         whose gradient vanishes at ``delta = 0``).
@@ -44,7 +44,7 @@ class PGD(Attack):
         ``spectral_iterations * ceil(restarts / 2)`` gradient evaluations), ``"zero"`` (the same
         as ``random_start=False``) or a perturbation tensor (:mod:`kspace_attacks.attacks.starts`).
     :param int spectral_iterations: power iterations of the ``"spectral"`` start.
-    :param int | None early_stop: stop a restart when no sample improved its best objective by
+    :param int|None early_stop: stop a restart when no sample improved its best objective by
         more than ``1e-4`` (relative) for this many steps; ``None`` never stops early.
     :param loss: objective to maximise (default: deviation from the clean reconstruction).
     :param int seed: seed of the random starts.

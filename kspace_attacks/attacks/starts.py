@@ -114,7 +114,7 @@ def spectral_directions(
     :param Problem problem: the attack problem (model, ``y``, physics, threat, clean reference).
     :param int count: singular vectors per sample.
     :param int iterations: power iterations.
-    :param torch.Generator | None generator: draws the first block of vectors.
+    :param torch.Generator|None generator: draws the first block of vectors.
     :return: ``(directions, gains)``: directions ``(count, *y.shape)`` scaled to unit norm in
         the threat model's norm per budget unit (so ``threat.step_scale(y) * d`` uses the whole
         budget), and ``(count, B)`` linearised deviations :math:`\|J\, b\, v\|` at the budget.
@@ -260,7 +260,7 @@ def warm_start(deltas: Tensor, y: Tensor, physics: Any, threat: Any, groups: Ten
     :param torch.Tensor y: the batch's clean k-space.
     :param physics: its physics.
     :param threat: the batch's threat model (per-row budgets).
-    :param torch.Tensor | None groups: ``(B,)`` sample id per row.
+    :param torch.Tensor|None groups: ``(B,)`` sample id per row.
 
     >>> import torch, deepinv as dinv
     >>> import kspace_attacks as ka

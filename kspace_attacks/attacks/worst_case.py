@@ -15,7 +15,7 @@ from .apgd import APGD
 from .base import Attack, Problem, sample_groups
 from .starts import curvature_directions, spectral_directions, warm_start
 
-__all__ = ["WorstCase", "PortfolioPlan", "PRESETS"]
+__all__ = ["WorstCase", "PortfolioPlan", "SEARCH_PRESETS"]
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def plan_for(budget: int, preset: str, eot: int = 1, flat: bool = False) -> Port
     >>> plan_for(100, "default", flat=True).starts, plan_for(100, "default", flat=True).cost()
     (6, 100)
     """
-    spec = PRESETS[check_choice("preset", preset, tuple(PRESETS))]
+    spec = SEARCH_PRESETS[check_choice("preset", preset, tuple(SEARCH_PRESETS))]
     calls = check_positive_int("budget", budget) // check_positive_int("eot", eot)
     spectral, iters, randoms = spec["spectral"], spec["spectral_iterations"], spec["random_starts"]
     shares, keeps = spec["shares"], spec["keep"]
@@ -123,7 +123,7 @@ def plan_for(budget: int, preset: str, eot: int = 1, flat: bool = False) -> Port
 #: second objective's solution as a candidate (AutoAttack's "plus" idea), for final
 #: evaluations. The shares were chosen on ResUnet++ at eps 0.08 (the hardest measured case;
 #: ``benchmarks/bench_strength.py`` measures every surrogate).
-PRESETS: dict[str, dict[str, Any]] = {
+SEARCH_PRESETS: dict[str, dict[str, Any]] = {
     "default": {"spectral": 1, "spectral_iterations": 10, "random_starts": 2, "warm": True,
                 "shares": (0.2, 0.8), "keep": (1,), "initial_step": 2.0,
                 "budget": 100, "cross_objective": None},
@@ -163,14 +163,14 @@ class WorstCase(Attack):
     :param int seed: seed of the random starts and of the power iteration's first vectors.
     :param int eot: model calls averaged per gradient (stochastic models).
     :param bool monotone: reuse smaller budgets' perturbations of the same sample when worse.
-    :param int | None max_budget: make the search adaptive: after the planned ``budget`` it
+    :param int|None max_budget: make the search adaptive: after the planned ``budget`` it
         keeps running independent restarts (each of the plan's last-round length) while a row's
         best has not been reached by two runs within ``tolerance``, up to ``max_budget``
         gradient evaluations per row; the rows still unsettled are flagged
         :attr:`AttackResult.unreliable` (their worst case rests on one run). ``None``: the fixed
         budget, not assessed.
     :param float tolerance: relative agreement of two runs that settles a row.
-    :param bool | None curvature: add the top eigenvector of the objective's Hessian (both
+    :param bool|None curvature: add the top eigenvector of the objective's Hessian (both
         signs) to the starts, for objectives that are flat at the clean point (1 - SSIM, user
         losses). Off by default (``None``): ``benchmarks/results/curvature_start.md`` measures
         it on the SSIM objective at budget 100: at eps 0.02 it cuts the spread over seeds from
@@ -212,14 +212,14 @@ class WorstCase(Attack):
         curvature: bool | None = None,
     ) -> None:
         super().__init__(threat, loss, seed, eot, monotone)
-        self.preset = check_choice("preset", preset, tuple(PRESETS))
+        self.preset = check_choice("preset", preset, tuple(SEARCH_PRESETS))
         self.budget = check_positive_int(
-            "budget", PRESETS[self.preset]["budget"] if budget is None else budget)
+            "budget", SEARCH_PRESETS[self.preset]["budget"] if budget is None else budget)
         minimum = 2 * self.eot
         if self.budget < minimum:
             raise ValueError(f"budget: expected at least {minimum} gradient evaluations "
                              f"(2 steps x eot {self.eot}), got {self.budget}")
-        self._cross = self._cross_loss(PRESETS[self.preset]["cross_objective"])
+        self._cross = self._cross_loss(SEARCH_PRESETS[self.preset]["cross_objective"])
         # the second objective's run gets a tenth of the budget (none below 20 evaluations)
         self._cross_steps = self.budget // 10 // self.eot if self._cross is not None else 0
         if self._cross_steps < 2:
@@ -277,7 +277,7 @@ class WorstCase(Attack):
         if self._cross is not None:
             losses, deltas = self._add_cross(problem, generator, losses, deltas)
         # later rounds: each row continues its best candidates, halving their number
-        first = PRESETS[self.preset]["initial_step"]
+        first = SEARCH_PRESETS[self.preset]["initial_step"]
         for k, steps in enumerate(plan.rounds[1:], start=1):
             keep = min(plan.keep[k], losses.shape[0])
             order = losses.argsort(dim=0, descending=True)[:keep]  # (keep, B)

@@ -13,11 +13,11 @@ from .._checks import check_nonneg_float, check_positive_int, describe
 from ..threat import KSpaceL2
 from .bound import center_margin, certified_quantile, min_n_pred
 
-__all__ = ["Settings"]
+__all__ = ["CertifySettings"]
 
 
 @dataclass
-class Settings:
+class CertifySettings:
     """The validated arguments of one :func:`certify` call."""
 
     model: Any
@@ -53,7 +53,7 @@ class Settings:
     @classmethod
     def check(cls, model: Any, y: Any, physics: Any, eps: Any, sigma: Any, n_pred: Any, n_cert: Any,
               alpha: Any, beta: Any, delta: Any, batch_size: Any, seed: Any, progress: Any,
-              attack_budget: Any, attack_n: Any, eot: Any) -> "Settings":
+              attack_budget: Any, attack_n: Any, eot: Any) -> "CertifySettings":
         if not callable(model):
             raise TypeError(f"model: expected a callable model(y, physics), got {describe(model)}")
         y = KSpaceL2(eps=0.0).check(y, physics).detach()

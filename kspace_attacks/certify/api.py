@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..attacks.base import frozen_eval
 from ..threat import KSpaceL2
-from ._settings import Settings
+from ._settings import CertifySettings
 from .bound import center_is_good, order_statistic
 from .center import distances_to, median_center
 from .certificate import Certificate
@@ -70,7 +70,7 @@ def certify(
     :param int batch_size: noisy inputs per model call (does not change the draws).
     :param int seed: seed of every draw (same seed, same certificate).
     :param bool progress: a tqdm bar over the reconstructions.
-    :param int | None attack_budget: if given, :class:`~kspace_attacks.WorstCase` (this budget,
+    :param int|None attack_budget: if given, :class:`~kspace_attacks.WorstCase` (this budget,
         ``eot``) searches each ``eps`` on a surrogate smoothed model of ``attack_n`` draws per
         call (fresh draws per call when ``eot > 1``); :attr:`Certificate.lower` is then
         :math:`\|\hat f(y + \delta) - \hat f(y)\|` at the perturbation found, on the certified
@@ -97,11 +97,11 @@ def certify(
         >>> bool((cert.lower[:, 0] <= cert.radius[:, 0]).all())
         True
     """
-    return _run(Settings.check(model, y, physics, eps, sigma, n_pred, n_cert, alpha, beta, delta,
+    return _run(CertifySettings.check(model, y, physics, eps, sigma, n_pred, n_cert, alpha, beta, delta,
                                batch_size, seed, progress, attack_budget, attack_n, eot))
 
 
-def _run(s: Settings) -> Certificate:
+def _run(s: CertifySettings) -> Certificate:
     """Every row's certificate, then the attack's lower bounds (if asked)."""
     start = time.perf_counter()
     y, physics, model = s.y, s.physics, s.model
@@ -149,7 +149,7 @@ def _run(s: Settings) -> Certificate:
     )
 
 
-def _certify_row(s: Settings, i: int, cache: dict, bar: Any) -> dict:
+def _certify_row(s: CertifySettings, i: int, cache: dict, bar: Any) -> dict:
     """Center, check and radii of batch row ``i`` (no gradient)."""
     t0 = time.perf_counter()
     run = dict(model=s.model, y=s.y, physics=s.physics, row=i,
@@ -187,7 +187,7 @@ def _certify_row(s: Settings, i: int, cache: dict, bar: Any) -> dict:
             "seconds": time.perf_counter() - t0, "distances": d}
 
 
-def _lower_bound(s: Settings, z: Tensor, skip: Tensor) -> tuple[Tensor, Tensor, str]:
+def _lower_bound(s: CertifySettings, z: Tensor, skip: Tensor) -> tuple[Tensor, Tensor, str]:
     """Per eps: WorstCase on a surrogate smoothed model, then the deviation of the certified
     smoothed model (its own draws) at the perturbation found. Budgets in ``skip`` (every
     sample abstained: no bracket to close) are not attacked (NaN). Returns ``(lower (B, E),

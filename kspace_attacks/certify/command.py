@@ -4,6 +4,9 @@ The core may not import the model registry or the data layer (``tests/test_archi
 counts function-level imports too), so the command line passes them in:
 ``run(args, resolve_model=kspace_attacks.adapters.resolve_model,
 demo_batch=kspace_attacks.data.demo_batch)``.
+The options it shares with other commands (``--out``, ``--seed``, ``--device``, ``--quiet``)
+are parent parsers of :mod:`kspace_attacks._cli_options`; :mod:`kspace_attacks.cli.certify`
+registers the command.
 
 >>> import argparse
 >>> sub = argparse.ArgumentParser(prog="kspace-attacks").add_subparsers(dest="command")
@@ -21,45 +24,51 @@ import platform
 from pathlib import Path
 from typing import Any, Callable
 
+from .._cli_options import Parents
 from ..io import atomic_write_json, atomic_write_text
 
 __all__ = ["add_parser", "run", "write_results"]
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Declare the ``certify`` subcommand on ``subparsers`` (an ``add_subparsers()`` result)."""
-    p = subparsers.add_parser(
+def add_parser(subparsers: Any, parents: Parents | None = None) -> argparse.ArgumentParser:
+    """Declare the ``certify`` subcommand on ``subparsers`` (an ``add_subparsers()`` result).
+
+    :param parents: the shared options' parent parsers (``--out``, ``--seed``, ``--device``,
+        ``--quiet``); the command line passes its own, the default makes new ones.
+    """
+    parents = Parents() if parents is None else parents
+    own = argparse.ArgumentParser(add_help=False)
+    own.add_argument("model", metavar="MODEL",
+                     help="a registered name (see `kspace-attacks models`) or module:callable / file.py:callable")
+    own.add_argument("--eps", type=float, nargs="+", default=[0.01, 0.02, 0.05],
+                     help="budgets relative to ||y|| (default: %(default)s)")
+    own.add_argument("--sigma", type=float, default=0.01,
+                     help="noise std per measured real entry relative to ||y|| (default: %(default)s); "
+                          "eps/sigma above ~2 abstains")
+    own.add_argument("--n-pred", type=int, default=10_000,
+                     help="draws of the center and of its check (default: %(default)s, the paper's)")
+    own.add_argument("--n-cert", type=int, default=10_000, help="draws of the radius (default: %(default)s)")
+    own.add_argument("--alpha", type=float, default=0.01, help="failure probability (default: %(default)s)")
+    own.add_argument("--delta", type=float, default=0.05,
+                     help="the center check's mass margin (default: %(default)s, the paper's)")
+    own.add_argument("--slices", type=int, default=8, help="embedded demo slices (default: %(default)s)")
+    own.add_argument("--attack-budget", type=int, default=None,
+                     help="also attack the smoothed model (WorstCase, this many gradient evaluations per "
+                          "eps) for the lower bound of the bracket")
+    own.add_argument("--attack-n", type=int, default=32,
+                     help="draws per call of the attack's surrogate smoothed model (default: %(default)s)")
+    own.add_argument("--eot", type=int, default=1, help="model calls per attack gradient (default: %(default)s)")
+    own.add_argument("--batch-size", type=int, default=64,
+                     help="noisy inputs per model call (default: %(default)s)")
+    return subparsers.add_parser(
         "certify", help="certified upper bound on the smoothed model's output deviation (center smoothing)",
         description="Center smoothing (Kumar & Goldstein, NeurIPS 2021): with probability 1 - alpha, for "
                     "every k-space perturbation ||delta|| <= eps ||y|| on the measured entries, the SMOOTHED "
                     "reconstruction moves by at most the certified radius. Nothing is certified about the "
-                    "base model. Writes certificate.csv and certificate.json to --out.")
-    p.add_argument("model", metavar="MODEL",
-                   help="a registered name (see `kspace-attacks models`) or module:callable / file.py:callable")
-    p.add_argument("--eps", type=float, nargs="+", default=[0.01, 0.02, 0.05],
-                   help="budgets relative to ||y|| (default: %(default)s)")
-    p.add_argument("--sigma", type=float, default=0.01,
-                   help="noise std per measured real entry relative to ||y|| (default: %(default)s); "
-                        "eps/sigma above ~2 abstains")
-    p.add_argument("--n-pred", type=int, default=10_000,
-                   help="draws of the center and of its check (default: %(default)s, the paper's)")
-    p.add_argument("--n-cert", type=int, default=10_000, help="draws of the radius (default: %(default)s)")
-    p.add_argument("--alpha", type=float, default=0.01, help="failure probability (default: %(default)s)")
-    p.add_argument("--delta", type=float, default=0.05,
-                   help="the center check's mass margin (default: %(default)s, the paper's)")
-    p.add_argument("--slices", type=int, default=8, help="embedded demo slices (default: %(default)s)")
-    p.add_argument("--attack-budget", type=int, default=None,
-                   help="also attack the smoothed model (WorstCase, this many gradient evaluations per "
-                        "eps) for the lower bound of the bracket")
-    p.add_argument("--attack-n", type=int, default=32,
-                   help="draws per call of the attack's surrogate smoothed model (default: %(default)s)")
-    p.add_argument("--eot", type=int, default=1, help="model calls per attack gradient (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=64, help="noisy inputs per model call (default: %(default)s)")
-    p.add_argument("--out", required=True, help="folder for certificate.csv and certificate.json")
-    p.add_argument("--seed", type=int, default=0, help="seed of every draw (default: %(default)s)")
-    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
+                    "base model. Writes certificate.csv and certificate.json to --out.",
+        parents=[own, parents.out("folder for certificate.csv and certificate.json"),
+                 parents.seed("seed of every draw (default: %(default)s)"), parents.device(),
+                 parents.quiet("no progress bar")])
 
 
 def run(args: argparse.Namespace, resolve_model: Callable[..., Any] | None = None,

@@ -28,19 +28,19 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .._checks import check_image, check_kspace, check_nonneg_float, check_positive_int, describe
 from ..threat import KSpaceL2, draw, sampling_mask
+from ..attacks.base import Reconstructor
 from .center import median_center
 
 __all__ = ["SmoothedModel", "NoiseSource", "noise_std", "noise_norm_ratio", "noisy_outputs",
            "smoothed_center"]
 
-Reconstructor = Callable[[Tensor, Any], Tensor]
 
 
 class NoiseSource:
@@ -162,7 +162,7 @@ class SmoothedModel(torch.nn.Module):
         function of ``y``: common random numbers); ``True``: fresh draws per call (a stochastic
         model; attack it with ``eot > 1``).
     :param str stage: key of the draws (the certificate's center is ``stage="predict"``).
-    :param torch.Tensor | None reference: clean k-space ``(B, ...)`` whose per-sample norms fix
+    :param torch.Tensor|None reference: clean k-space ``(B, ...)`` whose per-sample norms fix
         the noise (std :math:`\sigma \|\text{reference}_i\|_2`), so that the smoothing
         distribution does not move with a perturbation of the input, as the certificate
         requires; ``None``: :math:`\sigma` times the norm of each input row (then ``y`` and

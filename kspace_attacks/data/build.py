@@ -36,7 +36,7 @@ __all__ = [
     "load_template",
     "resample_slices",
     "save_embedded",
-    "select_slices",
+    "tissue_slices",
     "template_dir",
 ]
 
@@ -102,7 +102,7 @@ def load_template(directory: str | Path | None = None) -> dict[str, np.ndarray]:
     return out
 
 
-def select_slices(brain: np.ndarray, min_area_fraction: float = 0.3) -> np.ndarray:
+def tissue_slices(brain: np.ndarray, min_area_fraction: float = 0.3) -> np.ndarray:
     """z-indices of axial slices whose brain area is >= ``min_area_fraction`` of the largest."""
     check_nonneg_float("min_area_fraction", min_area_fraction)
     area = (brain > 0.5).reshape(-1, brain.shape[-1]).sum(0)
@@ -153,7 +153,7 @@ def build_embedded(
     check_positive_int("size", size, minimum=4)
     vols = load_template(directory)
     brain = (vols["t1"] > 0).astype(np.float32)  # the template is skull-stripped
-    z = select_slices(brain, min_area_fraction)
+    z = tissue_slices(brain, min_area_fraction)
     out: dict[str, np.ndarray] = {}
     for key, vol in (("t1", vols["t1"]), ("gm", vols["gm"]), ("wm", vols["wm"]), ("brain", brain)):
         out[key] = np.round(resample_slices(_axial(vol, z), size) * 255).astype(np.uint8)

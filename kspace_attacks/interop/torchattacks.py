@@ -94,7 +94,7 @@ except ImportError as _err:  # the extra is not installed
 
 __all__ = ["KSpaceAPGD", "KSpacePGDL2", "KSpaceGaussianNoise", "INSTALL_HINT"]
 
-LOSSES = ("deviation", "reference", "ssim")
+LOSS_NAMES = ("deviation", "reference", "ssim")
 
 
 class _FunctionModel(nn.Module):
@@ -140,7 +140,7 @@ class _KSpaceAttack(_TorchAttack):
         self.per = check_choice("per", per, ("sample", "coil"))
         self.support = check_choice("support", support, ("measured", "full"))
         if not isinstance(loss, Loss):
-            check_choice("loss", loss, LOSSES)
+            check_choice("loss", loss, LOSS_NAMES)
         self.loss = loss
         self.domain = check_choice("domain", domain, ("complex", "magnitude"))
         if isinstance(seed, bool) or not isinstance(seed, int):
@@ -285,7 +285,7 @@ class KSpacePGDL2(_KSpaceAttack):
     :param model: reconstructor ``model(y, physics) -> x`` (``nn.Module`` or function).
     :param physics: deepinv MRI physics of the measurements (or later :meth:`set_physics`).
     :param float eps: budget, relative to ``||y||`` (default) or absolute. (Default: 0.05)
-    :param float | None alpha: step as a fraction of the budget.
+    :param float|None alpha: step as a fraction of the budget.
         (Default: ``max(2.5 / steps, 0.25)``, as :class:`kspace_attacks.PGD`)
     :param int steps: number of steps. (Default: 10)
     :param bool random_start: start uniformly in the ball. (Default: True)

@@ -39,7 +39,7 @@ class ParametricThreat(ThreatModel):
     weighted differently, :meth:`weights`. Budgets are absolute (in the threat's physical unit)
     and per sample; ``eps`` may be a per-sample ``(B,)`` tensor (several budgets in one batch).
 
-    :param float | torch.Tensor eps: the budget in the threat's unit (see the subclass).
+    :param float|torch.Tensor eps: the budget in the threat's unit (see the subclass).
     """
 
     #: what ``eps`` is measured in (shown in reports)

@@ -25,7 +25,7 @@ class CoilMapMismatch(ParametricThreat):
     (:meth:`apply` is the identity); :meth:`corrupt` returns the physics with the wrong maps.
     Multi-coil (:class:`deepinv.physics.MultiCoilMRI`) only.
 
-    :param float | torch.Tensor eps: relative error budget of the maps.
+    :param float|torch.Tensor eps: relative error budget of the maps.
     :param int basis: coefficients per axis of the smooth error (2 = bilinear ramps).
 
     |sep|

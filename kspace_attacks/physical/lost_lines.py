@@ -32,7 +32,7 @@ class LostLines(ParametricThreat):
     search stays at its start; the spectral start (``start="spectral"``) then picks the line
     of largest effect.
 
-    :param float | torch.Tensor eps: number of lines that may be lost (per sample).
+    :param float|torch.Tensor eps: number of lines that may be lost (per sample).
 
     |sep|
 

@@ -33,12 +33,12 @@ class RigidMotion(ParametricThreat):
       shot's shift); without one the rotation budget is zero and the threat is translations
       only.
 
-    :param float | torch.Tensor eps: translation budget in mm per shot and axis.
+    :param float|torch.Tensor eps: translation budget in mm per shot and axis.
     :param int shots: number of shots the lines are grouped into.
     :param str ordering: ``"interleaved"`` or ``"sequential"``.
     :param float pixel_mm: pixel size in mm (the embedded 64 x 64 preset: 233 / 64 mm).
     :param float degrees_per_mm: rotation budget per mm of translation budget.
-    :param torch.Tensor | None reference: image the rotation is computed from.
+    :param torch.Tensor|None reference: image the rotation is computed from.
 
     |sep|
 

@@ -27,8 +27,8 @@ class PhaseErrors(ParametricThreat):
     stacked k-space it multiplies the parts separately, which changes ``|y|``; here the
     modulus is kept exactly).
 
-    :param float | torch.Tensor eps: phase budget in radians.
-    :param int | None shots: group lines into this many shots (``None``: every line its own).
+    :param float|torch.Tensor eps: phase budget in radians.
+    :param int|None shots: group lines into this many shots (``None``: every line its own).
     :param str ordering: how lines are assigned to shots (``"interleaved"``/``"sequential"``).
     :param bool drift: include the readout drift ``b``.
 

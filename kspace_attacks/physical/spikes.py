@@ -25,7 +25,7 @@ class Spikes(KSpaceLinf):
     projection onto this (non-convex) set. :meth:`sphere` puts ``count`` spikes of full modulus
     and random phase at random measured positions: the random control of the same size.
 
-    :param float | torch.Tensor eps: spike modulus relative to ``max |y|`` per sample.
+    :param float|torch.Tensor eps: spike modulus relative to ``max |y|`` per sample.
     :param int count: spikes per sample (over all coils).
     :param bool relative: budget relative to ``max |y|`` (default) or absolute.
 

@@ -96,7 +96,7 @@ from .records import STUDY_EPS
 from .verdicts import VerdictSpec
 from .sources import build_data, check_data
 
-__all__ = ["SweepConfig", "TargetedSpec", "ReportSpec", "VerdictSpec", "config_reference", "DEMO_CONFIG", "DEMO_OVERRIDES", "STUDY_CONFIG", "ConfigError", "load_config", "dump_toml", "validate_config",
+__all__ = ["SweepConfig", "TargetedSpec", "ReportSpec", "VerdictSpec", "DEMO_CONFIG", "DEMO_OVERRIDES", "STUDY_CONFIG", "ConfigError", "load_config", "dump_toml", "validate_config",
            "build_threat", "build_attacks", "build_models", "build_surrogates", "surrogate_batches", "surrogate_options", "build_data", "canonical"]
 
 
@@ -359,11 +359,6 @@ def validate_config(raw: Mapping[str, Any], base: Mapping[str, Any] | None = Non
     if cfg["device"] != "cpu" and cfg["device"].startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"config: device {cfg['device']!r} requested but CUDA is not available; use device = \"cpu\"")
     return cfg
-
-
-def config_reference() -> str:
-    """The Markdown reference of every configuration key (``docs/CONFIG.md`` quotes it)."""
-    return SweepConfig.docs()
 
 
 def canonical(cfg: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .._deprecation import renamed
 from ..data import read_perturbed_kspace
 from ..io import atomic_write_json, atomic_write_text, read_json
 from .plots import plot_panel
@@ -29,12 +30,12 @@ from .sweep import run_sweep
 from .targeted import targeted_transfer, targeted_verdicts
 from .verdicts import mean as _mean, write_verdicts
 
-__all__ = ["run_demo", "finish_run", "run_targeted"]
+__all__ = ["run_demo", "finish_run", "run_targeted", "timed"]
 
 
 def run_demo(out: str | os.PathLike = "kspace-attacks-demo", config: dict | None = None,
              progress: bool = True, title: str = "Verdicts of the demo (small sample: 4 slices)",
-             models: dict[str, Any] | None = None, **deprecated: Any) -> dict[str, Any]:
+             models: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the demo (or the study: ``config`` =
     :data:`~kspace_attacks.study.config.STUDY_CONFIG`, or any sweep configuration) and write
     everything to ``out``; returns paths and verdicts. Resumable: run it again with the same
@@ -44,40 +45,68 @@ def run_demo(out: str | os.PathLike = "kspace-attacks-demo", config: dict | None
     sweep, then (:func:`finish_run`) the targeted test on ``targeted.slices`` slices of the
     first batch, the verdicts, and ``report.html`` with the panels of ``report.panel_slices``
     slices; the demo adds ``panel.png``. ``provenance.json`` gets ``wall_seconds``: the whole
-    run's wall time in this process (a resumed run: the last part's).
+    run's wall time in this process (a resumed run: the last part's), and ``phase_seconds``: the
+    same split by phase (models, sweep, panel, targeted, verdicts, report), so a slower run shows
+    at a glance which phase grew.
     """
     start = time.perf_counter()
-    config = _with_deprecated(config, deprecated)
+    phases: dict[str, float] = {}
     cfg = validate_config(config if config is not None else {**DEMO_CONFIG, **DEMO_OVERRIDES})
     out = Path(out)
-    models = build_models(cfg) if models is None else models
-    report = run_sweep(cfg, out, progress=progress, models=models)
+    with timed(phases, "models"):
+        models = build_models(cfg) if models is None else models
+    with timed(phases, "sweep"):
+        report = run_sweep(cfg, out, progress=progress, models=models)
     result = {"out": str(out), "records": len(report.records)}
     if int(os.environ.get("RANK", "0")) != 0:  # rank 0 writes what follows the sweep
         return result
-    panel = best_effort(out, "image panel (panel.png)", _image_panel, out, cfg, models)
+    with timed(phases, "panel"):
+        panel = best_effort(out, "image panel (panel.png)", _image_panel, out, cfg, models)
     if panel is not None:
         result["panel"] = str(panel)
-    result.update(finish_run(out, cfg, report, models, title))
+    result.update(finish_run(out, cfg, report, models, title, phases))
     provenance = read_json(out / "provenance.json") if (out / "provenance.json").is_file() else {}
-    atomic_write_json(out / "provenance.json", dict(provenance, wall_seconds=time.perf_counter() - start),
+    atomic_write_json(out / "provenance.json", dict(provenance, wall_seconds=time.perf_counter() - start,
+                                                    phase_seconds={k: round(v, 2) for k, v in phases.items()}),
                       indent=1, default=str)
     return result
 
 
-def finish_run(out: Path, cfg: dict[str, Any], report: Any, models: dict[str, Any], title: str) -> dict[str, Any]:
+@contextmanager
+def timed(phases: dict[str, float], name: str) -> Iterator[None]:
+    """Add the wall time of the ``with`` block to ``phases[name]`` (even if it raises).
+
+        >>> phases = {}
+        >>> with timed(phases, "nothing"):
+        ...     pass
+        >>> list(phases), phases["nothing"] >= 0
+        (['nothing'], True)
+    """
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
+
+
+def finish_run(out: Path, cfg: dict[str, Any], report: Any, models: dict[str, Any], title: str,
+               phases: dict[str, float] | None = None) -> dict[str, Any]:
     """What follows every sweep (demo, study, ``sweep``): the targeted test when
     ``targeted.slices > 0``, ``verdict.json`` / ``verdict.md`` and ``report.html`` (with the
     image panels stored for ``report``). The targeted test and the panels are presentation:
-    if one fails, the page says so (:mod:`.steps`) and the run still ends with its verdicts."""
+    if one fails, the page says so (:mod:`.steps`) and the run still ends with its verdicts.
+    ``phases`` (if given) gets each step's wall time (:func:`timed`)."""
     from .html import write_html_report
 
+    phases = {} if phases is None else phases
     result: dict[str, Any] = {}
     if cfg["targeted"]["slices"]:
-        result.update(best_effort(out, "targeted insertion test", run_targeted, out, cfg, models) or {})
-    result["verdicts"] = write_verdicts(report, out, title=title, extra_rows=result.get("targeted_rows", ()),
-                                        settings=cfg.get("verdicts"))
-    with torch.no_grad():
+        with timed(phases, "targeted"):
+            result.update(best_effort(out, "targeted insertion test", run_targeted, out, cfg, models) or {})
+    with timed(phases, "verdicts"):
+        result["verdicts"] = write_verdicts(report, out, title=title, extra_rows=result.get("targeted_rows", ()),
+                                            settings=cfg.get("verdicts"))
+    with timed(phases, "report"), torch.no_grad():
         result["report"] = str(write_html_report(out, models, max_slices=cfg["report"]["panel_slices"]))
     return result
 
@@ -122,26 +151,3 @@ def _image_panel(out: Path, cfg: dict[str, Any], models: dict[str, Any]) -> Path
     reference = x[:1] if x is not None else clean[cfg["targets"][0]]
     return plot_panel(reference, clean, adv, out / "panel.png",
                       title=f"{surrogate} / {attack} perturbation, eps={eps:.2f}, slice {ids[0]}")
-
-
-def _with_deprecated(config: dict | None, old: dict[str, Any]) -> dict | None:
-    """``run_demo``'s arguments of earlier versions as configuration keys (with a warning)."""
-    if not old:
-        return config
-    known = {"targeted": "targeted.slices", "targeted_slices": "targeted.slices",
-             "panel_slices": "report.panel_slices", "report_html": "report.panel_slices"}
-    unknown = sorted(set(old) - set(known))
-    if unknown:
-        raise TypeError(f"run_demo: unexpected argument(s) {unknown}")
-    cfg = dict(config if config is not None else {**DEMO_CONFIG, **DEMO_OVERRIDES})
-    targeted = dict(cfg.get("targeted", {}))
-    report = dict(cfg.get("report", {}))
-    for name, value in old.items():
-        renamed(f"run_demo({name}=...)", f"the configuration's {known[name]}")
-        if name == "targeted_slices":
-            targeted["slices"] = value
-        elif name == "targeted" and not value:
-            targeted["slices"] = 0
-        elif name == "panel_slices":
-            report["panel_slices"] = value
-    return dict(cfg, targeted=targeted, report=report)

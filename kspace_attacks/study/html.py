@@ -163,7 +163,7 @@ def _overview(report: TransferReport, failed: list[dict], directory: Path) -> st
              ("targets", ", ".join(map(str, cfg.get("targets", [])))),
              ("attacks", ", ".join(cfg.get("attacks", {}))),
              ("eps", ", ".join(f"{float(e):g}" for e in cfg.get("eps", []))),
-             ("failed batches", len(failed)), ("folder", directory.resolve())]
+             ("failed batches", len(failed)), ("folder", directory.resolve().name)]
     if cfg.get("seconds") is not None:
         facts.append(("run time", f"{float(cfg['seconds']):.0f} s"))
     notes = "".join(f"<p class='warn'>Not made: {_e(n['step'])} ({_e(n['error'])}). The records and "

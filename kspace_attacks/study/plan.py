@@ -117,7 +117,6 @@ class SweepPlan:
     def text(self) -> str:
         """The plan as ``kspace-attacks sweep --dry-run`` prints it."""
         k = self.n_eps
-        per_batch = 1 + len(self.grad_evals)
         n_units = len(units_of(len(self.batch_rows), list(self.grad_evals), None, self.surrogate_batches))
         lines = [f"data: {self.n_slices} slice(s) in {len(self.batch_rows)} batch(es); {k} eps -> rows per batch "
                  f"(slices x eps): {', '.join(map(str, self.batch_rows))}",

@@ -9,29 +9,28 @@ gives all of their outputs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from .._checks import check_image
-from ..attacks.base import frozen_eval
+from ..attacks.base import Reconstructor, frozen_eval
 
 __all__ = ["reconstruct_one", "reconstruct_all", "trajectory_groups"]
 
-Model = Callable[[Tensor, Any], Tensor]
 
 
 @torch.no_grad()
-def reconstruct_one(model: Model, y: Tensor, physics: Any, chunk: int | None) -> Tensor:
+def reconstruct_one(model: Reconstructor, y: Tensor, physics: Any, chunk: int | None) -> Tensor:
     with frozen_eval(model):  # eval mode for the call; the caller's mode is restored
         if chunk is None or y.shape[0] <= chunk:
             return check_image("model(y, physics)", model(y, physics))
         return torch.cat([model(y[i : i + chunk], physics) for i in range(0, y.shape[0], chunk)])
 
 
-def trajectory_groups(targets: Mapping[str, Model]) -> list[list[str]]:
+def trajectory_groups(targets: Mapping[str, Reconstructor]) -> list[list[str]]:
     """Targets grouped by shared sampler runs, in ``targets`` order.
 
     A model may expose ``trajectory_key()`` and ``sample_variants(y, physics) -> {final_dc:
@@ -59,7 +58,7 @@ def _shared_run_key(model: Any) -> Any:
 
 
 @torch.no_grad()
-def reconstruct_all(targets: Mapping[str, Model], y: Tensor, physics: Any, chunk: int | None = None,
+def reconstruct_all(targets: Mapping[str, Reconstructor], y: Tensor, physics: Any, chunk: int | None = None,
                     groups: Sequence[Sequence[str]] | None = None) -> dict[str, tuple[Tensor, float]]:
     """Every target's reconstruction of ``y``: ``name -> (x, seconds)``, one sampler run per
     group of :func:`trajectory_groups` (its seconds split evenly over the group's targets)."""

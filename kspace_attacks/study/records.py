@@ -31,14 +31,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .._deprecation import renamed, renamed_keys
 
 __all__ = [
     "Column", "COLUMNS", "BASELINE_SURROGATE", "BASELINE_ATTACK", "SETTINGS", "STUDY_EPS",
-    "GROUP_KEYS", "SUMMARY_METRICS", "setting_of", "restart_columns", "RENAMED_COLUMNS", "upgrade",
+    "GROUP_KEYS", "SUMMARY_METRICS", "setting_of", "restart_columns", 
 ]
 
 
@@ -262,20 +260,3 @@ def is_baseline(record: dict) -> bool:
     """Whether ``record`` is an equal-norm noise baseline row."""
     return record.get(SETTING) == BASELINE or record.get(SURROGATE) == BASELINE_SURROGATE
 
-
-#: Columns of earlier versions: old name -> new name. ``deviation`` was the squared absolute
-#: change; "deviation" now means the relative change everywhere (``relative_deviation``).
-RENAMED_COLUMNS = {"deviation": SQUARED_DEVIATION}
-
-
-def upgrade(records: Iterable[dict]) -> list[dict]:
-    """Records of an earlier version with today's column names (one warning when something was
-    renamed)."""
-    return renamed_keys(records, RENAMED_COLUMNS, "record column(s)")
-
-
-def __getattr__(name: str):
-    if name == "DEVIATION":  # the constant of the renamed column, kept for one release
-        renamed("kspace_attacks.study.records.DEVIATION", "SQUARED_DEVIATION")
-        return SQUARED_DEVIATION
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

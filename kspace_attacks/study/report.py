@@ -1,25 +1,40 @@
-"""Results of transfer sweeps: per-sample records, summaries, durable saving and loading."""
+"""Results of transfer sweeps: per-sample records and the queries on them.
+
+:class:`TransferReport` holds a sweep's records (one flat dict per sample, surrogate, attack,
+budget and target) and answers queries on them (:meth:`~TransferReport.filter`,
+:meth:`~TransferReport.summary`, :meth:`~TransferReport.table`). It delegates the rest, one job
+per module:
+
+* :mod:`.report_io`: the record files (``records.csv``, ``summary.csv``, ``summary.json``,
+  ``provenance.json``), written and read back;
+* :mod:`.perturbations`: the kept perturbed k-space (:class:`PerturbationStore`), in memory
+  and as fastMRI files under ``perturbations/``, read back lazily;
+* :mod:`.plots`: the figures.
+
+:func:`records_to_csv`, :func:`records_from_csv` and :func:`perturbation_filename` are
+re-exported here, where other modules have always imported them.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from ..io import atomic_write_json, atomic_write_text, read_json
+from .._checks import describe
+from ..io import atomic_write_text
 from ..stats import bootstrap_ci
-from .records import GROUP_KEYS, SUMMARY_METRICS, upgrade
+from .perturbations import MissingPerturbationError, PerturbationStore, perturbation_filename
+from .records import GROUP_KEYS, SUMMARY_METRICS
+from .report_io import PERTURBATIONS_DIR, read_records, records_from_csv, records_to_csv, write_records
 
 __all__ = ["TransferReport", "atomic_write_text", "summarize", "GROUP_KEYS", "records_to_csv",
-           "records_from_csv", "perturbation_filename"]
+           "records_from_csv", "perturbation_filename", "PerturbationStore", "MissingPerturbationError"]
 
 # Two-sided 97.5 % Student-t quantiles for small samples (df = n - 1); 1.96 beyond.
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
@@ -33,10 +48,12 @@ def _t975(df: int) -> float:
     return _T975[keys[-1]] if df <= 60 else 1.96
 
 
-def perturbation_filename(surrogate: str, attack: str, eps: float) -> str:
-    """File name of saved perturbations: ``<surrogate>-<attack>-eps<e>.h5`` (``e`` with up to 10
-    significant digits, so distinct budgets never share a file)."""
-    return f"{surrogate}-{attack}-eps{float(eps):.10g}.h5"
+def _names(name: str, value: Any) -> tuple[str, ...]:
+    """``value`` as a tuple of column names (a generator is read once, here)."""
+    names = tuple(value) if isinstance(value, Iterable) and not isinstance(value, str) else None
+    if names is None or not all(isinstance(v, str) for v in names):
+        raise TypeError(f"{name}: expected a sequence of column names (str), got {describe(value)}")
+    return names
 
 
 def summarize(
@@ -48,7 +65,17 @@ def summarize(
         ``<metric>_mean``, ``<metric>_std``, ``<metric>_ci95`` (Student t half-width) and
         ``<metric>_ci_low`` / ``<metric>_ci_high`` (percentile bootstrap of the mean, seed 0: the
         interval the verdicts use, and the figures' error bars).
+
+    :Examples:
+
+        >>> rows = summarize([{"eps": 0.01, "ssim": 0.5}, {"eps": 0.01, "ssim": 1.0}, {"eps": 0.02, "ssim": 0.25}],
+        ...                  keys=("eps",), metrics=("ssim",))
+        >>> [(r["eps"], r["n"], r["ssim_mean"], r["ssim_std"]) for r in rows]
+        [(0.01, 2, 0.75, 0.3535533905932738), (0.02, 1, 0.25, 0.0)]
     """
+    if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
+        raise TypeError(f"records: expected an iterable of dicts, got {describe(records)}")
+    keys, metrics = _names("keys", keys), _names("metrics", metrics)
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         groups[tuple(r.get(k) for k in keys)].append(r)
@@ -72,34 +99,6 @@ def summarize(
     return rows
 
 
-def _parse(value: str) -> Any:
-    if value == "":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
-
-
-def records_to_csv(records: Sequence[dict]) -> str:
-    """CSV text with the union of the records' keys as columns (first-seen order)."""
-    columns: list[str] = []
-    for r in records:
-        columns.extend(k for k in r if k not in columns)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
-    return buf.getvalue()
-
-
-def records_from_csv(path: str | os.PathLike) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return upgrade({k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f))
-
-
 class TransferReport:
     """Per-sample records of a transfer sweep with summaries, saving, loading and plots.
 
@@ -109,6 +108,23 @@ class TransferReport:
     reconstruction compared with the clean one (``ssim_vs_clean``, ``psnr_vs_clean``,
     ``nmse_vs_clean``), with ground truth ``clean_*``, ``adv_*`` and ``delta_*`` (adv minus
     clean), and artifact statistics (see :mod:`kspace_attacks.study.artifacts`).
+
+    The kept perturbed k-space is in :attr:`perturbations` (a :class:`PerturbationStore`);
+    :meth:`save` then :meth:`load` gives back the records, the settings and the perturbations.
+
+    :Examples:
+
+        >>> import tempfile, torch
+        >>> rec = dict(sample_id=0, surrogate="zf", target="zf", attack="fgm", setting="white-box")
+        >>> report = TransferReport([dict(rec, eps=0.0, ssim_vs_clean=1.0), dict(rec, eps=0.1, ssim_vs_clean=0.8)])
+        >>> y = torch.randn(2, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+        >>> report.add_perturbation("zf", "fgm", [0], [0.0, 0.1], y, y * 1.1, None, "FGM()")
+        >>> loaded = TransferReport.load(report.save(tempfile.mkdtemp()))
+        >>> loaded
+        TransferReport(2 records, pairs=[('zf', 'zf')])
+        >>> key = ("zf", "fgm", 0.1, 0)  # surrogate, attack, eps, sample id
+        >>> bool(torch.equal(loaded.perturbed_kspace(*key), report.perturbed_kspace(*key)))
+        True
     """
 
     def __init__(self, records: Iterable[dict] | None = None, normalization: str = "minmax",
@@ -119,42 +135,94 @@ class TransferReport:
         #: versions, platform, threads, deterministic mode, device and world size of the run
         #: that computed the records (:func:`kspace_attacks._runtime.runtime_provenance`)
         self.provenance: dict | None = dict(provenance) if provenance is not None else None
-        self._perturbations: list[dict] = []
+        #: the kept perturbed k-space (:meth:`add_perturbation`, or the files :meth:`load` found)
+        self.perturbations = PerturbationStore()
 
     # ------------------------------------------------------------------ building
     def extend(self, records: Iterable[dict]) -> None:
+        """Append ``records``.
+
+        :Examples:
+
+            >>> report = TransferReport()
+            >>> report.extend([{"eps": 0.0}, {"eps": 0.1}])
+            >>> len(report)
+            2
+        """
+        if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
+            raise TypeError(f"records: expected an iterable of dicts, got {describe(records)}")
         self.records.extend(records)
 
     def add_perturbation(self, surrogate: str, attack: str, ids: list, grid: list[float],
                          y_clean: Tensor, y_adv: Tensor, physics: Any, attack_repr: str) -> None:
-        """Keep a batch of clean/perturbed k-space (``len(grid)`` copies of ``ids``) for saving."""
-        self._perturbations.append(dict(surrogate=surrogate, attack=attack, ids=list(ids), grid=list(grid),
-                                        y_clean=y_clean.detach().cpu(), y_adv=y_adv.detach().cpu(),
-                                        mask=getattr(physics, "mask", None), attack_repr=attack_repr,
-                                        coil_maps=_detached(getattr(physics, "coil_maps", None))))
+        """Keep a batch of clean/perturbed k-space (``len(grid)`` copies of ``ids``) for saving:
+        see :meth:`PerturbationStore.add`.
+
+        :Examples:
+
+            >>> import torch
+            >>> report = TransferReport()
+            >>> report.add_perturbation("zf", "fgm", [0, 1], [0.1], torch.zeros(2, 2, 4, 4),
+            ...                         torch.ones(2, 2, 4, 4), None, "FGM()")
+            >>> report.perturbed_kspace("zf", "fgm", 0.1, 1).shape
+            torch.Size([1, 2, 4, 4])
+        """
+        self.perturbations.add(surrogate, attack, ids, grid, y_clean, y_adv, physics, attack_repr)
 
     def perturbed_kspace(self, surrogate: str, attack: str, eps: float, sample_id: Any) -> Tensor:
-        """The kept perturbed k-space ``(1, ...)`` of one sample (needs ``keep_perturbations``)."""
-        for p in self._perturbations:
-            if p["surrogate"] == surrogate and p["attack"] == attack and sample_id in p["ids"]:
-                for i, e in enumerate(p["grid"]):
-                    if abs(e - eps) < 1e-12:
-                        j = i * len(p["ids"]) + p["ids"].index(sample_id)
-                        return p["y_adv"][j : j + 1]
-        raise KeyError(f"no kept perturbation for surrogate={surrogate!r}, attack={attack!r}, eps={eps}, "
-                       f"sample_id={sample_id!r}")
+        """The kept perturbed k-space ``(1, ...)`` of one sample (needs ``keep_perturbations``, or
+        a report loaded from a folder saved with its perturbations); raises a ``KeyError``
+        (:class:`MissingPerturbationError`) naming what was asked for and what is kept.
+
+        :Examples:
+
+            >>> try:
+            ...     TransferReport().perturbed_kspace("zf", "pgd", 0.05, 3)
+            ... except KeyError as err:
+            ...     print(str(err).split(";")[0])
+            no kept perturbation for surrogate='zf', attack='pgd', eps=0.05, sample_id=3
+        """
+        return self.perturbations.get(surrogate, attack, eps, sample_id)
 
     # ------------------------------------------------------------------ queries
     def filter(self, **conditions: Any) -> list[dict]:
-        """Records whose fields equal the given values, e.g. ``filter(target="diffusion")``."""
+        """Records whose fields equal the given values, e.g. ``filter(target="diffusion")``.
+
+        :Examples:
+
+            >>> TransferReport([{"target": "a", "eps": 0.0}, {"target": "b", "eps": 0.0}]).filter(target="b")
+            [{'target': 'b', 'eps': 0.0}]
+        """
         return [r for r in self.records if all(r.get(k) == v for k, v in conditions.items())]
 
     def summary(self, keys: Sequence[str] = GROUP_KEYS, metrics: Sequence[str] = SUMMARY_METRICS) -> list[dict]:
-        """See :func:`summarize`."""
+        """See :func:`summarize`.
+
+        :Examples:
+
+            >>> report = TransferReport([{"eps": 0.0, "ssim_vs_clean": 1.0}, {"eps": 0.0, "ssim_vs_clean": 0.5}])
+            >>> report.summary(keys=("eps",))[0]["ssim_vs_clean_mean"]
+            0.75
+        """
         return summarize(self.records, keys, metrics)
 
     def table(self, metric: str = "ssim_vs_clean", attack: str | None = None) -> str:
-        """Text table: one row per (surrogate -> target, attack), one column per eps (means)."""
+        """Text table: one row per (surrogate -> target, attack), one column per eps (means).
+
+        :Examples:
+
+            >>> rec = dict(surrogate="zf", target="zf", attack="fgm")
+            >>> report = TransferReport([dict(rec, eps=e, ssim_vs_clean=1.0 - 2 * e) for e in (0.0, 0.1)])
+            >>> print(report.table())
+            ssim_vs_clean (mean per eps)
+            surrogate -> target         attack        0.00    0.10
+            ------------------------------------------------------
+            zf -> zf                    fgm         1.0000  0.8000
+        """
+        if not isinstance(metric, str):
+            raise TypeError(f"metric: expected a column name (str), got {describe(metric)}")
+        if attack is not None and not isinstance(attack, str):
+            raise TypeError(f"attack: expected an attack name (str) or None, got {describe(attack)}")
         rows = self.summary(keys=("surrogate", "target", "attack", "eps"), metrics=(metric,))
         if attack is not None:
             rows = [r for r in rows if r["attack"] == attack]
@@ -175,82 +243,76 @@ class TransferReport:
     def save(self, directory: str | os.PathLike, perturbations: bool = True) -> Path:
         """Write ``records.csv``, ``summary.json`` (and ``summary.csv``), ``provenance.json``
         (when :attr:`provenance` is known; also in ``summary.json``) and, if kept, the perturbed
-        k-space as fastMRI-format files ``perturbations/<surrogate>-<attack>-eps<e>.h5``.
+        k-space as fastMRI-format files ``perturbations/<surrogate>-<attack>-eps<e>.h5`` (files
+        of a loaded report are copied unchanged; see :meth:`PerturbationStore.save`).
 
-        Every file is written atomically.
+        Every file is written atomically (formats: :mod:`kspace_attacks.study.report_io`).
+
+        :Examples:
+
+            >>> import tempfile
+            >>> d = TransferReport([{"eps": 0.0}], config={"seed": 3}).save(tempfile.mkdtemp())
+            >>> sorted(p.name for p in d.iterdir())
+            ['records.csv', 'summary.csv', 'summary.json']
         """
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(d / "records.csv", records_to_csv(self.records))
-        summary = self.summary()
-        atomic_write_text(d / "summary.csv", records_to_csv(summary))
-        meta = {"normalization": self.normalization, "config": self.config, "n_records": len(self.records),
-                "summary": summary}
-        if self.provenance is not None:
-            meta["provenance"] = self.provenance
-            atomic_write_json(d / "provenance.json", self.provenance, indent=1, default=str)
-        atomic_write_json(d / "summary.json", meta, indent=1, default=str)
-        if perturbations and self._perturbations:
-            self.save_perturbations(d / "perturbations", provenance=self.provenance)
+        if not isinstance(perturbations, bool):
+            raise TypeError(f"perturbations: expected a bool, got {describe(perturbations)}")
+        d = write_records(directory, self.records, self.summary(), normalization=self.normalization,
+                          config=self.config, provenance=self.provenance)
+        if perturbations and self.perturbations:
+            self.save_perturbations(d / PERTURBATIONS_DIR, provenance=self.provenance)
         return d
 
     def save_perturbations(self, folder: str | os.PathLike,
                            provenance: dict | None = None) -> list[Path]:
         """Write the kept perturbations as fastMRI files ``<surrogate>-<attack>-eps<e>.h5``;
         ``provenance`` goes into each file's provenance attrs, over
-        :func:`~kspace_attacks.data.default_provenance`."""
-        if provenance is not None and not isinstance(provenance, dict):
-            raise TypeError(f"provenance: expected a dict or None, got {type(provenance).__name__}")
-        from ..data.fastmri import write_perturbed_kspace  # h5 writer; imported on demand
+        :func:`~kspace_attacks.data.default_provenance` (see :meth:`PerturbationStore.save`).
 
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        merged: dict[tuple, dict] = {}
-        for p in self._perturbations:
-            n = len(p["ids"])
-            for i, e in enumerate(p["grid"]):
-                sl = slice(i * n, (i + 1) * n)
-                entry = merged.setdefault((p["surrogate"], p["attack"], e),
-                                          dict(ids=[], y_clean=[], y_adv=[], maps=[], p=p))
-                entry["ids"] += p["ids"]
-                entry["y_clean"].append(p["y_clean"][sl])
-                entry["y_adv"].append(p["y_adv"][sl])
-                maps = p.get("coil_maps")
-                if maps is not None:  # per-row maps, or one set shared by every row
-                    entry["maps"].append(maps[sl] if maps.shape[0] > 1 else maps.expand(n, *maps.shape[1:]))
-        paths = []
-        for (s, a, e), entry in merged.items():
-            p = entry["p"]
-            y_clean, y_adv = torch.cat(entry["y_clean"]), torch.cat(entry["y_adv"])
-            mask = p["mask"] if p["mask"] is not None else torch.ones(y_clean.shape[-2:])
-            mask = mask.detach().cpu()
-            if mask.dim() == 4:
-                mask = mask[0, 0]
-            # multi-coil: the coil maps the sweep attacked with (estimated when the data had none)
-            # go into the file, so that reading it back rebuilds the same physics
-            physics_or_mask = _multicoil_physics(mask, torch.cat(entry["maps"])) if entry["maps"] else mask
-            paths.append(write_perturbed_kspace(
-                folder / perturbation_filename(s, a, e), y_clean, y_adv, physics_or_mask, eps=e,
-                attack_settings={"attack": p["attack_repr"], "surrogate": s, "name": a, "sample_ids": entry["ids"]},
-                provenance=provenance,
-            ))
-        return paths
+        :Examples:
+
+            >>> import tempfile, torch
+            >>> report = TransferReport()
+            >>> report.add_perturbation("zf", "fgm", [0], [0.1], torch.zeros(1, 2, 4, 4),
+            ...                         torch.ones(1, 2, 4, 4), None, "FGM()")
+            >>> [p.name for p in report.save_perturbations(tempfile.mkdtemp())]
+            ['zf-fgm-eps0.1.h5']
+        """
+        return self.perturbations.save(folder, provenance=provenance)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "TransferReport":
-        """Load records (and settings) written by :meth:`save`."""
-        d = Path(directory)
-        if not (d / "records.csv").is_file():
-            raise FileNotFoundError(f"directory: expected {d / 'records.csv'} written by TransferReport.save, not found")
-        meta = {}
-        if (d / "summary.json").is_file():
-            meta = read_json(d / "summary.json")
-        provenance = read_json(d / "provenance.json") if (d / "provenance.json").is_file() else None
-        return cls(records_from_csv(d / "records.csv"), normalization=meta.get("normalization", "minmax"),
-                   config=meta.get("config"), provenance=provenance)
+        """Load records, settings and the perturbations (read lazily) written by :meth:`save`.
+
+        :Examples:
+
+            >>> import tempfile
+            >>> d = TransferReport([{"sample_id": "a", "eps": 0.01, "n": 2}], normalization="reference").save(
+            ...     tempfile.mkdtemp())
+            >>> loaded = TransferReport.load(d)
+            >>> loaded.records, loaded.normalization
+            ([{'sample_id': 'a', 'eps': 0.01, 'n': 2}], 'reference')
+        """
+        saved = read_records(directory)
+        report = cls(saved.records, normalization=saved.normalization, config=saved.config,
+                     provenance=saved.provenance)
+        folder = Path(directory) / PERTURBATIONS_DIR
+        if folder.is_dir():
+            report.perturbations = PerturbationStore.load(folder)
+        return report
 
     def plot(self, directory: str | os.PathLike) -> list[Path]:
-        """Delta SSIM / PSNR vs eps figures (see :mod:`kspace_attacks.study.plots`)."""
+        """Delta SSIM / PSNR vs eps figures (see :mod:`kspace_attacks.study.plots`).
+
+        :Examples:
+
+            >>> import tempfile
+            >>> rec = dict(surrogate="zf", target="zf", attack="fgm", setting="white-box")
+            >>> report = TransferReport([dict(rec, eps=e, delta_ssim=-e, delta_psnr=-e, structure_fraction=e)
+            ...                          for e in (0.0, 0.1)])
+            >>> sorted(p.name for p in report.plot(tempfile.mkdtemp()))
+            ['delta_psnr_vs_eps.png', 'delta_ssim_vs_eps.png', 'structure_fraction_vs_eps.png']
+        """
         from .plots import plot_report
 
         return plot_report(self, directory)
@@ -261,15 +323,3 @@ class TransferReport:
     def __repr__(self) -> str:
         kinds = sorted({(r["surrogate"], r["target"]) for r in self.records})
         return f"TransferReport({len(self.records)} records, pairs={kinds})"
-
-
-
-def _detached(t: Any) -> Tensor | None:
-    return t.detach().cpu() if isinstance(t, Tensor) else None
-
-
-def _multicoil_physics(mask: Tensor, coil_maps: Tensor) -> Any:
-    """A ``MultiCoilMRI`` with the given mask ``(H, W)`` and per-slice maps ``(S, N, H, W)``."""
-    from deepinv.physics import MultiCoilMRI
-
-    return MultiCoilMRI(mask=mask, coil_maps=coil_maps, img_size=tuple(coil_maps.shape[-2:]))

@@ -27,7 +27,7 @@ __all__ = ["NOTES_FILE", "best_effort", "read_notes", "clear_notes"]
 #: Where the failures of steps after the records are noted, in the result folder.
 NOTES_FILE = "report_notes.json"
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 def read_notes(out: str | Path) -> list[dict[str, str]]:
@@ -41,7 +41,7 @@ def clear_notes(out: str | Path) -> None:
     (Path(out) / NOTES_FILE).unlink(missing_ok=True)
 
 
-def best_effort(out: str | Path, step: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+def best_effort(out: str | Path, step: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T | None:
     """``fn(*args, **kwargs)``; if it raises an ``Exception``, warn, note it in ``out`` and
     return ``None`` (interrupts still stop the run).
 

@@ -101,10 +101,10 @@ def run_sweep(cfg: Mapping[str, Any], out: str | os.PathLike, progress: bool = T
     records equal a single-process run's (timing columns aside). A unit that raises is
     recorded (its batch in ``failed.csv``) and the sweep goes on, unless ``fail_fast``.
 
-    ``cfg["threads"]`` is the thread budget of the whole machine (node): for the duration of
-    the sweep each rank uses its share, ``threads // LOCAL_WORLD_SIZE`` intra-op threads
-    (:func:`rank_threads`; all of them in a single process), and deterministic algorithms where
-    torch has them; both are restored afterwards. ``provenance.json`` records the versions,
+    ``cfg["threads"]`` (default 1) is the intra-op thread count of every unit, in a single
+    process and in each torchrun rank alike (:func:`rank_threads`: it is part of the numbers'
+    identity, so ``torchrun --nproc_per_node 2`` on 2 cores runs with the default as it is),
+    with deterministic algorithms where torch has them; both are restored afterwards. ``provenance.json`` records the versions,
     platform, thread budget and threads per rank, device and world size.
 
     :param progress: nested bars on a terminal, one log line per finished piece of work when

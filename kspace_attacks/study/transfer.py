@@ -20,6 +20,7 @@ from torch import Tensor
 from .._checks import check_image, check_kspace, describe
 from .._runtime import runtime_provenance
 from ..attacks import Attack, GaussianNoise, default_attack
+from ..attacks.base import Reconstructor
 from ..measurement import Grid, noise_control, row_generators, row_metrics
 from . import records as R
 from .artifacts import artifact_stats, residual
@@ -35,7 +36,6 @@ __all__ = ["transfer", "iter_batches", "trajectory_groups", "reconstruct_all", "
 BASELINE = R.BASELINE_SURROGATE
 
 Batch = tuple[Tensor | None, Tensor, Any]
-Model = Callable[[Tensor, Any], Tensor]
 
 
 def iter_batches(data: Any) -> Iterator[Batch]:
@@ -53,7 +53,7 @@ def iter_batches(data: Any) -> Iterator[Batch]:
         yield tuple(batch)  # type: ignore[misc]
 
 
-def _check_models(name: str, models: Any) -> dict[str, Model]:
+def _check_models(name: str, models: Any) -> dict[str, Reconstructor]:
     if not isinstance(models, Mapping) or not models:
         raise TypeError(f"{name}: expected a non-empty dict name -> model(y, physics), got {describe(models)}")
     for key, m in models.items():
@@ -89,8 +89,8 @@ def _check_eps_grid(eps: Any) -> list[float]:
 
 
 def transfer(
-    surrogates: Mapping[str, Model],
-    targets: Mapping[str, Model],
+    surrogates: Mapping[str, Reconstructor],
+    targets: Mapping[str, Reconstructor],
     data: Batch | Iterable[Batch],
     eps: Sequence[float] = R.STUDY_EPS,
     attack: Attack | Mapping[str, Attack] | None = None,
@@ -119,7 +119,7 @@ def transfer(
         attack ``"noise"``).
     :param str normalization: metric normalisation (see :mod:`kspace_attacks.metrics`; the
         min-max numbers are recorded as ``*_minmax`` columns either way).
-    :param int | None target_batch_size: reconstruct at most this many samples at once.
+    :param int|None target_batch_size: reconstruct at most this many samples at once.
     :param sample_ids: ids of the samples in data order (default 0, 1, ...).
     :param bool keep_perturbations: keep clean/perturbed k-space for saving as fastMRI files.
     :param bool progress: show progress: nested tqdm bars (batches, each surrogate's attacks in
@@ -201,8 +201,8 @@ class TransferPlan:
     A sweep builds one with :meth:`of` and runs its units from the same pieces as
     :func:`transfer` (:mod:`kspace_attacks.study.units`)."""
 
-    surrogates: Mapping[str, Model]
-    targets: Mapping[str, Model]
+    surrogates: Mapping[str, Reconstructor]
+    targets: Mapping[str, Reconstructor]
     attacks: Mapping[str, Attack]
     baseline: bool
     normalization: str
@@ -291,7 +291,7 @@ def baseline_threat(template: Attack, eps: Tensor) -> Any:
     return GaussianNoise(template.threat.with_eps(eps)).draw_threat
 
 
-def target_null(model: Model, x_clean: Tensor, template: Attack, st: Grid, draws: int = 8,
+def target_null(model: Reconstructor, x_clean: Tensor, template: Attack, st: Grid, draws: int = 8,
                 chunk: int | None = None) -> Null:
     """Fit ``model``'s noise null on a stacked batch as :func:`transfer` does: ``draws``
     equal-norm noise draws per row in ``template``'s threat model (:func:`baseline_threat`).
@@ -453,14 +453,3 @@ def _calibrated(r: Tensor, null: Null, eps: Tensor) -> dict[str, Tensor]:
         R.VALUE_DISTANCE: value_distance(r, null) + undefined,
     }
 
-
-def __getattr__(name: str) -> Any:
-    # Names of 0.1 kept for one release.
-    from .._deprecation import renamed
-
-    moved = {"DEFAULT_EPS": (R.STUDY_EPS, "kspace_attacks.study.records.STUDY_EPS"),
-             "default_attack": (default_attack, "kspace_attacks.attacks.default_attack")}
-    if name in moved:
-        renamed(f"kspace_attacks.study.transfer.{name}", moved[name][1])
-        return moved[name][0]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

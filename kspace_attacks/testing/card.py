@@ -14,7 +14,7 @@ Example:
     >>> zero_filled = lambda y, physics: physics.A_adjoint(y)
     >>> card = ka.evaluate(zero_filled, data=demo_batch(2), name="zero_filled")
     >>> card["protocol"]["version"], [r["eps"] for r in card["results"]["attack"]]
-    ('v2', [0.01, 0.02, 0.05, 0.08])
+    ('v3', [0.01, 0.02, 0.05, 0.08])
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ from ..attacks import GaussianNoise
 from ..io import atomic_path, dumps_strict
 from ..measurement import Grid, against_reference, noise_inputs, row_metrics
 from .measure import _model_name, check_batch, reconstruct as _reconstruct
-from .card_stats import ATTACK, METRICS, NOISE, _rows, sanity_checks
-from .protocol import PROTOCOLS, Protocol, get_protocol
+from .card_stats import ATTACK, CARD_METRICS, NOISE, _rows, sanity_checks
+from .protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol, get_protocol
 
 __all__ = ["evaluate", "measure_card", "write_card", "model_provenance", "CardError", "ProtocolRun",
-           "FORMAT", "NOISE", "ATTACK", "METRICS"]
+           "FORMAT", "NOISE", "ATTACK", "CARD_METRICS"]
 
 FORMAT = "kspace-attacks/robustness-card/1"
 
@@ -83,7 +83,7 @@ class ProtocolRun:
     def combined(self) -> dict[str, Tensor]:
         """Per metric, the worse of the objectives per slice and eps, ``(K, N)``."""
         out = {}
-        for metric, worse in METRICS.items():
+        for metric, worse in CARD_METRICS.items():
             stack = torch.stack([self.conditions[o].values[metric] for o in self.protocol.objectives])
             stack = torch.nan_to_num(stack, nan=float("inf") if worse == "min" else -float("inf"))
             out[metric] = stack.amin(0) if worse == "min" else stack.amax(0)
@@ -169,7 +169,7 @@ def _to_device(batches: list, model: Any, device: Any) -> list:
              physics.to(device) if hasattr(physics, "to") else physics) for x, y, physics in batches]
 
 
-def run_protocol(model: Any, data: Any = None, protocol: str | Protocol = "v2", seed: int = 0,
+def run_protocol(model: Any, data: Any = None, protocol: str | Protocol = DEFAULT_PROTOCOL, seed: int = 0,
                  attack_model: Any = None, device: Any = None) -> ProtocolRun:
     """Measure ``model`` under ``protocol`` (no files); model errors propagate unchanged."""
     p = get_protocol(protocol)
@@ -351,7 +351,7 @@ def certified_section(model: Any, batches: list, p: Protocol, seed: int,
             "seconds": sum(c.seconds for c in certs), "results": results, "slices": rows}
 
 
-def measure_card(model: Any, data: Any = None, protocol: str | Protocol = "v2", name: str | None = None,
+def measure_card(model: Any, data: Any = None, protocol: str | Protocol = DEFAULT_PROTOCOL, name: str | None = None,
                  seed: int = 0, attack_model: Any = None, attack_model_note: str | None = None,
                  device: Any = None, certify: bool | Mapping[str, Any] = False,
                  physical: bool | Iterable[str] = False) -> tuple[dict[str, Any], ProtocolRun]:
@@ -390,10 +390,10 @@ def measure_card(model: Any, data: Any = None, protocol: str | Protocol = "v2", 
 def write_card(card: Mapping[str, Any], out: str | os.PathLike) -> dict[str, Path]:
     """Write ``card.json`` and ``card.md`` into ``out``: both texts are rendered first, then
     both files are renamed into place together (a failure leaves neither new file)."""
-    from .card_render import render_markdown
+    from .card_render import render_card_markdown
 
     out = Path(out)
-    texts = {"card.json": dumps_strict(card, indent=1, default=str) + "\n", "card.md": render_markdown(card)}
+    texts = {"card.json": dumps_strict(card, indent=1, default=str) + "\n", "card.md": render_card_markdown(card)}
     paths = {k: out / k for k in texts}
     with atomic_path(paths["card.json"]) as tj, atomic_path(paths["card.md"]) as tm:
         tj.write_text(texts["card.json"], encoding="utf-8")
@@ -401,7 +401,7 @@ def write_card(card: Mapping[str, Any], out: str | os.PathLike) -> dict[str, Pat
     return paths
 
 
-def evaluate(model: Any, data: Any = None, protocol: str | Protocol = "v2",
+def evaluate(model: Any, data: Any = None, protocol: str | Protocol = DEFAULT_PROTOCOL,
              out: str | os.PathLike | None = None, name: str | None = None, seed: int = 0, *,
              attack_model: Any = None, attack_model_note: str | None = None,
              device: Any = None, certify: bool | Mapping[str, Any] = False,
@@ -409,9 +409,10 @@ def evaluate(model: Any, data: Any = None, protocol: str | Protocol = "v2",
     """Measure ``model`` under a versioned protocol and return its robustness card (a dict).
 
     :param model: reconstructor ``model(y, physics) -> x`` (a function or an ``nn.Module``).
-    :param data: ``None`` (the protocol's data: 8 embedded test slices for ``"v1"`` and ``"v2"``), an
+    :param data: ``None`` (the protocol's data: 8 embedded test slices for ``"v1"`` to ``"v3"``), an
         ``(x, y, physics)`` batch or a list of them (``x`` may be ``None``: no ground truth).
-    :param protocol: ``"v2"`` (default), ``"v1"`` or a :class:`~kspace_attacks.testing.protocol.Protocol`.
+    :param protocol: ``"v3"`` (default: the adaptive search, unreliable rows flagged), ``"v2"``,
+        ``"v1"`` or a :class:`~kspace_attacks.testing.protocol.Protocol`.
     :param out: folder for ``card.json`` and ``card.md`` (nothing is written if ``None``).
     :param str name: the model's name on the card (default: its class or function name).
     :param int seed: seed of the attacks and the noise control (the protocol's reference: 0).

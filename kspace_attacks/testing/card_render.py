@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["render_markdown", "comparison_table", "fmt_ci"]
+__all__ = ["render_card_markdown", "comparison_table", "fmt_ci"]
 
 _LABELS = {"deviation": "deviation objective", "ssim": "SSIM objective", "noise": "equal-norm noise",
            "attack": "worst of both objectives"}
@@ -75,7 +75,7 @@ def _header(card: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def render_markdown(card: Mapping[str, Any]) -> str:
+def render_card_markdown(card: Mapping[str, Any]) -> str:
     """``card.md``: headline, provenance, one table per condition, noise control, cost, notes."""
     s = card["summary"]
     lines = _header(card)

@@ -18,11 +18,11 @@ from torch import Tensor
 
 from ..stats import bootstrap_ci
 
-__all__ = ["NOISE", "ATTACK", "METRICS", "OBJECTIVE_METRIC", "sanity_checks"]
+__all__ = ["NOISE", "ATTACK", "CARD_METRICS", "OBJECTIVE_METRIC", "sanity_checks"]
 
 NOISE, ATTACK = "noise", "attack"
 #: Card metrics and which way is worse.
-METRICS = {"delta_ssim": "min", "delta_psnr": "min", "relative_deviation": "max"}
+CARD_METRICS = {"delta_ssim": "min", "delta_psnr": "min", "relative_deviation": "max"}
 
 
 def _stat(values: Tensor, worse: str, boot: Mapping[str, Any]) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def _rows(values: Mapping[str, Tensor], eps: list[float], boot: Mapping[str, Any
     rows = []
     for i, e in enumerate(eps):
         row: dict[str, Any] = {"eps": e}
-        row.update({m: _stat(values[m][i], worse, boot) for m, worse in METRICS.items()})
+        row.update({m: _stat(values[m][i], worse, boot) for m, worse in CARD_METRICS.items()})
         if ratio is not None:
             row["ratio_max"] = float(ratio[i].max())
         if "unreliable" in values:  # an adaptive search's flags: slices whose worst case is unconfirmed

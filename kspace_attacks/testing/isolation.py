@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 from _pytest.reports import TestReport
 
-MARKER = "isolated"
+ISOLATED_MARKER = "isolated"
 #: Set in the child: the node id it runs and the file it reports to (JSON).
 CHILD_ENV = "KSPACE_ATTACKS_ISOLATED_CHILD"
 #: Seconds a child may run before it is stopped and reported as failed.
@@ -44,7 +44,7 @@ _TAIL = 6000  # characters of the child's output shown for a crash
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", f"{MARKER}: run the test in a fresh Python process, so that a native crash fails "
+        "markers", f"{ISOLATED_MARKER}: run the test in a fresh Python process, so that a native crash fails "
                    "this test instead of ending the session")
 
 
@@ -55,7 +55,7 @@ def _child_target() -> dict[str, str] | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
-    if item.get_closest_marker(MARKER) is None:
+    if item.get_closest_marker(ISOLATED_MARKER) is None:
         return None
     child = _child_target()
     if child is not None and child.get("nodeid") == item.nodeid:

@@ -30,7 +30,7 @@ METHODS = tuple(ATTACKS)
 #: worst-case search (``"worst_case"``, :class:`~kspace_attacks.WorstCase`; ``steps`` is then
 #: its budget) needs about 100 evaluations to be reliable (``benchmarks/bench_strength.py``);
 #: robustness cards use it (protocol ``"v2"``).
-DEFAULT_ATTACK = "apgd"
+TEST_ATTACK = "apgd"
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class RobustnessMeasurement:
     :param int n_starts: starts (restarts) of the search per sample (0 for noise / FGM).
     :param float restart_spread: largest ``(best - median) / best`` over the starts of a sample
         (0: every start found the same worst case; NaN with fewer than 2 starts).
-    :param int | None unreliable: samples whose worst case the (adaptive) search could not
+    :param int|None unreliable: samples whose worst case the (adaptive) search could not
         confirm (:attr:`AttackResult.unreliable`); ``None``: not assessed.
     :param result: the :class:`~kspace_attacks.AttackResult` (not part of :meth:`as_dict`).
     """
@@ -109,7 +109,7 @@ class RobustnessMeasurement:
 
 
 def build_attack(eps: float | None = DEFAULT_EPS, steps: int | None = DEFAULT_STEPS,
-                 method: str | Attack = DEFAULT_ATTACK, seed: int = 0,
+                 method: str | Attack = TEST_ATTACK, seed: int = 0,
                  threat: str | ThreatModel | None = None, **kwargs: Any) -> Attack:
     """An attack with budget ``eps`` (relative l2, measured k-space) and ``steps`` iterations.
 
@@ -288,7 +288,7 @@ def measure_robustness(
         raise TypeError(f"model: expected a callable model(y, physics), got {describe(model)}")
     x, y, physics = check_batch(batch)
     settings = current_settings()
-    attack, _ = resolve("attack", attack, DEFAULT_ATTACK, settings)
+    attack, _ = resolve("attack", attack, TEST_ATTACK, settings)
     template = isinstance(attack, Attack)
     threat, _ = resolve("threat", threat, None, settings)
     # An Attack template (or a named threat) keeps its own budget / steps unless they are set.

@@ -245,7 +245,7 @@ def kspace_attack(request: pytest.FixtureRequest):
     """
     from .. import testing
     from ..attacks import Attack
-    from .measure import DEFAULT_ATTACK
+    from .measure import TEST_ATTACK
     from .settings import resolve
 
     settings = _settings(request.config)
@@ -255,7 +255,7 @@ def kspace_attack(request: pytest.FixtureRequest):
 
     def make(model: Any, physics: Any, eps: float | None = None, steps: int | None = None,
              method: Any = None, seed: int | None = None, threat: Any = None, **kwargs: Any):
-        method, _ = resolve("attack", method, DEFAULT_ATTACK, scoped)
+        method, _ = resolve("attack", method, TEST_ATTACK, scoped)
         template = isinstance(method, Attack)
         threat, _ = resolve("threat", threat, None, scoped)
         eps_v, _ = resolve("eps", eps, None if template or threat is not None else testing.DEFAULT_EPS, scoped)
