@@ -29,7 +29,7 @@ METHODS = tuple(ATTACKS)
 #: ``DEFAULT_STEPS`` (10) gradient evaluations, a check sized for a test suite. The package's
 #: worst-case search (``"worst_case"``, :class:`~kspace_attacks.WorstCase`; ``steps`` is then
 #: its budget) needs about 100 evaluations to be reliable (``benchmarks/bench_strength.py``);
-#: robustness cards use it (protocol ``"v2"``).
+#: robustness cards use it, adaptively (protocol ``"v3"``: up to 400 evaluations, unsettled rows flagged).
 TEST_ATTACK = "apgd"
 
 
