@@ -23,7 +23,7 @@ __all__ = ["add_parser", "run", "declare", "run_config"]
 def add_parser(subparsers: Any, parents: Parents) -> argparse.ArgumentParser:
     """Declare ``demo`` on ``subparsers`` with the shared options of ``parents``."""
     p = declare(subparsers, parents, "demo",
-                help="run the study on the embedded default (4 items; 6.5 min on 2 CPU cores)",
+                help="run the study on the embedded default (4 items; 7.9 min on 2 CPU cores)",
                 out="kspace-attacks-demo", print_config="print the demo's settings as a sweep config and exit")
     p.set_defaults(func=run)
     return p
