@@ -34,7 +34,9 @@ through its differentiable sampler with ``--sampler-steps`` reverse steps and ``
 ``--diffusion-ref-budget`` evaluations (stated in the tables).
 
 Each (model, objective) writes ``strength/<model>_<objective>.csv`` under ``--out`` when done
-(parts already written are skipped: the benchmark resumes); ``--report`` merges them into
+(parts already written are skipped unless ``--force``; within a part every finished run is kept
+under ``strength/.runs/<model>_<objective>_<setup>/``, so a killed part resumes at its next run);
+``--report`` merges them into
 ``strength_optimality.csv``, ``.md`` and ``.png``.
 """
 
@@ -47,6 +49,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -130,13 +133,27 @@ def run_part(name: str, objective: str, args: argparse.Namespace, log) -> list[d
     y, eps_rows, physics = make_batch(n_slices, args.eps)
     threat = ka.KSpaceL2(eps=eps_rows)
     results = {}
+    # each finished run is kept under a key naming the whole setup, so a killed part resumes where it
+    # stopped (an i-RIM part at a 2,000-evaluation reference outlasts one sitting)
+    store = args.out / "strength" / ".runs" / (f"{name}_{objective}_s{n_slices}_ref{ref_budget}_eps"
+                                               + "-".join(f"{e:g}" for e in args.eps))
     for run, budget, seed, factory in plan_runs(diffusion, ref_budget):
+        done = store / f"{run}_{budget}_{seed}.pt"
+        if done.exists() and not args.quick:
+            saved = torch.load(done, weights_only=False)
+            results[(run, budget, seed)] = SimpleNamespace(**saved["result"]), saved["seconds"]
+            log(f"{name} {objective} {run} budget {budget} seed {seed}: resumed from {done}")
+            continue
         start = time.perf_counter()
         res = factory(threat, objective)(model, y, physics)
         seconds = time.perf_counter() - start
         if res.grad_evals > budget:
             raise AssertionError(f"{run} {budget}: used {res.grad_evals} gradient evaluations")
-        results[(run, budget, seed)] = res, seconds
+        kept = {"loss": res.loss.detach().cpu(), "grad_evals": res.grad_evals,
+                "restart_spread": None if res.restart_spread is None else res.restart_spread.detach().cpu(),
+                "unreliable": None if res.unreliable is None else res.unreliable.detach().cpu()}
+        save_atomic({"result": kept, "seconds": seconds}, done)
+        results[(run, budget, seed)] = SimpleNamespace(**kept), seconds
         log(f"{name} {objective} {run} budget {budget} seed {seed}: {res.grad_evals} evals, {seconds:.1f} s, "
             f"mean loss {float(res.loss.mean()):.4g}")
     best = torch.stack([r.loss for r, _ in results.values()]).amax(dim=0)
@@ -167,6 +184,14 @@ def run_part(name: str, objective: str, args: argparse.Namespace, log) -> list[d
                 "seconds": round(seconds, 2), "n_slices": n_slices, "setup": setup_line,
             })
     return rows
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    """``torch.save`` through a temporary file, so a killed run never leaves half a checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -290,6 +315,8 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     p.add_argument("--report", action="store_true", help="only merge the parts into the tables")
+    p.add_argument("--force", action="store_true",
+                   help="re-measure parts that exist (the old CSV stays until the new one is written)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 slices, tiny budgets, into a temp dir")
     a = p.parse_args(argv)
     if a.quick:
@@ -312,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.models:
             for objective in args.objectives:
                 path = parts_dir / f"{name}_{objective}.csv"
-                if path.exists() and not args.quick:
+                if path.exists() and not (args.quick or args.force):
                     log(f"{path} exists: skipped")
                     continue
                 start = time.perf_counter()

@@ -37,7 +37,7 @@ CONFIG = {"n_slices": 4, "batch_size": 4, "eps": [0.0, 0.04, 0.08], "surrogates"
 def _run(threads: int, models: dict) -> tuple[float, list[dict]]:
     with tempfile.TemporaryDirectory() as d:
         start = time.perf_counter()
-        report = run_sweep(validate_config(dict(CONFIG, threads=threads)), d, progress=False, models=models)
+        report = run_sweep(validate_config(dict(CONFIG, threads=threads)), d, progress=False, models=models).report
         return time.perf_counter() - start, report.records
 
 

@@ -59,7 +59,7 @@ def make_card(name: str, out: Path, protocol: str = "v3") -> dict:
     start = time.perf_counter()
     card = evaluate(model, protocol=protocol, out=out / name, name=name, attack_model=attack_model,
                     attack_model_note=spec.get("note"))
-    print(f"{name}: {time.perf_counter() - start:.0f} s, SSIM lost {card['summary']['ssim_lost']:.3f} at eps "
+    print(f"{name}: {time.perf_counter() - start:.0f} s, Delta SSIM {card['summary']['worst_delta_ssim']:+.3f} at eps "
           f"{card['summary']['worst_eps']:g}", flush=True)
     return card
 

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.n_slices:
         cfg["data"] = dict(cfg["data"], n_slices=args.n_slices)
     cfg = validate_config(cfg)
-    report = run_sweep(cfg, args.out)
+    report = run_sweep(cfg, args.out).report
     for metric in ("delta_ssim", "delta_psnr"):
         print(report.table(metric))
     return 0

@@ -20,7 +20,16 @@ all measure the same way through this module:
   (:mod:`kspace_attacks.hallucination`);
 - :func:`against_reference`: the same numbers against the reference a caller has: the ground
   truth, or, without one, the clean reconstruction (then SSIM(clean) = 1 and PSNR(clean) is
-  undefined: NaN, not a made-up number).
+  undefined: NaN, not a made-up number);
+- :func:`attack_grid` and :func:`control_grid`: the perturbed inputs of a grid, from one
+  batched attack (the rows' sample ids as its ``groups``) or from the control (seeded per row);
+- :func:`measure`: all of it for one model: the clean reconstruction, each attack and the
+  control reconstructed and scored, as a :class:`Measurement` (one row per condition x grid
+  row). Cards and the test helpers are views of it; the study crafts once per surrogate with
+  :func:`attack_grid` / :func:`control_grid` and scores every target with :func:`row_metrics`.
+
+Harm has one sign everywhere: ``delta_<metric> = <metric>(perturbed) - <metric>(clean)``, so a
+degradation is a negative Delta SSIM / PSNR, and "the worst" row is the one with the smallest.
 
 Example:
 
@@ -43,13 +52,25 @@ Example:
     (True, ['delta_ssim', 'delta_ssim_minmax', 'delta_ssim_fg'])
     >>> bool(m["delta_null_fraction"].abs().max() < 1e-6)  # zero-filled: all of the change is data
     True
+
+    One model measured on the grid: an attack and the equal-norm control, row by row:
+
+    >>> from kspace_attacks import APGD
+    >>> from kspace_attacks.measurement import measure
+    >>> zero_filled = lambda y, physics: physics.A_adjoint(y)
+    >>> run = measure(zero_filled, g, {"apgd": APGD(KSpaceL2().with_eps(g.eps), steps=3)})
+    >>> list(run.values), len(run.rows())
+    (['apgd', 'noise'], 8)
+    >>> [round(v, 4) for v in run.values["apgd"]["relative_deviation"].tolist()]  # zero-filling is an isometry
+    [0.01, 0.01, 0.05, 0.05]
 """
 
 from __future__ import annotations
 
+import time
 import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -57,11 +78,18 @@ from torch import Tensor
 
 from . import metrics as _metrics
 from ._stack import repeat_physics, repeat_rows
+from ._checks import check_image, describe
+from .attacks.base import Attack, frozen_eval
 from .attacks.gaussian_noise import GaussianNoise
 from .hallucination import split_columns, splits
+from .result import AttackResult
 from .threat import ThreatModel
 
-__all__ = ["Grid", "row_generators", "noise_control", "noise_inputs", "row_metrics", "against_reference"]
+__all__ = ["Grid", "row_generators", "noise_control", "noise_inputs", "row_metrics", "against_reference",
+           "CONTROL", "Perturbed", "attack_grid", "control_grid", "reconstruct", "Measurement", "measure"]
+
+#: the label of the equal-norm noise control in a :class:`Measurement`
+CONTROL = "noise"
 
 
 @dataclass
@@ -223,3 +251,139 @@ def against_reference(values: dict[str, Tensor]) -> dict[str, Tensor]:
     out["delta_ssim"] = out["ssim_adv"] - out["ssim_clean"]
     out["delta_psnr"] = out["psnr_adv"] - out["psnr_clean"]
     return out
+
+
+# ------------------------------------------------------------------------------ the measurement
+@dataclass
+class Perturbed:
+    """The perturbed inputs of every row of a grid, from one attack or from the control.
+
+    :param label: the condition's name (an attack's, or :data:`CONTROL`).
+    :param y: perturbed k-space, ``(rows, ...)``.
+    :param physics: the physics the model is handed (differs from the grid's only for threats
+        that change it, such as a coil-map mismatch).
+    :param ratio: ``||delta|| / ||y||`` (or a physical threat's size) per row.
+    :param description: ``repr`` of the attack or of the noise.
+    :param seconds: wall time of the crafting.
+    :param result: the attack's :class:`~kspace_attacks.AttackResult` (``None`` for the control).
+    """
+
+    label: str
+    y: Tensor
+    physics: Any
+    ratio: Tensor
+    description: str
+    seconds: float
+    result: AttackResult | None = None
+
+
+def attack_grid(attack: Attack, model: Any, grid: Grid, label: str | None = None,
+                x_clean: Tensor | None = None) -> Perturbed:
+    """One batched ``attack`` on ``model`` over every row of ``grid``, the rows' sample ids as its
+    ``groups`` (so two rows are one sample only when their ids are equal). ``attack`` carries
+    the budgets (one per row, or one for all); ``x_clean``: ``model``'s clean reconstruction of
+    ``grid.y`` if already computed."""
+    if not isinstance(attack, Attack):
+        raise TypeError(f"attack: expected a kspace_attacks.Attack, got {describe(attack)}")
+    start = time.perf_counter()
+    res = attack(model, grid.y, grid.physics, x_clean=x_clean, groups=grid.groups)
+    y, physics = res.model_inputs(grid.physics)
+    return Perturbed(label or attack.name or type(attack).__name__.lower(), y, physics, res.ratio, res.attack,
+                     time.perf_counter() - start, res)
+
+
+def control_grid(threat: ThreatModel, grid: Grid, seed: int = 0, draw: int = 0,
+                 label: str = CONTROL) -> Perturbed:
+    """Equal-norm noise in ``threat`` at the grid's budgets (:func:`noise_inputs`), each row
+    seeded by (``seed``, sample id, eps, ``draw``) (:func:`row_generators`)."""
+    if not isinstance(threat, ThreatModel):
+        raise TypeError(f"threat: expected a kspace_attacks.ThreatModel, got {describe(threat)}")
+    start = time.perf_counter()
+    threat = threat.with_eps(grid.eps)
+    y, physics, ratio = noise_inputs(threat, grid.y, grid.physics, row_generators(seed, grid, draw))
+    return Perturbed(label, y, physics, ratio, repr(GaussianNoise(threat, seed=seed, monotone=False)),
+                     time.perf_counter() - start)
+
+
+def reconstruct(model: Any, y: Tensor, physics: Any, what: str) -> Tensor:
+    """``model(y, physics)`` without gradients, in eval mode; its shape and finiteness are checked
+    (``what`` names the input in the error)."""
+    with torch.no_grad(), frozen_eval(model):
+        return check_image(f"model(y, physics) on {what}", model(y, physics))
+
+
+@dataclass
+class Measurement:
+    """What :func:`measure` found: per condition (each attack, then the control) the perturbed
+    inputs, the model's reconstructions and the per-row numbers of :func:`row_metrics`, plus
+    ``ratio``, ``restart_spread`` and ``unreliable`` where the attack reports them."""
+
+    grid: Grid
+    x_clean: Tensor
+    perturbed: dict[str, Perturbed] = field(default_factory=dict)
+    x_adv: dict[str, Tensor] = field(default_factory=dict)
+    values: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # crafting + reconstruction + scoring
+
+    @property
+    def reference(self) -> str:
+        """What the deltas are measured against."""
+        return "ground truth" if self.grid.x is not None else "clean reconstruction"
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The row table: one dict per (condition, grid row), condition-major."""
+        out = []
+        for label, vals in self.values.items():
+            for i in range(self.grid.rows):
+                row = {"condition": label, "sample_id": self.grid.row_id(i), "eps": self.grid.row_eps(i)}
+                row.update({k: float(v[i]) for k, v in vals.items()})
+                out.append(row)
+        return out
+
+
+def measure(model: Any, grid: Grid, attacks: Mapping[str, Attack], control: ThreatModel | None = None,
+            seed: int = 0, surrogate: Any = None, normalization: str = "reference",
+            with_control: bool = True) -> Measurement:
+    """Measure ``model`` on every row of ``grid``: each attack, then equal-norm noise.
+
+    :param model: the reconstructor ``model(y, physics)`` measured.
+    :param grid: the stacked rows (:class:`Grid`).
+    :param attacks: label -> attack, each sized for the grid (per-row budgets ``grid.eps``).
+    :param control: the threat model of the noise control (default: the first attack's).
+    :param int seed: the control's seed (per row: :func:`control_grid`).
+    :param surrogate: craft the attacks on this model instead (transfer); ``None``: white-box.
+    :param str normalization: the metrics' scale (:func:`row_metrics`).
+    :param bool with_control: measure the control too.
+    """
+    if not isinstance(attacks, Mapping) or not all(isinstance(a, Attack) for a in attacks.values()):
+        raise TypeError(f"attacks: expected a dict label -> kspace_attacks.Attack, got {describe(attacks)}")
+    if not attacks and (not with_control or control is None):
+        raise ValueError("attacks: expected at least one attack, or a control threat model, got neither")
+    if with_control and CONTROL in attacks:
+        raise ValueError(f"attacks: the label {CONTROL!r} is the noise control's; name the attack otherwise")
+    x_clean = reconstruct(model, grid.y, grid.physics, "the clean k-space")
+    run = Measurement(grid, x_clean)
+    crafter = model if surrogate is None else surrogate
+    for label, attack in attacks.items():
+        _score(run, model, attack_grid(attack, crafter, grid, label, x_clean if surrogate is None else None),
+               normalization)
+    if with_control:
+        threat = control if control is not None else next(iter(attacks.values())).threat
+        _score(run, model, control_grid(threat, grid, seed), normalization)
+    return run
+
+
+def _score(run: Measurement, model: Any, p: Perturbed, normalization: str) -> None:
+    """Reconstruct ``p`` with ``model`` and add its per-row numbers to ``run``."""
+    start = time.perf_counter()
+    x_adv = reconstruct(model, p.y, p.physics, f"the {p.label} perturbations")
+    vals = row_metrics(x_adv, run.x_clean, run.grid.x, normalization)
+    vals["ratio"] = p.ratio.detach()
+    res = p.result
+    if res is not None and res.restart_spread is not None:
+        vals["restart_spread"] = res.restart_spread.detach()
+    if res is not None and res.unreliable is not None:
+        vals["unreliable"] = res.unreliable.detach().to(torch.float64)
+    run.perturbed[p.label], run.x_adv[p.label] = p, x_adv
+    run.values[p.label] = vals
+    run.seconds[p.label] = p.seconds + time.perf_counter() - start

@@ -207,7 +207,7 @@ from hypothesis import given as _given, settings as _settings, strategies as _st
 def test_noise_and_attack_deliver_the_same_energy_to_the_model(support, per, coils, eps, seed):
     """||M delta|| of the equal-norm control equals the worst case's (zero-filled: the whole
     budget on measured entries), per budget unit, under every support and per-coil setting."""
-    from kspace_attacks.testing import measure_robustness
+    from kspace_attacks.measurement import Grid, measure
 
     from ._physics import multi_coil, single_coil
 
@@ -222,7 +222,10 @@ def test_noise_and_attack_deliver_the_same_energy_to_the_model(support, per, coi
     delivered = [threat.unit_norm(mask * r.delta) for r in (attack, noise)]
     assert torch.allclose(delivered[1], threat.budget(y), rtol=1e-4)
     assert torch.allclose(delivered[0], delivered[1], rtol=2e-2)
-    # the test helper's control runs at the same strength as its attack
-    m = measure_robustness(zero_filled, (x, y, physics), attack=ka.APGD(threat, steps=10))
-    if coils == 1 and per == "sample":
-        assert abs(m.noise_psnr_lost - m.psnr_lost) < 0.05
+    if coils > 1:
+        return  # the coil combination weighs directions: no closed form below
+    # the measurement's control (cards, test helpers) runs at the same strength as its attack: single-coil
+    # zero-filling is an isometry on the measured entries, so equal delivered energy is an equal image change
+    run = measure(zero_filled, Grid.of(x, y, physics, [eps]), {"apgd": ka.APGD(threat, steps=10)})
+    assert torch.allclose(run.values["apgd"]["relative_deviation"], run.values["noise"]["relative_deviation"],
+                          rtol=2e-2)

@@ -99,7 +99,7 @@ def test_v1_card_of_a_function_model(v1_card):
     assert card["cost"]["deviation"]["grad_evals"] == card["cost"]["ssim"]["grad_evals"] == 20
     assert card["cost"]["rows_per_attack"] == 32
     s = card["summary"]
-    assert s["ssim_lost"] == -min(r["delta_ssim"]["worst"] for r in card["results"]["attack"]) > 0
+    assert s["worst_delta_ssim"] == min(r["delta_ssim"]["worst"] for r in card["results"]["attack"]) < 0
 
 
 def test_card_md_is_readable(v1_card):
@@ -107,7 +107,7 @@ def test_card_md_is_readable(v1_card):
     text = (out / "card.md").read_text()
     assert text.startswith("# Robustness card: zero_filled")
     assert "Protocol **v1**" in text and "## Equal-norm noise".lower() in text.lower()
-    assert f"SSIM lost {card['summary']['ssim_lost']:.3f}" in text
+    assert f"Delta SSIM {card['summary']['worst_delta_ssim']:.3f}" in text
     assert "| 0.08 |" in text and "[95 % CI]" in text and "{" not in text
 
 
@@ -224,7 +224,7 @@ def test_assert_robust_with_the_protocol_passes_and_fails(tmp_path):
     batch = demo_batch(2)
     with use_settings(Settings(recorder=recorder)):
         m = assert_robust(zero_filled, batch, protocol=TINY, max_delta_ssim=0.9, name="zf")
-        assert m.eps == 0.08 and m.steps == 3 and 0 < m.ssim_lost < 0.9
+        assert m.eps == 0.08 and m.steps == 3 and -0.9 < m.delta_ssim < 0
         with pytest.raises(RobustnessError) as info:
             assert_robust(Fragile(), batch, protocol=TINY, max_delta_ssim=0.01, name="fragile",
                           artifacts_dir=tmp_path)
@@ -232,14 +232,14 @@ def test_assert_robust_with_the_protocol_passes_and_fails(tmp_path):
     text = str(err)
     assert "fragile is not robust" in text and "exceeds the limit" in text
     assert "protocol test-tiny: worst of objectives deviation, ssim at eps 0.08 (grid 0.02, 0.08)" in text
-    assert err.measurement.ssim_lost > 0.01 and err.artifacts["image"].is_file()
+    assert err.measurement.delta_ssim < -0.01 and err.artifacts["image"].is_file()
     saved = ka.data.read_perturbed_kspace(err.artifacts["perturbation"])
     assert saved.y_adv.shape == batch[1].shape
     ratio = (saved.y_adv - saved.y_clean).flatten(1).norm(dim=1) / saved.y_clean.flatten(1).norm(dim=1)
     assert float(ratio.max()) <= 0.08 + 1e-4
     rows = recorder.rows
     assert [r["status"] for r in rows] == ["ok", "FAILED"] and rows[0]["protocol"] == "test-tiny"
-    assert rows[1]["card"]["summary"]["ssim_lost"] == pytest.approx(err.measurement.ssim_lost)
+    assert rows[1]["card"]["summary"]["worst_delta_ssim"] == pytest.approx(err.measurement.delta_ssim)
     report = json.loads(recorder.to_json(tmp_path / "r.json").read_text())
     assert set(report["cards"]) == {"zf", "fragile"}
     assert "protocol" in recorder.table()
@@ -291,7 +291,7 @@ def test_the_plugin_report_holds_each_models_card(pytester, monkeypatch):
     report = json.loads((pytester.path / "report.json").read_text())
     card = report["cards"]["zf"]
     assert card["protocol"]["version"] == "test-tiny" and report["results"][0]["protocol"] == "test-tiny"
-    assert math.isfinite(card["summary"]["ssim_lost"])
+    assert math.isfinite(card["summary"]["worst_delta_ssim"])
 
 
 def test_v3_is_the_default_protocol_and_flags_what_its_search_did_not_settle():

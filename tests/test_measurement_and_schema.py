@@ -18,7 +18,7 @@ from kspace_attacks.schema import ConfigError
 from kspace_attacks.study import records as R
 from kspace_attacks.study.config import (DEMO_CONFIG, DEMO_OVERRIDES, STUDY_CONFIG, SweepConfig, dump_toml,
                                          validate_config)
-from kspace_attacks.study.transfer import Stacked, baseline_threat, noise_baseline, TransferPlan
+from kspace_attacks.study.transfer import Stacked, noise_baseline, TransferPlan
 from kspace_attacks.testing.card import run_protocol
 from kspace_attacks.testing.measure import measure_robustness
 from kspace_attacks.testing.protocol import PROTOCOL_V1, PROTOCOL_V2, Protocol
@@ -66,7 +66,7 @@ def test_every_caller_delivers_the_attacks_energy_to_the_model(support, coils, e
                            attack=ka.PGD(threat, steps=2, start="spectral"))  # J lives on M
     attack = _delivered(m.result.y_adv, y, physics)
     assert torch.allclose(attack, torch.full((2,), eps), rtol=1e-3)
-    y_noise, _ = measurement.noise_control(threat, y, physics, torch.Generator().manual_seed(0))
+    y_noise = measurement.control_grid(threat, measurement.Grid.of(x, y, physics, [eps])).y
     assert torch.allclose(_delivered(y_noise, y, physics), attack, rtol=1e-3)
 
 
@@ -76,11 +76,11 @@ def test_grid_rows_and_generators_do_not_depend_on_the_batch():
     part = measurement.Grid.of(x[1:], y[1:], physics, [0.05], ids=["b", "c"])
     assert full.rows == 6 and full.row_id(4) == "b" and full.row_eps(4) == 0.05
     assert full.per_eps(torch.arange(6.0)).tolist() == [[0, 1, 2], [3, 4, 5]]
-    threat = baseline_threat(ka.PGD(ka.KSpaceL2()), full.eps)
-    a, _ = measurement.noise_control(threat, full.y, full.physics, measurement.row_generators(0, full, 0))
-    threat_p = baseline_threat(ka.PGD(ka.KSpaceL2()), part.eps)
-    b, _ = measurement.noise_control(threat_p, part.y, part.physics, measurement.row_generators(0, part, 0))
+    a = measurement.control_grid(ka.KSpaceL2(), full, seed=0).y
+    b = measurement.control_grid(ka.KSpaceL2(), part, seed=0).y
     assert torch.equal(a[4:], b)  # sample b at 0.05: the same noise in either batch
+    assert not torch.equal(measurement.control_grid(ka.KSpaceL2(), part, seed=1).y, b)  # the seed matters
+    assert not torch.equal(measurement.control_grid(ka.KSpaceL2(), part, seed=0, draw=1).y, b)  # so does the draw
     assert Stacked is measurement.Grid  # the study's name of the same thing
     with pytest.raises(ValueError, match="ids: expected one id per sample"):
         measurement.Grid.of(x, y, physics, [0.1], ids=["a"])

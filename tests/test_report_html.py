@@ -30,7 +30,7 @@ FAILED = "batch,status,sample_ids,error\n7,failed,test-99,RuntimeError: out of m
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
-    report = run_sweep(validate_config(TINY), out, progress=False)
+    report = run_sweep(validate_config(TINY), out, progress=False).report
     write_verdicts(report, out)
     (out / "failed.csv").write_text(FAILED)
     return out

@@ -55,14 +55,14 @@ def fresh(tmp_path_factory):
     """One uninterrupted single-process run, called with one torch thread."""
     out = tmp_path_factory.mktemp("fresh")
     torch.set_num_threads(1)
-    run_sweep(validate_config(CONFIG), out, progress=False)
+    run_sweep(validate_config(CONFIG), out, progress=False).report
     return out, _rows(out / "records.csv")
 
 
 def test_caller_thread_count_does_not_change_records(fresh, tmp_path):
     _, expected = fresh
     torch.set_num_threads(2)  # the caller's setting; the sweep's own threads = 1 rules (conftest restores)
-    run_sweep(validate_config(CONFIG), tmp_path, progress=False)
+    run_sweep(validate_config(CONFIG), tmp_path, progress=False).report
     assert torch.get_num_threads() == 2
     assert_same_records(_rows(tmp_path / "records.csv"), expected)
     markers = read_markers(tmp_path / "records.rank0.jsonl")
@@ -82,12 +82,12 @@ def test_interrupted_then_resumed_matches_a_fresh_run(fresh, tmp_path, monkeypat
 
     monkeypatch.setattr(Journal, "append", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(validate_config(CONFIG), tmp_path, progress=False)
+        run_sweep(validate_config(CONFIG), tmp_path, progress=False).report
     monkeypatch.setattr(Journal, "append", real)
     assert len(read_journal(tmp_path / "records.rank0.jsonl")) == 2 and not (tmp_path / "records.csv").exists()
     with open(tmp_path / "records.rank0.jsonl", "a") as f:
         f.write('{"batch": 0, "sample_id": "torn')  # and a write cut short
-    run_sweep(validate_config(CONFIG), tmp_path, progress=False)
+    run_sweep(validate_config(CONFIG), tmp_path, progress=False).report
     assert_same_records(_rows(tmp_path / "records.csv"), expected)
     assert not (tmp_path / "shared").exists() and not (tmp_path / "claims").exists()  # scratch removed
 
@@ -149,7 +149,7 @@ def test_resume_in_another_environment_warns_and_keeps_both(fresh, tmp_path):
     prov = json.loads((folder / "provenance.json").read_text())
     (folder / "provenance.json").write_text(json.dumps(dict(prov, torch="1.0.0")))
     with pytest.warns(RuntimeWarning, match=r"different torch \(torch='1.0.0'\)"):
-        run_sweep(validate_config(CONFIG), folder, progress=False)
+        run_sweep(validate_config(CONFIG), folder, progress=False).report
     again = json.loads((folder / "provenance.json").read_text())
     assert again["torch"] == torch.__version__ and again["previous"][0]["torch"] == "1.0.0"
 
@@ -159,4 +159,4 @@ def test_thread_count_is_part_of_the_configuration(fresh):
     # so a folder computed with one is never resumed with the other
     out, _ = fresh
     with pytest.raises(sweep.ConfigError, match="holds results of a different configuration"):
-        run_sweep(validate_config(dict(CONFIG, threads=2)), out, progress=False)
+        run_sweep(validate_config(dict(CONFIG, threads=2)), out, progress=False).report

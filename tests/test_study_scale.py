@@ -87,9 +87,9 @@ def test_a_sweep_with_a_shared_run_gives_the_records_of_separate_runs(tmp_path, 
                            "models": {"diffusion": {"steps": 2}, "diffusion_nodc": {"model": "diffusion", "steps": 2,
                                                                                    "final_dc": False}}})
     strip = lambda rs: [{k: v for k, v in r.items() if "seconds" not in k} for r in rs]  # noqa: E731
-    shared = strip(run_sweep(cfg, tmp_path / "shared", progress=False).records)
+    shared = strip(run_sweep(cfg, tmp_path / "shared", progress=False).report.records)
     monkeypatch.setattr(transfer, "trajectory_groups", lambda targets: [[t] for t in targets])
-    separate = strip(run_sweep(cfg, tmp_path / "separate", progress=False).records)
+    separate = strip(run_sweep(cfg, tmp_path / "separate", progress=False).report.records)
     assert shared == separate and len(shared) == 4
 
 
@@ -119,7 +119,7 @@ def test_a_sweep_attacks_a_limited_surrogate_on_its_slices_only(tmp_path):
     cfg = validate_config({"n_slices": 2, "batch_size": 1, "eps": [0.05], "surrogates": ["zero_filled", "resunetpp"],
                            "targets": ["zero_filled"], "null_draws": 0, "attacks": {"fgm": {"type": "fgm"}},
                            "surrogate_models": {"resunetpp": {"n_slices": 1}}})
-    records = run_sweep(cfg, tmp_path, progress=False).records
+    records = run_sweep(cfg, tmp_path, progress=False).report.records
     by = {(r["surrogate"], r["sample_id"]) for r in records}
     ids = sorted({r["sample_id"] for r in records})
     assert len(ids) == 2
@@ -152,7 +152,7 @@ def test_zero_filled_attack_and_noise_tie_in_deviation(tmp_path):
     cfg = validate_config({"n_slices": 4, "batch_size": 4, "eps": [0.02, 0.08], "surrogates": ["zero_filled"],
                            "targets": ["zero_filled"], "null_draws": 0,
                            "attacks": {"pgd": {"type": "pgd", "steps": 3}}})
-    rows = decide(run_sweep(cfg, tmp_path, progress=False).records)
+    rows = decide(run_sweep(cfg, tmp_path, progress=False).report.records)
     dev = [r for r in rows if r["claim_id"] == "beats_noise" and r["metric"] == "deviation"]
     assert len(dev) == 2 and all(r["outcome"] == NO_DIFFERENCE for r in dev), dev
     assert all(abs(r["mean_diff"]) < r["tolerance"] for r in dev)

@@ -96,7 +96,7 @@ def test_hand_made_single_coil_file_with_full_mask_is_reconstructed(tmp_path):
     for xb, yb, physics in batches:
         assert torch.allclose(physics.A(xb), yb, atol=1e-5)
         assert torch.allclose(physics.A_adjoint(yb), xb, atol=1e-5)  # zero-filled = the image
-    report = run_sweep(cfg, tmp_path / "out", progress=False)
+    report = run_sweep(cfg, tmp_path / "out", progress=False).report
     assert {r["sample_id"] for r in report.records} == set(ids)
     clean = [r for r in _records(tmp_path / "out") if float(r["eps"]) == 0.0]
     assert len(clean) == 3 * 2  # 3 slices x (pgd, noise)
@@ -110,7 +110,7 @@ def test_stored_reconstruction_as_ground_truth(tmp_path):
     batches, _ = build_data(cfg)
     x = _batch_x(batches)
     assert x.shape == (3, 1, 64, 64) and torch.allclose(x[:, 0], torch.from_numpy(img))
-    report = run_sweep(cfg, tmp_path / "out", progress=False)
+    report = run_sweep(cfg, tmp_path / "out", progress=False).report
     clean = report.filter(eps=0.0)
     assert len(clean) == 6 and all(r["clean_ssim"] > 0.999 for r in clean)
 
@@ -127,7 +127,7 @@ def test_file_mask_of_columns_undersamples(tmp_path):
     # no fully sampled k-space, no stored reconstruction: no ground truth (not the zero-filled
     # image posing as one), so the records carry no metric against it
     assert build_data(cfg)[0][0][0] is None
-    report = run_sweep(validate_config({**cfg, "n_slices": 1, "batch_size": 1}), tmp_path / "out", progress=False)
+    report = run_sweep(validate_config({**cfg, "n_slices": 1, "batch_size": 1}), tmp_path / "out", progress=False).report
     assert report.records and all("clean_psnr" not in r and "delta_ssim" not in r for r in report.records)
     assert all(0 < r["ssim_vs_clean"] <= 1 for r in report.records)
     # the preset's mask would crop undersampled k-space: refused, naming the file
@@ -149,7 +149,7 @@ def test_multi_coil_with_file_coil_maps_cropped_to_the_preset(tmp_path):
     assert torch.allclose(x[:, 0], crop, atol=1e-4) and x[:, 1].abs().max() < 1e-4
     assert torch.equal(physics.mask[0, 0], get_preset("embedded").mask())
     assert torch.allclose(physics.A(x), y, atol=1e-4)
-    report = run_sweep(cfg, tmp_path / "out", progress=False)
+    report = run_sweep(cfg, tmp_path / "out", progress=False).report
     assert {r["sample_id"] for r in report.records} == {"mc-0", "mc-1"}
     assert all(abs(r["ratio"] - r["eps"]) < 1e-4 for r in report.records)
 
@@ -167,7 +167,7 @@ def test_multi_coil_without_maps_estimates_them_and_normalizes(tmp_path):
                           crop / crop.flatten(1).max(1).values[:, None, None], atol=1e-4)
     assert torch.allclose(torch.quantile(x.flatten(1), 0.99, dim=1), torch.ones(3), atol=1e-4)
     assert torch.allclose(physics.coil_maps.abs().pow(2).sum(1), torch.ones(3, 64, 64), atol=1e-4)
-    report = run_sweep(cfg, tmp_path / "out", progress=False)
+    report = run_sweep(cfg, tmp_path / "out", progress=False).report
     assert len(report) == 3 * 2 * 2  # slices x eps x (pgd, noise), one batch of 3
 
 
@@ -319,7 +319,7 @@ def test_nifti_default_is_top_level_n_slices_evenly_spaced(volume, tmp_path):
     path, _ = volume
     cfg = validate_config({**QUICK, "n_slices": 2, "data": {"nifti": str(path)}})
     assert build_data(cfg)[1] == ["vol-5", "vol-24"]
-    report = run_sweep(cfg, tmp_path / "out", progress=False)
+    report = run_sweep(cfg, tmp_path / "out", progress=False).report
     assert {r["sample_id"] for r in report.records} == {"vol-5", "vol-24"}
     assert all(r["clean_ssim"] > 0.2 for r in report.records)
 
@@ -385,7 +385,7 @@ def test_records_name_each_items_slice_contrast_subject_and_block(tmp_path, volu
     assert item_coordinates(cfg, ["test-0", "test-34", "test-69"]) == expected
     assert len({c["contrast"] for c in expected.values()}) > 1  # the items are not one contrast
     assert len({c["block"] for c in expected.values()}) == 3 and {c["subject"] for c in expected.values()} == {"icbm152"}
-    report = run_sweep(cfg, tmp_path / "out", progress=False)
+    report = run_sweep(cfg, tmp_path / "out", progress=False).report
     for r in report.records:
         assert (r["slice"], r["contrast"], r["subject"], r["block"]) == tuple(expected[r["sample_id"]].values())
         assert list(r)[:5] == ["sample_id", "slice", "contrast", "subject", "block"]

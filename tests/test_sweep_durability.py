@@ -150,11 +150,11 @@ def test_failing_batch_is_recorded_and_sweep_continues(tmp_path, monkeypatch):
     monkeypatch.setattr(units, "craft_surrogate", flaky)
     cfg = sweep.validate_config({"n_slices": 3, "batch_size": 1, "eps": [0.0, 0.05], "surrogates": ["zero_filled"],
                                  "targets": ["zero_filled"], "attacks": {"pgd": {"type": "PGD", "steps": 2}}})
-    report = sweep.run_sweep(cfg, tmp_path, progress=False)
+    report = sweep.run_sweep(cfg, tmp_path, progress=False).report
     assert {r["batch"] for r in report.records} == {0, 2}
     failed = (tmp_path / "failed.csv").read_text()
     assert "simulated failure on this slice" in failed and "test-" in failed
     assert len(failed.strip().splitlines()) == 2  # header + batch 1 (its noise unit succeeded)
     with pytest.raises(RuntimeError, match="simulated"):
         calls["n"] = 1
-        sweep.run_sweep(dict(cfg, fail_fast=True), tmp_path / "strict", progress=False)
+        sweep.run_sweep(dict(cfg, fail_fast=True), tmp_path / "strict", progress=False).report

@@ -36,17 +36,17 @@ def test_sweep_fixes_threads_and_determinism_then_restores(tmp_path, monkeypatch
     monkeypatch.setattr(units, "craft_surrogate", spy)
     torch.set_num_threads(1)  # conftest restores the session's value after the test
     before = torch.are_deterministic_algorithms_enabled()
-    run_sweep(validate_config(dict(TINY, threads=2)), tmp_path / "two", progress=False)
+    run_sweep(validate_config(dict(TINY, threads=2)), tmp_path / "two", progress=False).report
     assert seen == [(2, True, True)] * 2
     assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled() == before
     torch.set_num_threads(2)
-    run_sweep(validate_config(TINY), tmp_path / "one", progress=False)
+    run_sweep(validate_config(TINY), tmp_path / "one", progress=False).report
     assert seen[2:] == [(1, True, True)] * 2 and torch.get_num_threads() == 2
 
 
 def test_folder_written_before_the_threads_key_resumes(tmp_path):
     out = tmp_path / "out"
-    first = run_sweep(validate_config(TINY), out, progress=False)
+    first = run_sweep(validate_config(TINY), out, progress=False).report
     config = out / "config.toml"
     text = config.read_text()
     assert "threads = 1\n" in text
@@ -54,11 +54,11 @@ def test_folder_written_before_the_threads_key_resumes(tmp_path):
     journal = out / "records.rank0.jsonl"
     lines = journal.read_text().splitlines(keepends=True)
     journal.write_text("".join(lines[: len(lines) // 2]))  # stopped half-way
-    again = run_sweep(validate_config(TINY), out, progress=False)
+    again = run_sweep(validate_config(TINY), out, progress=False).report
     strip = lambda recs: [{k: v for k, v in r.items() if "seconds" not in k} for r in recs]
     assert strip(again.records) == strip(first.records)
     with pytest.raises(ConfigError, match="holds results of a different configuration"):
-        run_sweep(validate_config(dict(TINY, threads=2)), out, progress=False)
+        run_sweep(validate_config(dict(TINY, threads=2)), out, progress=False).report
 
 
 # ------------------------------------------------------------------ the same threads however launched
@@ -92,7 +92,7 @@ def test_the_demo_config_under_two_ranks_on_two_cores_is_refused_before_any_work
     cfg = validate_config({**DEMO_CONFIG, **DEMO_OVERRIDES})
     assert cfg["threads"] == 2
     with pytest.raises(ConfigError, match=r"start at most 1 rank\(s\) per node \(torchrun --nproc_per_node 1"):
-        run_sweep(cfg, tmp_path / "out", progress=False, models={})
+        run_sweep(cfg, tmp_path / "out", progress=False, models={}).report
     assert not (tmp_path / "out").exists()
 
 
@@ -107,7 +107,7 @@ def test_ranks_run_the_configured_threads(tmp_path, monkeypatch):
     monkeypatch.setattr(units, "craft_surrogate", spy)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    report = run_sweep(validate_config(dict(TINY, threads=2)), tmp_path, progress=False)
+    report = run_sweep(validate_config(dict(TINY, threads=2)), tmp_path, progress=False).report
     assert seen == [2, 2] and report.provenance["threads"] == 2 and report.provenance["threads_per_rank"] == 2
 
 
@@ -117,7 +117,7 @@ def test_a_folder_of_units_at_another_thread_count_is_not_resumed(tmp_path):
     import json
 
     out = tmp_path / "out"
-    run_sweep(validate_config(TINY), out, progress=False)
+    run_sweep(validate_config(TINY), out, progress=False).report
     journal = out / "records.rank0.jsonl"
     lines = journal.read_text().splitlines()
     marker = next(i for i, ln in enumerate(lines) if '"_unit_done"' in ln)  # the first unit's marker
@@ -129,5 +129,5 @@ def test_a_folder_of_units_at_another_thread_count_is_not_resumed(tmp_path):
     before = journal.read_text()
     with pytest.raises(ConfigError, match=r"holds 1 unit\(s\) computed at 2 thread\(s\) per unit, this run "
                                           r"computes at threads = 1"):
-        run_sweep(validate_config(TINY), out, progress=False)
+        run_sweep(validate_config(TINY), out, progress=False).report
     assert journal.read_text() == before

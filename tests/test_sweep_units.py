@@ -30,7 +30,7 @@ def _strip(records):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("ref")
-    return out, _strip(run_sweep(validate_config(TINY), out, progress=False).records)
+    return out, _strip(run_sweep(validate_config(TINY), out, progress=False).report.records)
 
 
 def test_units_claim_order_and_record_order():
@@ -73,7 +73,7 @@ def test_journal_of_the_per_batch_era_resumes(reference, tmp_path):
     ok, _ = merge_records([dict(batch0)], [("zero_filled", "pgd")])
     old = "".join(json.dumps(r) + "\n" for r in ok) + json.dumps({"_batch_done": 0, "n": len(ok)}) + "\n"
     (tmp_path / "records.rank0.jsonl").write_text(old)  # batch 0 done, batch 1 not started
-    report = run_sweep(validate_config(TINY), tmp_path, progress=False)
+    report = run_sweep(validate_config(TINY), tmp_path, progress=False).report
     assert _strip(report.records) == expected
     assert set(read_journal(tmp_path / "records.rank0.jsonl")) == {0, (1, RANDOM), (1, "zero_filled", "pgd")}
 
@@ -99,7 +99,7 @@ def test_ranks_share_one_batch_and_a_unit_waits_for_its_shared_file(reference, t
     def rank(r):
         local.rank = r
         try:
-            run_sweep(cfg, tmp_path, progress=True)
+            run_sweep(cfg, tmp_path, progress=True).report
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
             barrier.abort()
@@ -123,14 +123,14 @@ def test_ranks_share_one_batch_and_a_unit_waits_for_its_shared_file(reference, t
 
 
 def test_progress_logs_lines_without_a_terminal_and_nothing_when_quiet(tmp_path, capsys):
-    run_sweep(validate_config(dict(TINY, n_slices=1)), tmp_path / "log", progress=True)
+    run_sweep(validate_config(dict(TINY, n_slices=1)), tmp_path / "log", progress=True).report
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert all(line.startswith("[sweep ") for line in lines), err  # plain lines, no bars
     assert any("craft on zero_filled: pgd: 2 gradient evaluation(s) of 2 rows" in line for line in lines)
     assert any("clean + null: zero_filled, resunetpp: 3 reconstruction(s) of 2 rows each" in line for line in lines)
     assert any("sweep: batch 0, zero_filled / pgd: 4 records in" in line and "(2/2 units" in line for line in lines)
-    run_sweep(validate_config(dict(TINY, n_slices=1)), tmp_path / "quiet", progress=False)
+    run_sweep(validate_config(dict(TINY, n_slices=1)), tmp_path / "quiet", progress=False).report
     assert capsys.readouterr().err == ""
 
 
@@ -192,7 +192,7 @@ def test_failed_references_fail_their_batch_without_attacking_it(tmp_path, monke
 
     monkeypatch.setattr(units, "batch_shared", shared_fails_on_batch_1)
     monkeypatch.setattr(units, "craft_surrogate", spy)
-    report = run_sweep(validate_config(TINY), tmp_path, progress=False)
+    report = run_sweep(validate_config(TINY), tmp_path, progress=False).report
     assert {r["batch"] for r in report.records} == {0} and crafted == calls[:1]
     failed = (tmp_path / "failed.csv").read_text().splitlines()
     assert failed[0] == "batch,status,units,sample_ids,error"
@@ -202,11 +202,11 @@ def test_failed_references_fail_their_batch_without_attacking_it(tmp_path, monke
     # The cause was transient: resuming retries the failed batch (its references first, then its
     # attack), and the records are those of a run that never failed.
     monkeypatch.setattr(units, "batch_shared", real_shared)
-    resumed = run_sweep(validate_config(TINY), tmp_path, progress=False)
+    resumed = run_sweep(validate_config(TINY), tmp_path, progress=False).report
     assert crafted == calls[:1] + [calls[1]]  # only the failed batch was attacked again
     assert not (tmp_path / "failed.csv").exists()
     assert not (tmp_path / "shared").exists()  # every unit done: scratch removed
-    clean = run_sweep(validate_config(TINY), tmp_path / "clean", progress=False)
+    clean = run_sweep(validate_config(TINY), tmp_path / "clean", progress=False).report
     strip = lambda recs: [{k: v for k, v in r.items() if "seconds" not in k} for r in recs]  # noqa: E731
     assert strip(resumed.records) == strip(clean.records)
 

@@ -114,8 +114,8 @@ def test_user_tests_pass_and_fail_with_readable_message(pytester):
     # The failure message: measured numbers, limit, settings (and where they came from), files.
     assert "RobustnessError" in out
     assert "Fragile is not robust to k-space perturbations of relative size eps=0.02" in out
-    assert re.search(r"SSIM lost = 0\.\d{4} \(limit max_delta_ssim=0\.1; SSIM", out)
-    assert "PSNR lost = " in out and "equal-norm Gaussian noise: SSIM lost" in out
+    assert re.search(r"Delta SSIM = -0\.\d{4} \(limit >= -0\.1, max_delta_ssim=0\.1; SSIM", out)
+    assert "Delta PSNR = " in out and "equal-norm Gaussian noise: Delta SSIM" in out
     assert "attack settings: eps=0.02, steps=2, device=cpu (steps from --kspace-steps)" in out
     (png,) = _paths(out, "worst-case image (PNG)")
     (h5,) = _paths(out, "perturbation (.h5)")
@@ -131,7 +131,7 @@ def test_user_tests_pass_and_fail_with_readable_message(pytester):
     report = json.loads((pytester.path / "report.json").read_text())
     rows = {r["test"].split("::")[1]: r for r in report["results"]}
     assert rows["test_zero_filled"]["passed"] and not rows["test_fragile"]["passed"]
-    assert rows["test_fragile"]["ssim_lost"] > 0.1 >= rows["test_zero_filled"]["ssim_lost"] - 0.05
+    assert rows["test_fragile"]["delta_ssim"] < -0.1 <= rows["test_zero_filled"]["delta_ssim"] + 0.05
     assert {r["steps"] for r in rows.values()} == {2} and report["settings"]["steps"] == 2
     assert rows["test_fragile"]["image"] == str(png)
     assert "kspace-attacks report written to" in out
@@ -268,18 +268,18 @@ def test_assert_robust_outside_pytest(isolated, tmp_path):
         assert_robust(Fragile(), batch, eps=0.02, max_delta_ssim=0.05, max_delta_psnr=0.01,
                       steps=1, artifacts_dir=tmp_path)
     err = info.value
-    assert isinstance(err, AssertionError) and err.measurement.ssim_lost > 0.05
+    assert isinstance(err, AssertionError) and err.measurement.delta_ssim < -0.05
     assert err.artifacts["image"].is_file() and err.artifacts["perturbation"].is_file()
     text = str(err)
-    assert "limit max_delta_ssim=0.05" in text and "limit max_delta_psnr=0.01 dB" in text
+    assert "max_delta_ssim=0.05" in text and "max_delta_psnr=0.01;" in text
     assert text.count("<-- exceeds the limit") == 2
 
 
 def test_measure_without_ground_truth_and_settings_precedence(isolated):
     x, y, physics = demo_batch(1)
     m = measure_robustness(zero_filled, (None, y, physics), eps=0.01, steps=1)
-    assert m.reference == "clean reconstruction" and m.ssim_lost >= 0
-    assert m.psnr_lost != m.psnr_lost  # NaN: no PSNR drop without a ground truth
+    assert m.reference == "clean reconstruction" and m.delta_ssim <= 0
+    assert m.delta_psnr != m.delta_psnr  # NaN: no PSNR change without a ground truth
     isolated.steps, isolated.marker = 2, {"eps": 0.03, "steps": 5}
     m = measure_robustness(zero_filled, (x, y, physics))
     assert (m.steps, m.eps) == (2, 0.03)  # option > marker > default
@@ -297,7 +297,7 @@ def test_recorder_table_and_json(isolated, tmp_path):
     assert table.splitlines()[0].split()[:3] == ["test", "model", "eps"]
     assert "ok" in table and "measured" in table
     doc = json.loads(rec.to_json(tmp_path / "r.json").read_text())
-    assert len(doc["results"]) == 2 and doc["results"][1]["psnr_lost"] is None  # NaN -> null
+    assert len(doc["results"]) == 2 and doc["results"][1]["delta_psnr"] is None  # NaN -> null
 
 
 def test_build_attack_methods_and_templates():

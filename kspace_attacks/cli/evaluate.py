@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"kspace-attacks evaluate: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     s = card["summary"]
-    print(f"{card['name']} under protocol {card['protocol']['version']}: worst slice loses "
-          f"{s['ssim_lost']:.3f} SSIM ({s['psnr_lost']:.2f} dB PSNR) at eps {s['worst_eps']:g}; at eps "
+    print(f"{card['name']} under protocol {card['protocol']['version']}: worst slice Delta SSIM "
+          f"{s['worst_delta_ssim']:+.3f} (Delta PSNR {s['worst_delta_psnr']:+.2f} dB) at eps {s['worst_eps']:g}; at eps "
           f"{s['max_eps']:g} the attack changes the image {s['attack_over_noise_deviation_at_max_eps']:.1f}x "
           f"as much as equal-norm noise ({card['cost']['total_seconds']:.0f} s)")
     print(f"Card in {Path(args.out).resolve()} (card.json, card.md)")

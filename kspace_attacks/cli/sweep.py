@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from ..study.config import build_models
 
     models = build_models(cfg)  # once: for the sweep and for the stored report panels
-    report = run_sweep(cfg, args.out, progress=not args.quiet, models=models)
+    run = run_sweep(cfg, args.out, progress=not args.quiet, models=models)
+    report = run.report
     failures = _failures(Path(args.out), report)
     code = EXIT_OK
     if failures is not None:
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         from ..study.demo import finish_run
 
         print_tables(report)
-        result = finish_run(Path(args.out), cfg, report, models, title=run_title(Path(args.out)))
+        result = finish_run(run, title=run_title(Path(args.out)))
         print_verdicts(result["verdicts"])
         print(f"Report: {Path(result['report']).resolve()} (self-contained: open it in a browser)")
         if failures is not None:

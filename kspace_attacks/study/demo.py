@@ -23,10 +23,10 @@ from ..data import read_perturbed_kspace
 from ..io import atomic_write_json, atomic_write_text, read_json
 from .plots import plot_panel
 from .report import perturbation_filename, records_to_csv
-from .config import DEMO_CONFIG, DEMO_OVERRIDES, build_data, build_models, validate_config
+from .config import DEMO_CONFIG, DEMO_OVERRIDES, build_models, validate_config
 from .sources import item_coordinates
 from .steps import best_effort
-from .sweep import run_sweep
+from .sweep import SweepRun, run_sweep
 from .targeted import targeted_transfer, targeted_verdicts
 from .verdicts import mean as _mean, write_verdicts
 
@@ -56,15 +56,15 @@ def run_demo(out: str | os.PathLike = "kspace-attacks-demo", config: dict | None
     with timed(phases, "models"):
         models = build_models(cfg) if models is None else models
     with timed(phases, "sweep"):
-        report = run_sweep(cfg, out, progress=progress, models=models)
-    result = {"out": str(out), "records": len(report.records)}
+        run = run_sweep(cfg, out, progress=progress, models=models)
+    result = {"out": str(out), "records": len(run.report.records)}
     if int(os.environ.get("RANK", "0")) != 0:  # rank 0 writes what follows the sweep
         return result
     with timed(phases, "panel"):
-        panel = best_effort(out, "image panel (panel.png)", _image_panel, out, cfg, models)
+        panel = best_effort(out, "image panel (panel.png)", _image_panel, run)
     if panel is not None:
         result["panel"] = str(panel)
-    result.update(finish_run(out, cfg, report, models, title, phases))
+    result.update(finish_run(run, title, phases))
     provenance = read_json(out / "provenance.json") if (out / "provenance.json").is_file() else {}
     atomic_write_json(out / "provenance.json", dict(provenance, wall_seconds=time.perf_counter() - start,
                                                     phase_seconds={k: round(v, 2) for k, v in phases.items()}),
@@ -89,33 +89,35 @@ def timed(phases: dict[str, float], name: str) -> Iterator[None]:
         phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
 
 
-def finish_run(out: Path, cfg: dict[str, Any], report: Any, models: dict[str, Any], title: str,
-               phases: dict[str, float] | None = None) -> dict[str, Any]:
-    """What follows every sweep (demo, study, ``sweep``): the targeted test when
-    ``targeted.slices > 0``, ``verdict.json`` / ``verdict.md`` and ``report.html`` (with the
-    image panels stored for ``report``). The targeted test and the panels are presentation:
+def finish_run(run: SweepRun, title: str, phases: dict[str, float] | None = None) -> dict[str, Any]:
+    """What follows every sweep (demo, study, ``sweep``), from the :class:`~.sweep.SweepRun` it
+    returned (its data, models and records: nothing is rebuilt or read back): the targeted test
+    when ``targeted.slices > 0``, ``verdict.json`` / ``verdict.md`` and ``report.html`` (with
+    the image panels stored for ``report``). The targeted test and the panels are presentation:
     if one fails, the page says so (:mod:`.steps`) and the run still ends with its verdicts.
     ``phases`` (if given) gets each step's wall time (:func:`timed`)."""
     from .html import write_html_report
 
     phases = {} if phases is None else phases
+    cfg, out = run.config, run.out
     result: dict[str, Any] = {}
     if cfg["targeted"]["slices"]:
         with timed(phases, "targeted"):
-            result.update(best_effort(out, "targeted insertion test", run_targeted, out, cfg, models) or {})
+            result.update(best_effort(out, "targeted insertion test", run_targeted, run) or {})
     with timed(phases, "verdicts"):
-        result["verdicts"] = write_verdicts(report, out, title=title, extra_rows=result.get("targeted_rows", ()),
+        result["verdicts"] = write_verdicts(run.report, out, title=title, extra_rows=result.get("targeted_rows", ()),
                                             settings=cfg.get("verdicts"))
     with timed(phases, "report"), torch.no_grad():
-        result["report"] = str(write_html_report(out, models, max_slices=cfg["report"]["panel_slices"]))
+        result["report"] = str(write_html_report(out, run.models, max_slices=cfg["report"]["panel_slices"],
+                                                 report=run.report))
     return result
 
 
-def run_targeted(out: Path, cfg: dict[str, Any], models: dict[str, Any]) -> dict[str, Any]:
-    """The targeted test of ``cfg["targeted"]`` on the first batch: ``targeted.csv``,
-    ``targeted_panel.png``, the mean ROI contrast per target and the verdict rows."""
-    batches, ids = build_data(cfg)
-    x, y, physics = batches[0]
+def run_targeted(run: SweepRun) -> dict[str, Any]:
+    """The targeted test of the configuration's ``targeted`` on the run's first batch:
+    ``targeted.csv``, ``targeted_panel.png``, the mean ROI contrast per target and the verdict rows."""
+    cfg, out, models, ids = run.config, run.out, run.models, run.ids
+    x, y, physics = run.batches[0]
     n, eps = cfg["targeted"]["slices"], cfg["targeted"]["eps"]
     surrogate, targets = cfg["surrogates"][0], cfg["targets"]
     recs, imgs = targeted_transfer(models[surrogate], {t: models[t] for t in targets}, y[:n], physics, eps=eps)
@@ -134,16 +136,16 @@ def run_targeted(out: Path, cfg: dict[str, Any], models: dict[str, Any]) -> dict
             "targeted_rows": targeted_verdicts(recs)}
 
 
-def _image_panel(out: Path, cfg: dict[str, Any], models: dict[str, Any]) -> Path | None:
+def _image_panel(run: SweepRun) -> Path | None:
     """Fig. 1/4 of the study: the first slice, first surrogate and attack, largest eps, on every
     target (``panel.png``); ``None`` when that perturbation was not made (its unit failed)."""
+    cfg, out, models = run.config, run.out, run.models
     eps = max(cfg["eps"])
     surrogate, attack = cfg["surrogates"][0], next(iter(cfg["attacks"]))
     path = out / "perturbations" / "batch0000" / perturbation_filename(surrogate, attack, eps)
     if not path.is_file():
         return None
-    batches, ids = build_data(cfg)
-    x, y, physics = batches[0]
+    (x, y, physics), ids = run.batches[0], run.ids
     y_adv = read_perturbed_kspace(path).y_adv[:1].to(y.device)  # the first slice of the first batch
     with torch.no_grad():
         clean = {t: models[t](y[:1], physics) for t in cfg["targets"]}

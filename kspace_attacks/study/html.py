@@ -417,12 +417,12 @@ def _columns_section(report: TransferReport) -> str:
 
 # ---------------------------------------------------------------------------------- the page
 def render_html_report(directory: str | os.PathLike, models: Mapping[str, Any] | None = None,
-                       **panel_options: Any) -> str:
+                       report: TransferReport | None = None, **panel_options: Any) -> str:
     """The HTML text of :func:`write_html_report` (nothing is written)."""
     from .. import __version__
 
     d = Path(directory)
-    report = TransferReport.load(d)
+    report = TransferReport.load(d) if report is None else report
     decided = read_json(d / "verdict.json") if (d / "verdict.json").is_file() else {}
     verdicts = decided.get("rows", [])
     failed = _read_csv(d / "failed.csv")
@@ -471,7 +471,8 @@ def render_html_report(directory: str | os.PathLike, models: Mapping[str, Any] |
 
 
 def write_html_report(directory: str | os.PathLike, models: Mapping[str, Any] | None = None,
-                      out: str | os.PathLike | None = None, **panel_options: Any) -> Path:
+                      out: str | os.PathLike | None = None, report: TransferReport | None = None,
+                      **panel_options: Any) -> Path:
     """Write ``report.html`` (self-contained, see the module's docstring) into ``directory``.
 
     :param directory: a folder written by ``kspace-attacks sweep`` or ``demo``.
@@ -479,9 +480,11 @@ def write_html_report(directory: str | os.PathLike, models: Mapping[str, Any] | 
         found here get rows; the panels are stored in ``directory/panels`` for later pages);
         ``None``: the stored panels are shown, and no model is built or run.
     :param out: where to write (default ``directory / "report.html"``).
+    :param report: the run's records if in memory (a sweep's :class:`~.sweep.SweepRun`);
+        ``None``: read from ``directory``.
     :param panel_options: ``surrogate``, ``attack``, ``eps``, ``null_draws``, ``max_slices`` of
         :func:`kspace_attacks.study.html_panels.build_panels`.
     :return: the path written (atomically).
     """
-    text = render_html_report(directory, models, **panel_options)
+    text = render_html_report(directory, models, report, **panel_options)
     return atomic_write_text(Path(out) if out is not None else Path(directory) / "report.html", text)

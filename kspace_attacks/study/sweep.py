@@ -11,6 +11,7 @@ import os
 import time
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,32 @@ from .steps import best_effort, clear_notes
 from .units import (Claims, SweepWork, clear_scratch, done_units, forget_failures, merge_records, run_units,
                     units_of)
 
-__all__ = ["run_sweep", "rank_threads", "DEMO_CONFIG", "ConfigError", "load_config", "dump_toml", "validate_config",
+__all__ = ["run_sweep", "SweepRun", "rank_threads", "DEMO_CONFIG", "ConfigError", "load_config", "dump_toml", "validate_config",
            "build_threat", "build_attacks", "build_models", "build_data"]
 
 
 # ---------------------------------------------------------------------------------- running
+@dataclass
+class SweepRun:
+    """What one sweep made and used, for the steps after it (:func:`~.demo.finish_run`), so that
+    nothing is built twice or read back from disk within one run.
+
+    :param config: the validated configuration the sweep ran.
+    :param out: its folder.
+    :param report: the merged records (:class:`~kspace_attacks.study.report.TransferReport`).
+    :param batches: the ``(x, y, physics)`` batches it measured.
+    :param ids: the sample id of every slice, in batch order.
+    :param models: name -> reconstructor, as built (or given) for it.
+    """
+
+    config: dict[str, Any]
+    out: Path
+    report: TransferReport
+    batches: list
+    ids: list
+    models: dict[str, Any]
+
+
 def _distributed(cfg: Mapping[str, Any]) -> tuple[int, int]:
     """``(rank, world_size)``; joins the torchrun process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -88,8 +110,9 @@ def _check_out(out: Path, cfg: Mapping[str, Any]) -> None:
 
 
 def run_sweep(cfg: Mapping[str, Any], out: str | os.PathLike, progress: bool = True,
-              models: Mapping[str, Any] | None = None) -> TransferReport:
-    """Run the configured sweep and save its report (records, summary, perturbations, plots).
+              models: Mapping[str, Any] | None = None) -> SweepRun:
+    """Run the configured sweep and save its report (records, summary, perturbations, plots);
+    returns the :class:`SweepRun` (its ``report``, and the data and models it used).
 
     Work is split into units: per batch of slices (fixed by the configuration), one unit with
     every target's clean reconstructions, noise null and equal-norm baseline, and one per
@@ -192,7 +215,7 @@ def _start(cfg: dict[str, Any], out: Path, rank: int, world: int) -> tuple[dict,
     return provenance, claims
 
 
-def _run_sweep(cfg: dict[str, Any], out: Path, progress: bool, models: Mapping[str, Any] | None) -> TransferReport:
+def _run_sweep(cfg: dict[str, Any], out: Path, progress: bool, models: Mapping[str, Any] | None) -> SweepRun:
     rank, world = _distributed(cfg)
     if world > 1 and str(cfg["device"]).startswith("cuda"):
         cfg = dict(cfg, device=f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}")
@@ -235,7 +258,7 @@ def _run_sweep(cfg: dict[str, Any], out: Path, progress: bool, models: Mapping[s
         if len(done_units(_all_journals(out), out, crafts, limits)) == len(units):
             clear_scratch(out)  # every unit is journaled: shared files and claims are spent
     _barrier(world)
-    return report
+    return SweepRun(cfg, out, report, batches, ids, models)
 
 
 def _crafts(plan: TransferPlan) -> tuple[list[tuple[str, str]], dict[tuple[str, str], int]]:

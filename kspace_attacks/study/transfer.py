@@ -10,7 +10,6 @@ the equal-norm random baseline. The outcome is a flat list of per-sample records
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -19,9 +18,9 @@ import torch
 from torch import Tensor
 from .._checks import check_image, check_kspace, describe
 from .._runtime import runtime_provenance
-from ..attacks import Attack, GaussianNoise, default_attack
+from ..attacks import Attack, default_attack
 from ..attacks.base import Reconstructor
-from ..measurement import Grid, noise_control, row_generators, row_metrics
+from ..measurement import Grid, attack_grid, control_grid, row_metrics
 from . import records as R
 from .artifacts import artifact_stats, residual
 from .null import Null, fit_null, spectrum_distance, structure_fraction, value_distance
@@ -29,7 +28,7 @@ from .progress import Progress, as_progress
 from .reconstruct import reconstruct_all, reconstruct_one as _reconstruct, trajectory_groups
 from .report import TransferReport
 
-__all__ = ["transfer", "iter_batches", "trajectory_groups", "reconstruct_all", "Grid", "target_null", "baseline_threat", "TransferPlan", "Shared",
+__all__ = ["transfer", "iter_batches", "trajectory_groups", "reconstruct_all", "Grid", "target_null", "TransferPlan", "Shared",
            "batch_shared", "craft_surrogate", "noise_baseline", "reconstruct_crafted", "crafted_records",
            "keep_perturbations"]
 
@@ -279,22 +278,11 @@ def batch_shared(plan: TransferPlan, st: Grid, progress: Progress) -> Shared:
     return Shared(clean, nulls)
 
 
-def baseline_threat(template: Attack, eps: Tensor) -> Any:
-    """The equal-norm noise baseline's threat model: the attack's, at budgets ``eps``, drawn on
-    the entries the model sees.
-
-    With ``support="full"`` a Gaussian drawn on the whole grid would be masked by the physics and
-    deliver only about 1/acceleration of its energy, while an attack puts all of its budget on
-    measured entries (the gradient is zero elsewhere); so noise is drawn on the measured entries
-    with the full budget, and both deliver ``eps ||y||`` to the model.
-    """
-    return GaussianNoise(template.threat.with_eps(eps)).draw_threat
-
-
 def target_null(model: Reconstructor, x_clean: Tensor, template: Attack, st: Grid, draws: int = 8,
                 chunk: int | None = None) -> Null:
     """Fit ``model``'s noise null on a stacked batch as :func:`transfer` does: ``draws``
-    equal-norm noise draws per row in ``template``'s threat model (:func:`baseline_threat`).
+    equal-norm noise draws per row in ``template``'s threat model
+    (:func:`~kspace_attacks.measurement.control_grid`).
 
     A row's draws depend on (``template.seed``, sample id, eps, draw) only, so for a
     deterministic model the null of a row equals the one the sweep fitted for it, whatever
@@ -307,11 +295,10 @@ def target_null(model: Reconstructor, x_clean: Tensor, template: Attack, st: Gri
 
 def _null_inputs(template: Attack, st: Grid, draws: int) -> Iterator[Tensor]:
     """The null's ``draws`` noisy k-spaces of a stacked batch, one at a time."""
-    threat = baseline_threat(template, st.eps)
     for k in range(draws):
         # Draw k of a row depends on (seed, sample, eps, k) only: batching never changes it, and
         # draws 1..K are apart from the baseline row's own draw (k = 0).
-        yield noise_control(threat, st.y, st.physics, row_generators(template.seed, st, k + 1))[0]
+        yield control_grid(template.threat, st, template.seed, draw=k + 1).y
 
 
 @dataclass
@@ -343,7 +330,7 @@ def craft_surrogate(plan: TransferPlan, st: Grid, s_name: str, progress: Progres
     with progress.task(f"craft on {s_name}", total=sum(a.max_grad_evals for a in chosen.values()),
                        unit="grad evals", level=1) as bar:
         for a_name, atk in chosen.items():
-            res = atk(s_model, st.y, st.physics, groups=st.groups)
+            res = attack_grid(atk, s_model, st, a_name).result
             spread = None if res.start_losses is None else (
                 torch.full_like(res.ratio, res.n_starts), res.start_best, res.start_median)
             out.append(_Crafted(s_name, a_name, res.y_adv, res.ratio, res.loss, res.seconds,
@@ -355,13 +342,11 @@ def craft_surrogate(plan: TransferPlan, st: Grid, s_name: str, progress: Progres
 
 def noise_baseline(plan: TransferPlan, st: Grid) -> _Crafted:
     """Equal-norm noise in the first attack's threat model (same norm and budget, delivered on
-    the measured entries: :func:`baseline_threat`)."""
+    the measured entries: :func:`~kspace_attacks.measurement.control_grid`)."""
     template = next(iter(plan.attacks.values()))
-    threat = baseline_threat(template, st.eps)
-    start = time.perf_counter()
-    y_noise, ratio = noise_control(threat, st.y, st.physics, row_generators(template.seed, st, 0))
-    return _Crafted(BASELINE, R.BASELINE_ATTACK, y_noise, ratio, torch.full_like(ratio, float("nan")),
-                    time.perf_counter() - start, 0, f"GaussianNoise({threat!r})")
+    noise = control_grid(template.threat, st, template.seed)
+    return _Crafted(BASELINE, R.BASELINE_ATTACK, noise.y, noise.ratio, torch.full_like(noise.ratio, float("nan")),
+                    noise.seconds, 0, noise.description)
 
 
 def reconstruct_crafted(plan: TransferPlan, st: Grid, crafted: Sequence[_Crafted], progress: Progress,

@@ -13,14 +13,16 @@ than allowed::
 
 Definitions (per sample, on magnitude images, ``normalization="minmax"`` by default):
 
-- ``SSIM lost = SSIM(f(y), x) - SSIM(f(y + delta), x)``: the SSIM lost to the attack against
-  the ground truth ``x`` (positive = degradation; minus the records' ``delta_ssim``, which is
-  adv - clean like every ``delta_*`` of the package); ``PSNR lost`` likewise in dB. Without a
-  ground truth (``x`` is ``None``) the clean reconstruction is the reference:
-  ``SSIM lost = 1 - SSIM(f(y + delta), f(y))`` and ``PSNR lost`` is not defined (NaN).
-  ``max_delta_ssim`` / ``max_delta_psnr`` bound the SSIM / PSNR lost.
-- The reported value is the worst sample of the batch. The same numbers for equal-norm Gaussian
-  noise (``noise_ssim_lost``) tell a real instability from plain noise sensitivity.
+- ``delta_ssim = SSIM(f(y + delta), x) - SSIM(f(y), x)``: the change of SSIM under the attack
+  against the ground truth ``x`` (negative = degradation, the sign of every ``delta_*`` of the
+  package: records, cards and measurements); ``delta_psnr`` likewise in dB. Without a ground
+  truth (``x`` is ``None``) the clean reconstruction is the reference:
+  ``delta_ssim = SSIM(f(y + delta), f(y)) - 1`` and ``delta_psnr`` is not defined (NaN).
+  ``max_delta_ssim`` / ``max_delta_psnr`` bound the loss: a test passes when
+  ``delta_ssim >= -max_delta_ssim``.
+- The reported value is the worst sample of the batch (the smallest Delta). The same numbers for
+  equal-norm Gaussian noise (``noise_delta_ssim``) tell a real instability from plain noise
+  sensitivity.
 
 Robustness cards: ``evaluate(model)`` (also ``kspace_attacks.evaluate``) measures a model
 under the fixed, versioned protocol ``"v1"`` (:mod:`.protocol`: APGD 20 steps on two objectives

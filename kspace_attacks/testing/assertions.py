@@ -16,7 +16,7 @@ import torch
 
 from .._checks import check_nonneg_float
 from ..attacks import Attack
-from .measure import RobustnessMeasurement, check_batch, measure_robustness
+from .measure import RobustnessMeasurement, check_batch, measure_robustness, worst_sample
 from .settings import DEFAULT_MAX_DELTA_SSIM, LOCK, current_settings, resolve
 
 __all__ = ["RobustnessError", "assert_robust", "save_artifacts"]
@@ -61,7 +61,6 @@ def save_artifacts(m: RobustnessMeasurement, batch: Any, directory: str | os.Pat
     from ..data import write_perturbed_kspace
     from ..figures import plot_panel as _plot_panel
 
-    res = m.result
     x, y, physics = batch
     base = _unique_stem(Path(directory), stem)
     out: dict[str, Any] = {"image": None, "perturbation": None, "errors": {}}
@@ -69,26 +68,26 @@ def save_artifacts(m: RobustnessMeasurement, batch: Any, directory: str | os.Pat
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
         title = (f"{m.model}: eps={m.eps:g}, {m.steps} steps, sample {i}: "
-                 f"SSIM lost {m.ssim_lost:.3f}")
+                 f"Delta SSIM {m.delta_ssim:.3f}")
         with warnings.catch_warnings():
             # matplotlib converts the tensors with np.array(copy=False): a DeprecationWarning
             warnings.simplefilter("ignore", DeprecationWarning)
             out["image"] = _plot_panel(
                 None if x is None else x[i : i + 1].detach().cpu(),
-                {m.model: res.x_clean[i : i + 1].detach().cpu()},
-                {m.model: res.x_adv[i : i + 1].detach().cpu()},
+                {m.model: m.x_clean[i : i + 1].detach().cpu()},
+                {m.model: m.x_adv[i : i + 1].detach().cpu()},
                 base.parent / f"{base.name}.png",
                 title=title,
             ).resolve()
     except Exception as err:  # noqa: BLE001 - an artifact must not hide the real failure
         out["errors"]["image"] = f"{type(err).__name__}: {err}"
     try:
-        y_clean = y.detach().to(res.y_adv.device)
+        y_clean = y.detach().to(m.y_adv.device)
         settings = {"attack": m.attack, "eps": m.eps, "steps": m.steps, "model": m.model,
-                    "worst_index": i, "ssim_lost": m.ssim_lost, "psnr_lost": m.psnr_lost}
+                    "worst_index": i, "delta_ssim": m.delta_ssim, "delta_psnr": m.delta_psnr}
         out["perturbation"] = write_perturbed_kspace(
-            base.parent / f"{base.name}.h5", y_clean.cpu(), res.y_adv.detach().cpu(),
-            physics, eps=m.eps, attack_settings=settings, x_clean=res.x_clean.detach().cpu(),
+            base.parent / f"{base.name}.h5", y_clean.cpu(), m.y_adv.detach().cpu(),
+            physics, eps=m.eps, attack_settings=settings, x_clean=m.x_clean.detach().cpu(),
         ).resolve()
     except Exception as err:  # noqa: BLE001
         out["errors"]["perturbation"] = f"{type(err).__name__}: {err}"
@@ -96,7 +95,7 @@ def save_artifacts(m: RobustnessMeasurement, batch: Any, directory: str | os.Pat
 
 
 def _fmt_db(v: float) -> str:
-    return "n/a" if math.isnan(v) else f"{v:.2f} dB"
+    return "n/a" if math.isnan(v) else f"{v:+.2f} dB"
 
 
 def _message(m: RobustnessMeasurement, limits: Mapping[str, float | None], failed: list[str],
@@ -111,21 +110,21 @@ def _message(m: RobustnessMeasurement, limits: Mapping[str, float | None], faile
     lim_ssim = limits.get("max_delta_ssim")
     lim_psnr = limits.get("max_delta_psnr")
     lines.append(
-        f"  SSIM lost = {m.ssim_lost:.4f} (limit max_delta_ssim={lim_ssim:g}; SSIM "
+        f"  Delta SSIM = {m.delta_ssim:+.4f} (limit >= -{lim_ssim:g}, max_delta_ssim={lim_ssim:g}; SSIM "
         f"{m.ssim_clean:.4f} -> {m.ssim_adv:.4f} vs {ref}){mark['ssim']}"
         if lim_ssim is not None
-        else f"  SSIM lost = {m.ssim_lost:.4f} (SSIM {m.ssim_clean:.4f} -> {m.ssim_adv:.4f} vs {ref})"
+        else f"  Delta SSIM = {m.delta_ssim:+.4f} (SSIM {m.ssim_clean:.4f} -> {m.ssim_adv:.4f} vs {ref})"
     )
     psnr_detail = (f"PSNR {m.psnr_clean:.2f} -> {m.psnr_adv:.2f} dB" if not math.isnan(m.psnr_clean)
                    else f"PSNR vs clean reconstruction {m.psnr_adv:.2f} dB")
     lines.append(
-        f"  PSNR lost = {_fmt_db(m.psnr_lost)} "
-        + (f"(limit max_delta_psnr={lim_psnr:g} dB; " if lim_psnr is not None else "(")
+        f"  Delta PSNR = {_fmt_db(m.delta_psnr)} "
+        + (f"(limit >= -{lim_psnr:g} dB, max_delta_psnr={lim_psnr:g}; " if lim_psnr is not None else "(")
         + f"{psnr_detail}){mark['psnr']}"
     )
     lines.append(
-        f"  equal-norm Gaussian noise: SSIM lost = {m.noise_ssim_lost:.4f}, "
-        f"PSNR lost = {_fmt_db(m.noise_psnr_lost)}"
+        f"  equal-norm Gaussian noise: Delta SSIM = {m.noise_delta_ssim:+.4f}, "
+        f"Delta PSNR = {_fmt_db(m.noise_delta_psnr)}"
     )
     src = ", ".join(f"{k} from {v}" for k, v in sources.items() if v not in ("default", "argument"))
     lines.append(
@@ -172,7 +171,7 @@ def assert_robust(
     """Fail with :class:`RobustnessError` if a worst-case k-space perturbation of relative
     size ``eps`` costs ``model`` more than ``max_delta_ssim`` SSIM (or ``max_delta_psnr`` dB).
 
-    The message shows the SSIM / PSNR lost (and those of equal-norm noise), the
+    The message shows the worst Delta SSIM / PSNR (and those of equal-norm noise), the
     attack settings and where the worst-case image panel (PNG) and the perturbed k-space
     (fastMRI ``.h5``) were saved. Returns the :class:`RobustnessMeasurement` when robust.
 
@@ -208,7 +207,7 @@ def assert_robust(
         >>> from kspace_attacks.testing import assert_robust
         >>> zero_filled = lambda y, physics: physics.A_adjoint(y)
         >>> m = assert_robust(zero_filled, demo_batch(1), eps=0.01, max_delta_ssim=0.5, steps=2)
-        >>> m.ssim_lost < 0.5
+        >>> m.delta_ssim > -0.5
         True
     """
     __tracebackhide__ = True  # pytest shows the user's call, not this function's body
@@ -244,9 +243,9 @@ def _decide(m: RobustnessMeasurement, limits: Mapping[str, float | None], settin
     measurement and its batch), record the row, raise :class:`RobustnessError` if it failed."""
     __tracebackhide__ = True
     failed = []
-    if not m.ssim_lost <= limits["max_delta_ssim"]:  # NaN fails too
+    if not m.delta_ssim >= -limits["max_delta_ssim"]:  # NaN fails too
         failed.append("ssim")
-    if limits["max_delta_psnr"] is not None and not (m.psnr_lost <= limits["max_delta_psnr"]):
+    if limits["max_delta_psnr"] is not None and not (m.delta_psnr >= -limits["max_delta_psnr"]):
         failed.append("psnr")
     artifacts: dict[str, Any] = {}
     if failed:
@@ -269,7 +268,6 @@ def _assert_protocol(model: Any, batch: Any, protocol: Any, limits: Mapping[str,
     """``assert_robust(..., protocol=...)``: the card's worst budget against the limits."""
     __tracebackhide__ = True
     from .card import measure_card
-    from .protocol_measure import protocol_measurement
 
     given = sorted(k for k in ("eps", "steps", "attack", "threat") if kw.get(k) is not None)
     if given:
@@ -279,11 +277,48 @@ def _assert_protocol(model: Any, batch: Any, protocol: Any, limits: Mapping[str,
     device, _ = resolve("device", kw["device"], None, settings)
     seed, _ = resolve("seed", kw["seed"], 0, settings)
     card, run = measure_card(model, batch, protocol, name=kw["name"], seed=seed, device=device)
-    m, worst_batch, local = protocol_measurement(run, card)
+    m, of_batch, worst_batch = _protocol_measurement(run, card)
     note = (f"\n  protocol {card['protocol']['version']}: worst of objectives "
             f"{', '.join(card['protocol']['objectives'])} at eps {card['summary']['worst_eps']:g} "
             f"(grid {', '.join(f'{e:g}' for e in card['eps'])})")
     return _decide(m, limits, settings, kw["artifacts_dir"], {},
-                   (dataclasses.replace(m, worst_index=local), worst_batch),
+                   (of_batch, worst_batch),
                    record={"protocol": card["protocol"]["version"], "card": card}, note=note)
 
+
+
+def _protocol_measurement(run: Any, card: Mapping[str, Any]) -> tuple[RobustnessMeasurement, RobustnessMeasurement, Any]:
+    """The protocol's measurement at the card's worst budget: per slice the objective with the
+    smaller Delta SSIM supplies the perturbation, per metric the worse objective the numbers (the
+    card's ``attack`` rows). Returns it, the same restricted to the batch holding its worst slice
+    (for the failure artifacts), and that batch."""
+    from .card import NOISE
+
+    i = run.eps.index(card["summary"]["worst_eps"])
+    objectives = run.protocol.objectives
+    pick = run.worst_objective()[i]  # (N,) index into the objectives, per slice
+    per_slice = {k: torch.stack([run.conditions[objectives[int(o)]].values[k][i, j] for j, o in enumerate(pick)])
+                 for k in ("ssim_clean", "ssim_adv", "psnr_clean", "psnr_adv")}
+    per_slice.update({k: v[i] for k, v in run.combined().items() if k in ("delta_ssim", "delta_psnr")})
+    noise = {k: v[i] for k, v in run.conditions[NOISE].values.items()}
+    tensors = {}
+    for what in ("y_adv", "x_adv"):
+        rows = []
+        for b, (_, y, _) in enumerate(run.batches):
+            first, n = sum(run.batches[c][1].shape[0] for c in range(b)), y.shape[0]
+            rows += [getattr(run.conditions[objectives[int(pick[first + j])]], what)[b][i * n + j] for j in range(n)]
+        tensors[what] = torch.stack(rows)
+    x_clean = torch.cat([xc[i * y.shape[0]:(i + 1) * y.shape[0]] for xc, (_, y, _) in zip(run.x_clean, run.batches)])
+    m = worst_sample(
+        card["name"], (f"protocol {run.protocol.version}: {run.protocol.attack} ({run.protocol.steps} steps) on "
+                       f"objectives {', '.join(objectives)}, the worse per slice"),
+        run.protocol.steps, float(run.eps[i]), run.reference, per_slice, noise,
+        max(float(run.conditions[c].values["ratio"][i].max()) for c in objectives), run.seconds,
+        device=str(run.x_clean[0].device), x_clean=x_clean, **tensors)
+    local, b, first = m.worst_index, 0, 0
+    while local >= run.batches[b][1].shape[0]:
+        first += run.batches[b][1].shape[0]
+        local, b = local - run.batches[b][1].shape[0], b + 1
+    rows = slice(first, first + run.batches[b][1].shape[0])
+    of_batch = dataclasses.replace(m, worst_index=local, **{k: getattr(m, k)[rows] for k in ("y_adv", "x_adv", "x_clean")})
+    return m, of_batch, run.batches[b]

@@ -34,17 +34,19 @@ from torch import Tensor
 
 from .._checks import describe
 from .._runtime import flush_denormals, reproducible_numerics
-from ..attacks import GaussianNoise
 from ..io import atomic_path, dumps_strict
-from ..measurement import Grid, against_reference, noise_inputs, row_metrics
-from .measure import _model_name, check_batch, reconstruct as _reconstruct
+from ..measurement import Grid, against_reference, measure
+from .measure import _model_name, check_batch
 from .card_stats import ATTACK, CARD_METRICS, NOISE, _rows, sanity_checks
 from .protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol, get_protocol
 
 __all__ = ["evaluate", "measure_card", "write_card", "model_provenance", "CardError", "ProtocolRun",
            "FORMAT", "NOISE", "ATTACK", "CARD_METRICS"]
 
-FORMAT = "kspace-attacks/robustness-card/1"
+#: 2: the summary's worst slice as ``worst_delta_ssim`` / ``worst_delta_psnr`` (adv - clean, the
+#: package's one sign for harm; format 1 had ``ssim_lost`` / ``psnr_lost`` = minus those) and the
+#: noise control seeded per row (:func:`~kspace_attacks.measurement.control_grid`)
+FORMAT = "kspace-attacks/robustness-card/2"
 
 
 class CardError(RuntimeError):
@@ -91,54 +93,36 @@ class ProtocolRun:
         return out
 
     def worst_objective(self) -> Tensor:
-        """``(K, N)`` index (into the objectives) of the objective with the larger SSIM lost."""
+        """``(K, N)`` index (into the objectives) of the objective with the smaller Delta SSIM."""
         stack = torch.stack([self.conditions[o].values["delta_ssim"] for o in self.protocol.objectives])
         return torch.nan_to_num(stack, nan=float("inf")).argmin(0)
 
 
-def _row_values(x_adv: Tensor, x_clean: Tensor, g: Grid, normalization: str) -> dict[str, Tensor]:
-    """The card's numbers of one condition, metric -> ``(K, n)`` (eps x slice)."""
-    m = row_metrics(x_adv, x_clean, g.x, normalization)
-    vals = {**against_reference(m), "relative_deviation": m["relative_deviation"]}
-    return {k: g.per_eps(v.detach().double().cpu()) for k, v in vals.items()}
-
-
 def _measure_batch(model: Any, attack_model: Any, batch: tuple, p: Protocol, seed: int,
                    conditions: dict[str, Condition]) -> Tensor:
-    """Attack one batch on every objective plus the noise control; returns the stacked clean
+    """Attack one batch on every objective plus the noise control (:func:`~kspace_attacks.measurement.measure`)
+    and append its numbers, metric -> ``(K, n)``, to ``conditions``; returns the stacked clean
     reconstruction. Row ``i * n + j`` is slice ``j`` at ``p.eps[i]``."""
     x, y, physics = batch
     g = Grid.of(x, y, physics, p.eps)
-    x_clean = _reconstruct(model, g.y, g.physics, "the clean k-space")
-    for label in (*p.objectives, NOISE):
-        start = time.perf_counter()
-        if label == NOISE:  # the kernel's control: the attack's energy on the entries the model sees
-            threat = p.threat_model(g.eps)
-            y_adv, physics_adv, ratio = noise_inputs(threat, g.y, g.physics, torch.Generator().manual_seed(seed))
-            spread, grad_evals, forward_evals = None, 0, 0
-            name = repr(GaussianNoise(threat, seed=seed, monotone=False))
-        else:
-            surrogate = model if attack_model is None else attack_model
-            res = p.attack_for(label, g.eps, seed)(surrogate, g.y, g.physics, groups=g.groups,
-                                                   x_clean=x_clean if surrogate is model else None)
-            (y_adv, physics_adv), ratio, spread = res.model_inputs(g.physics), res.ratio, res.restart_spread
-            grad_evals, forward_evals, name = res.grad_evals, res.forward_evals, res.attack
-        x_adv = _reconstruct(model, y_adv, physics_adv, f"the {label} perturbations")
-        vals = _row_values(x_adv, x_clean, g, p.normalization)
-        vals["ratio"] = g.per_eps(ratio.detach().double().cpu())
-        if spread is not None:
-            vals["restart_spread"] = g.per_eps(spread.detach().double().cpu())
-        if label != NOISE and res.unreliable is not None:
-            vals["unreliable"] = g.per_eps(res.unreliable.detach().double().cpu())
-        c = conditions.setdefault(label, Condition(values={}, attack=name))
+    attacks = {label: p.attack_for(label, g.eps, seed) for label in p.objectives}
+    run = measure(model, g, attacks, control=p.threat_model(g.eps), seed=seed, surrogate=attack_model,
+                  normalization=p.normalization)
+    for label, values in run.values.items():
+        got = run.perturbed[label]
+        vals = {**against_reference(values), "relative_deviation": values["relative_deviation"]}
+        vals.update({k: values[k] for k in ("ratio", "restart_spread", "unreliable") if k in values})
+        c = conditions.setdefault(label, Condition(values={}, attack=got.description))
         for m, v in vals.items():
+            v = g.per_eps(v.detach().double().cpu())
             c.values[m] = v if m not in c.values else torch.cat([c.values[m], v], dim=1)
-        c.y_adv.append(y_adv)
-        c.x_adv.append(x_adv)
-        c.grad_evals += grad_evals
-        c.forward_evals += forward_evals + 1
-        c.seconds += time.perf_counter() - start
-    return x_clean
+        c.y_adv.append(got.y)
+        c.x_adv.append(run.x_adv[label])
+        res = got.result
+        c.grad_evals += 0 if res is None else res.grad_evals
+        c.forward_evals += (0 if res is None else res.forward_evals) + 1
+        c.seconds += run.seconds[label]
+    return run.x_clean
 
 
 def _batches(data: Any, p: Protocol) -> list[tuple[Tensor | None, Tensor, Any]]:
@@ -256,8 +240,8 @@ def _summary(run: ProtocolRun, attack_rows: list[dict], noise_rows: list[dict]) 
     noise_dev = noise_rows[-1]["relative_deviation"]["mean"]
     return {
         "worst_eps": attack_rows[worst_i]["eps"],
-        "ssim_lost": -attack_rows[worst_i]["delta_ssim"]["worst"],
-        "psnr_lost": -attack_rows[worst_i]["delta_psnr"]["worst"],
+        "worst_delta_ssim": attack_rows[worst_i]["delta_ssim"]["worst"],
+        "worst_delta_psnr": attack_rows[worst_i]["delta_psnr"]["worst"],
         "max_eps": last["eps"],
         "mean_delta_ssim_at_max_eps": last["delta_ssim"]["mean"],
         "mean_delta_psnr_at_max_eps": last["delta_psnr"]["mean"],

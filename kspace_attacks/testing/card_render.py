@@ -80,8 +80,8 @@ def render_card_markdown(card: Mapping[str, Any]) -> str:
     s = card["summary"]
     lines = _header(card)
     lines += ["## Headline", "",
-              f"Worst slice at eps {s['worst_eps']:g}: **SSIM lost {_num(s['ssim_lost'], 3)}**, PSNR lost "
-              f"{_num(s['psnr_lost'], 2)} dB. At eps {s['max_eps']:g} the attack moves the reconstruction "
+              f"Worst slice at eps {s['worst_eps']:g}: **Delta SSIM {_num(s['worst_delta_ssim'], 3)}**, Delta PSNR "
+              f"{_num(s['worst_delta_psnr'], 2)} dB. At eps {s['max_eps']:g} the attack moves the reconstruction "
               f"by {_num(s['mean_relative_deviation_at_max_eps'], 4)} of its norm on average, "
               f"{_num(s['attack_over_noise_deviation_at_max_eps'], 1)} times as much as equal-norm noise.", ""]
     results = card["results"]

@@ -16,11 +16,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..measurement import CONTROL
 from ..stats import bootstrap_ci
 
 __all__ = ["NOISE", "ATTACK", "CARD_METRICS", "OBJECTIVE_METRIC", "sanity_checks"]
 
-NOISE, ATTACK = "noise", "attack"
+NOISE, ATTACK = CONTROL, "attack"
 #: Card metrics and which way is worse.
 CARD_METRICS = {"delta_ssim": "min", "delta_psnr": "min", "relative_deviation": "max"}
 

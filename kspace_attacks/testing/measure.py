@@ -3,6 +3,7 @@ numbers (:class:`RobustnessMeasurement`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -13,14 +14,13 @@ from torch import Tensor
 from .. import metrics as _metrics
 from .._checks import check_image, check_kspace, check_nonneg_float, check_physics, check_positive_int, describe
 from ..attacks import ATTACKS, Attack, attack_class
-from ..attacks.base import frozen_eval
-from ..measurement import against_reference, noise_inputs, row_metrics
+from ..measurement import CONTROL, Grid, against_reference, measure
 from ..result import AttackResult
 from ..threat import KSpaceL2, ThreatModel
 from ..threat_spec import resolve_threat
 from .settings import DEFAULT_EPS, DEFAULT_STEPS, current_settings, resolve
 
-__all__ = ["RobustnessMeasurement", "BoundAttack", "build_attack", "measure_robustness", "METHODS"]
+__all__ = ["RobustnessMeasurement", "BoundAttack", "build_attack", "measure_robustness", "worst_sample", "METHODS"]
 
 #: Attack names accepted by ``attack=`` / ``method=`` (the attacks' own names).
 METHODS = tuple(ATTACKS)
@@ -44,14 +44,14 @@ class RobustnessMeasurement:
     :param str attack: ``repr`` of the attack that was run.
     :param int n_samples: batch size.
     :param str reference: ``"ground truth"`` or ``"clean reconstruction"``.
-    :param float ssim_lost: SSIM lost to the attack, worst sample, ``clean - adv`` (positive =
-        degradation; the record columns' ``delta_ssim`` is ``adv - clean``, i.e. minus this).
-    :param float psnr_lost: PSNR lost in dB, worst sample (NaN without ground truth).
-    :param float ssim_lost_mean: mean over samples.
-    :param float psnr_lost_mean: mean over samples.
-    :param float noise_ssim_lost: the same for equal-norm Gaussian noise, worst sample.
-    :param float noise_psnr_lost: likewise in dB.
-    :param int worst_index: index of the sample with the largest ``ssim_lost``.
+    :param float delta_ssim: ``SSIM(adv) - SSIM(clean)`` of the worst sample (the smallest; negative =
+        degradation, the package's one sign for harm, as in records and cards).
+    :param float delta_psnr: ``PSNR(adv) - PSNR(clean)`` in dB, worst sample (NaN without ground truth).
+    :param float delta_ssim_mean: mean over samples.
+    :param float delta_psnr_mean: mean over samples.
+    :param float noise_delta_ssim: the same for equal-norm Gaussian noise, worst sample.
+    :param float noise_delta_psnr: likewise in dB.
+    :param int worst_index: index of the sample with the smallest ``delta_ssim``.
     :param float ssim_clean: SSIM of the clean reconstruction of the worst sample.
     :param float ssim_adv: SSIM of its attacked reconstruction.
     :param float psnr_clean: PSNR of the clean reconstruction of the worst sample.
@@ -65,7 +65,11 @@ class RobustnessMeasurement:
         (0: every start found the same worst case; NaN with fewer than 2 starts).
     :param int|None unreliable: samples whose worst case the (adaptive) search could not
         confirm (:attr:`AttackResult.unreliable`); ``None``: not assessed.
-    :param result: the :class:`~kspace_attacks.AttackResult` (not part of :meth:`as_dict`).
+    :param result: the attack's :class:`~kspace_attacks.AttackResult` (``None`` when the
+        measurement combines several attacks, as a protocol does; not part of :meth:`as_dict`).
+    :param y_adv: the perturbed k-space of every sample (not part of :meth:`as_dict`).
+    :param x_adv: their reconstructions.
+    :param x_clean: the clean reconstructions.
     """
 
     model: str
@@ -74,12 +78,12 @@ class RobustnessMeasurement:
     attack: str
     n_samples: int
     reference: str
-    ssim_lost: float
-    psnr_lost: float
-    ssim_lost_mean: float
-    psnr_lost_mean: float
-    noise_ssim_lost: float
-    noise_psnr_lost: float
+    delta_ssim: float
+    delta_psnr: float
+    delta_ssim_mean: float
+    delta_psnr_mean: float
+    noise_delta_ssim: float
+    noise_delta_psnr: float
     worst_index: int
     ssim_clean: float
     ssim_adv: float
@@ -92,20 +96,32 @@ class RobustnessMeasurement:
     restart_spread: float = float("nan")
     unreliable: int | None = None
     result: AttackResult | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def delta_ssim(self) -> float:
-        """``SSIM(adv) - SSIM(clean)`` of the worst sample (the package's sign: ``-ssim_lost``)."""
-        return -self.ssim_lost
-
-    @property
-    def delta_psnr(self) -> float:
-        """``PSNR(adv) - PSNR(clean)`` in dB of the worst sample (``-psnr_lost``)."""
-        return -self.psnr_lost
+    y_adv: Tensor | None = field(default=None, repr=False, compare=False)
+    x_adv: Tensor | None = field(default=None, repr=False, compare=False)
+    x_clean: Tensor | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        """The numbers (and names) as a JSON-friendly dict, without the attack result."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "result"}
+        """The numbers (and names) as a JSON-friendly dict, without the tensors."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _TENSORS}
+
+
+_TENSORS = ("result", "y_adv", "x_adv", "x_clean")
+
+
+def worst_sample(name: str, attack: str, steps: int, eps: float, reference: str, d: dict[str, Tensor],
+                 dn: dict[str, Tensor], ratio: float, seconds: float, **more: Any) -> RobustnessMeasurement:
+    """A :class:`RobustnessMeasurement` from per-sample numbers: ``d`` (the attack's) and ``dn``
+    (the noise control's) as :func:`~kspace_attacks.measurement.against_reference` returns them;
+    the worst sample is the one with the smallest ``delta_ssim``. ``more``: the other fields."""
+    worst = int(torch.nan_to_num(d["delta_ssim"], nan=float("inf")).argmin())
+    return RobustnessMeasurement(
+        model=name, eps=eps, steps=steps, attack=attack, n_samples=int(d["delta_ssim"].numel()),
+        reference=reference, delta_ssim=_nanmin(d["delta_ssim"]), delta_psnr=_nanmin(d["delta_psnr"]),
+        delta_ssim_mean=_nanmean(d["delta_ssim"]), delta_psnr_mean=_nanmean(d["delta_psnr"]),
+        noise_delta_ssim=_nanmin(dn["delta_ssim"]), noise_delta_psnr=_nanmin(dn["delta_psnr"]),
+        worst_index=worst, ssim_clean=float(d["ssim_clean"][worst]), ssim_adv=float(d["ssim_adv"][worst]),
+        psnr_clean=float(d["psnr_clean"][worst]), psnr_adv=float(d["psnr_adv"][worst]), ratio=ratio,
+        seconds=seconds, **more)
 
 
 def build_attack(eps: float | None = DEFAULT_EPS, steps: int | None = DEFAULT_STEPS,
@@ -220,21 +236,18 @@ def check_batch(batch: Any) -> tuple[Tensor | None, Tensor, Any]:
     return x, y, physics
 
 
-def reconstruct(model: Any, y: Tensor, physics: Any, what: str) -> Tensor:
-    """``model(y, physics)`` without gradients; its shape and finiteness are checked."""
-    with torch.no_grad(), frozen_eval(model):
-        return check_image(f"model(y, physics) on {what}", model(y, physics))
+def _grid(atk: Attack, x: Tensor | None, y: Tensor, physics: Any) -> Grid:
+    """The batch as a one-budget grid (a template may carry one budget per sample: kept)."""
+    eps = atk.threat.eps
+    g = Grid.of(x, y, physics, [float(eps) if isinstance(eps, float) else float(eps.max())])
+    if isinstance(eps, float):
+        return g
+    return dataclasses.replace(g, eps=eps.detach().to(torch.float64).reshape(-1).expand(g.rows).clone())
 
 
-def _against_reference(x_adv: Tensor, x_clean: Tensor, x_true: Tensor | None,
-                       normalization: str) -> dict[str, Tensor]:
-    """The kernel's numbers against the reference (ground truth, else the clean reconstruction)."""
-    return against_reference(row_metrics(x_adv, x_clean, x_true, normalization))
-
-
-def _nanmax(t: Tensor) -> float:
+def _nanmin(t: Tensor) -> float:
     t = t[~torch.isnan(t)]
-    return float(t.max()) if t.numel() else float("nan")
+    return float(t.min()) if t.numel() else float("nan")
 
 
 def _nanmean(t: Tensor) -> float:
@@ -306,49 +319,18 @@ def measure_robustness(
         _to_device(physics, device)
         y = y.to(device)
         x = None if x is None else x.to(device)
-    res = atk(model, y, physics)
-    # the kernel's control: the attack's energy on the entries the model sees
-    y_noise, physics_noise, _ = noise_inputs(atk.threat, y, physics, torch.Generator().manual_seed(seed))
-    x_noise = reconstruct(model, y_noise, physics_noise, "the noise control")
-    return _measurement(name or _model_name(model), atk, res, x_noise, x, normalization,
-                        time.perf_counter() - start)
-
-
-def _measurement(name: str, atk: Attack, res: AttackResult, x_noise: Tensor, x: Tensor | None,
-                 normalization: str, seconds: float) -> "RobustnessMeasurement":
-    """The numbers of one measurement: worst sample, means and the noise control."""
-    d = _against_reference(res.x_adv, res.x_clean, x, normalization)
-    dn = _against_reference(x_noise, res.x_clean, x, normalization)
-    # this record's sign: lost = clean - adv (positive = degradation), i.e. -delta
-    d["ssim_lost"], d["psnr_lost"] = -d["delta_ssim"], -d["delta_psnr"]
-    dn["ssim_lost"], dn["psnr_lost"] = -dn["delta_ssim"], -dn["delta_psnr"]
-    worst = int(torch.nan_to_num(d["ssim_lost"], nan=-float("inf")).argmax())
-    return RobustnessMeasurement(
-        model=name,
-        eps=atk.threat.eps if isinstance(atk.threat.eps, float) else float(res.eps.max()),
-        steps=atk.max_grad_evals,
-        attack=repr(atk),
-        n_samples=int(res.x_clean.shape[0]),
-        reference="ground truth" if x is not None else "clean reconstruction",
-        ssim_lost=_nanmax(d["ssim_lost"]),
-        psnr_lost=_nanmax(d["psnr_lost"]),
-        ssim_lost_mean=_nanmean(d["ssim_lost"]),
-        psnr_lost_mean=_nanmean(d["psnr_lost"]),
-        noise_ssim_lost=_nanmax(dn["ssim_lost"]),
-        noise_psnr_lost=_nanmax(dn["psnr_lost"]),
-        worst_index=worst,
-        ssim_clean=float(d["ssim_clean"][worst]),
-        ssim_adv=float(d["ssim_adv"][worst]),
-        psnr_clean=float(d["psnr_clean"][worst]),
-        psnr_adv=float(d["psnr_adv"][worst]),
-        ratio=float(res.ratio.max()),
-        seconds=seconds,
-        device=str(res.x_clean.device),
+    eps_now = atk.threat.eps
+    label = "attack"
+    run = measure(model, _grid(atk, x, y, physics), {label: atk}, seed=seed, normalization=normalization)
+    got = run.perturbed[label]
+    res = got.result
+    d, dn = against_reference(run.values[label]), against_reference(run.values[CONTROL])
+    return worst_sample(
+        name or _model_name(model), repr(atk), atk.max_grad_evals,
+        eps_now if isinstance(eps_now, float) else float(res.eps.max()), run.reference, d, dn,
+        float(res.ratio.max()), time.perf_counter() - start, device=str(run.x_clean.device),
         n_starts=res.n_starts,
         # one start says nothing about how settled the worst case is: NaN, not 0
         restart_spread=float(res.restart_spread.max()) if res.n_starts > 1 else float("nan"),
         unreliable=None if res.unreliable is None else int(res.unreliable.sum()),
-        result=res,
-    )
-
-
+        result=res, y_adv=got.y, x_adv=run.x_adv[label], x_clean=run.x_clean)

@@ -280,8 +280,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     tr.write_sep("=", "kspace-attacks robustness")
     for line in settings.recorder.table().splitlines():
         tr.write_line(line)
-    tr.write_line("SSIM / PSNR lost: quality lost to the worst-case k-space perturbation (worst "
-                  "sample; positive = degradation); noise SSIM lost: equal-norm Gaussian noise; "
+    tr.write_line("Delta SSIM / PSNR: perturbed - clean quality under the worst-case k-space perturbation "
+                  "(worst sample; negative = degradation); limit: Delta SSIM >= -max_delta_ssim; noise Delta SSIM: "
+                  "equal-norm Gaussian noise; "
                   "restart spread: (best - median) / best over the search's starts (nan: fewer than 2 starts); "
                   "unreliable: samples whose worst case no two independent runs confirmed (WorstCase(max_budget=...); -: not assessed)")
     if state.get("report_path") is not None:
