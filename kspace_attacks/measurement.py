@@ -285,6 +285,7 @@ def attack_grid(attack: Attack, model: Any, grid: Grid, label: str | None = None
     ``grid.y`` if already computed."""
     if not isinstance(attack, Attack):
         raise TypeError(f"attack: expected a kspace_attacks.Attack, got {describe(attack)}")
+    _check_target(model, grid)
     start = time.perf_counter()
     res = attack(model, grid.y, grid.physics, x_clean=x_clean, groups=grid.groups)
     y, physics = res.model_inputs(grid.physics)
@@ -298,11 +299,20 @@ def control_grid(threat: ThreatModel, grid: Grid, seed: int = 0, draw: int = 0,
     seeded by (``seed``, sample id, eps, ``draw``) (:func:`row_generators`)."""
     if not isinstance(threat, ThreatModel):
         raise TypeError(f"threat: expected a kspace_attacks.ThreatModel, got {describe(threat)}")
+    _check_target(None, grid)
     start = time.perf_counter()
     threat = threat.with_eps(grid.eps)
     y, physics, ratio = noise_inputs(threat, grid.y, grid.physics, row_generators(seed, grid, draw))
     return Perturbed(label, y, physics, ratio, repr(GaussianNoise(threat, seed=seed, monotone=False)),
                      time.perf_counter() - start)
+
+
+def _check_target(model: Any, grid: Any) -> None:
+    if model is not None and not callable(model):
+        raise TypeError(f"model: expected a callable model(y, physics), got {describe(model)}")
+    if not isinstance(grid, Grid):
+        raise TypeError(f"grid: expected a kspace_attacks.measurement.Grid (Grid.of(x, y, physics, eps_grid)), "
+                        f"got {describe(grid)}")
 
 
 def reconstruct(model: Any, y: Tensor, physics: Any, what: str) -> Tensor:
@@ -355,6 +365,7 @@ def measure(model: Any, grid: Grid, attacks: Mapping[str, Attack], control: Thre
     :param str normalization: the metrics' scale (:func:`row_metrics`).
     :param bool with_control: measure the control too.
     """
+    _check_target(model, grid)
     if not isinstance(attacks, Mapping) or not all(isinstance(a, Attack) for a in attacks.values()):
         raise TypeError(f"attacks: expected a dict label -> kspace_attacks.Attack, got {describe(attacks)}")
     if not attacks and (not with_control or control is None):

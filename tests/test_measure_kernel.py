@@ -94,3 +94,7 @@ def test_measure_names_what_is_wrong():
         measure(zero_filled, g, {}, with_control=False)
     with pytest.raises(TypeError, match="threat: expected a kspace_attacks.ThreatModel"):
         measurement.control_grid("l2", g)
+    with pytest.raises(TypeError, match="grid: expected a kspace_attacks.measurement.Grid"):
+        measure(zero_filled, (x, y, physics), {"pgd": ka.PGD(ka.KSpaceL2(eps=0.05))})
+    with pytest.raises(TypeError, match="model: expected a callable"):
+        measurement.attack_grid(ka.PGD(ka.KSpaceL2(eps=0.05)), "irim", g)

@@ -147,3 +147,24 @@ def test_the_page_in_headless_chromium(page, tmp_path):
 
     pixels = matplotlib.image.imread(shot)
     assert pixels[..., :3].std() > 0.05  # not a blank page
+
+
+def test_the_steps_after_a_sweep_take_its_run_and_rebuild_nothing(tmp_path, monkeypatch):
+    """finish_run works from the SweepRun alone: no data built again, no records read back."""
+    from kspace_attacks.study import config, demo, sweep
+    from kspace_attacks.study.report import TransferReport
+
+    cfg = validate_config({**TINY, "targeted": {"slices": 1, "eps": 0.05}, "report": {"panel_slices": 1}})
+    run = run_sweep(cfg, tmp_path, progress=False)
+    assert isinstance(run, sweep.SweepRun) and run.out == tmp_path and len(run.batches) == 1
+    assert len(run.ids) == 2 and run.models.keys() == {"zero_filled"}
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("rebuilt or re-read within one run")
+
+    for module in (config, sweep):
+        monkeypatch.setattr(module, "build_data", forbidden)
+    monkeypatch.setattr(TransferReport, "load", classmethod(forbidden))
+    result = demo.finish_run(run, title="t")
+    assert (tmp_path / "targeted.csv").is_file() and (tmp_path / "report.html").is_file()
+    assert result["verdicts"] and "targeted_roi_contrast" in result
