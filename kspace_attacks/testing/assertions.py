@@ -286,7 +286,6 @@ def _assert_protocol(model: Any, batch: Any, protocol: Any, limits: Mapping[str,
                    record={"protocol": card["protocol"]["version"], "card": card}, note=note)
 
 
-
 def _protocol_measurement(run: Any, card: Mapping[str, Any]) -> tuple[RobustnessMeasurement, RobustnessMeasurement, Any]:
     """The protocol's measurement at the card's worst budget: per slice the objective with the
     smaller Delta SSIM supplies the perturbation, per metric the worse objective the numbers (the
