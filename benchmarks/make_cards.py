@@ -84,6 +84,20 @@ def _flagged(card: dict, objective: str) -> int:
     return sum(int(r.get("unreliable", 0)) for r in card["results"].get(objective, []))
 
 
+def _formats(cards: list[dict]) -> list[str]:
+    """A note when the folder mixes card formats (format 1: the noise control drawn from one
+    generator per batch; 2: seeded per row): the attack numbers compare, the noise columns are
+    different draws."""
+    by = {}
+    for c in cards:
+        by.setdefault(c["format"].rsplit("/", 1)[-1], []).append(c["name"])
+    if len(by) < 2:
+        return []
+    return ["Card formats differ: " + "; ".join(f"format {k}: {', '.join(v)}" for k, v in sorted(by.items()))
+            + ". Format 1 drew the noise control from one generator per batch, format 2 seeds it per row "
+            "(CHANGELOG 0.3.0); attack rows compare across formats, noise columns are different draws.", ""]
+
+
 def write_readme(out: Path) -> Path:
     cards = [read_json(p) for p in sorted(out.glob("*/card.json"))]
     order = list(MODELS)
@@ -112,7 +126,8 @@ def write_readme(out: Path) -> Path:
                                          for o in c["protocol"]["objectives"] if "restart_spread_mean" in c["cost"][o])
             for c in cards) + ".", "",
         "Timings (seconds, 2 shared CPU cores, one torch thread): "
-        + ", ".join(f"{c['name']} {c['cost']['total_seconds']:.0f}" for c in cards) + ".", ""])
+        + ", ".join(f"{c['name']} {c['cost']['total_seconds']:.0f}" for c in cards) + ".", "",
+        *_formats(cards)])
     return atomic_write_text(out / "README.md", text)
 
 
