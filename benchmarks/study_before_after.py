@@ -58,8 +58,8 @@ def _words(rows: list[dict], config: dict) -> dict[tuple[str, str], str]:
 
 
 def table(old_dir: Path, new_dir: Path) -> str:
-    old_cfg = load_config(old_dir / "config.toml")
-    new_cfg = load_config(new_dir / "config.toml")
+    old_cfg = load_config(old_dir / "config.toml").as_dict()
+    new_cfg = load_config(new_dir / "config.toml").as_dict()
     before_rows = read_json(old_dir / "verdict.json")
     before_rows = before_rows["rows"] if isinstance(before_rows, dict) else before_rows
     records = [dict(r, **old_coordinates(r)) for r in records_from_csv(old_dir / "records.csv")]

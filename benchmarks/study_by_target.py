@@ -70,7 +70,7 @@ def _quality(records: list[dict], target: str) -> str:
 
 def _previous(folder: Path) -> tuple[list[dict], dict, list[dict]]:
     """An earlier run's verdict rows decided with today's rules, its config and its records."""
-    cfg = load_config(folder / "config.toml")
+    cfg = load_config(folder / "config.toml").as_dict()
     records = records_from_csv(folder / "records.csv")
     old = read_json(folder / "verdict.json")
     targeted = [r for r in (old["rows"] if isinstance(old, dict) else old) if r.get("claim_id") == "targeted_shows"]
@@ -78,7 +78,7 @@ def _previous(folder: Path) -> tuple[list[dict], dict, list[dict]]:
 
 
 def table(study: Path, previous: Path | None = None) -> str:
-    cfg = load_config(study / "config.toml")
+    cfg = load_config(study / "config.toml").as_dict()
     verdict = read_json(study / "verdict.json")
     rows = verdict["rows"] if isinstance(verdict, dict) else verdict
     records = records_from_csv(study / "records.csv")

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     verdict = read_json(d / "verdict.json")
     rows = verdict["rows"] if isinstance(verdict, dict) else verdict
     records = records_from_csv(d / "records.csv")
-    config = load_config(d / "config.toml")
+    config = load_config(d / "config.toml").as_dict()
     eps = max(float(e) for e in config["eps"])
     for title, lines in (("headline cells", headline_cells(rows, eps)),
                          ("min-max exploit", minmax_exploit(records, eps)),

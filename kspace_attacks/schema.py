@@ -88,7 +88,7 @@ def _type_name(hint: Any) -> str:
     if origin in (list, tuple):
         inner = _args(hint)[0] if _args(hint) else Any
         return f"a list of {_type_name(inner).removeprefix('a ').removeprefix('an ')}s"
-    if origin is dict and _args(hint) and _args(hint)[1] is dict:
+    if origin is dict and _args(hint) and (_args(hint)[1] is dict or _is_table(_args(hint)[1])):
         return "a table of tables"
     if origin is dict or hint is dict or _is_table(hint):
         return "a table"
@@ -237,7 +237,7 @@ def _build(hint: Any, value: Any, where: str) -> Any:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Table):
-        return Table.as_dict(value)
+        return value.as_dict()
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -17,7 +17,7 @@ import torch
 from kspace_attacks.cli import main
 from kspace_attacks.data import read_perturbed_kspace
 from kspace_attacks.study.report import TransferReport
-from kspace_attacks.study.config import DEMO_OVERRIDES
+from kspace_attacks.study.config import DEMO_OVERRIDES, validate_config
 from kspace_attacks.study.sweep import DEMO_CONFIG, load_config
 
 TINY = """\
@@ -65,7 +65,7 @@ def _run(capsys, *argv):
 def test_print_config_is_the_demo_config(capsys):
     code, out, err = _run(capsys, "demo", "--print-config")
     assert code == 0 and err == ""
-    assert tomllib.loads(out) == {**DEMO_CONFIG, **DEMO_OVERRIDES}  # what `demo` runs
+    assert tomllib.loads(out) == validate_config({**DEMO_CONFIG, **DEMO_OVERRIDES}).as_dict()  # what `demo` runs
 
 
 def test_models_lists_the_shipped_reconstructors_with_their_quality(capsys):
@@ -244,7 +244,7 @@ def test_sweep_where_every_batch_fails_is_reported(tmp_path, capsys, monkeypatch
 def test_installed_script():
     out, err = _INSTALLED.communicate(timeout=300)
     assert _INSTALLED.returncode == 0, err
-    assert tomllib.loads(out) == {**DEMO_CONFIG, **DEMO_OVERRIDES}  # what `demo` runs
+    assert tomllib.loads(out) == validate_config({**DEMO_CONFIG, **DEMO_OVERRIDES}).as_dict()  # what `demo` runs
 
 
 # ---------------------------------------------------------------------------------- exit codes

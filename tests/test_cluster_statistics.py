@@ -254,7 +254,7 @@ def test_write_verdicts_stores_its_settings_and_reads_the_config(tmp_path):
     # the [verdicts] table of a sweep configuration has the same keys, checked
     cfg = validate_config({"verdicts": {"correction": "bh", "floors": {"ssim": 0.01}}})
     assert write_verdicts(SimpleNamespace(records=report.records, config={}), tmp_path,
-                          settings=cfg["verdicts"])[0]["correction"] == "bh"
+                          settings=cfg.verdicts.as_dict())[0]["correction"] == "bh"
     with pytest.raises(ValueError, match="settings: expected a mapping with keys among"):
         write_verdicts(report, tmp_path, settings={"alfa": 0.1})
 

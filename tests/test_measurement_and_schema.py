@@ -130,7 +130,7 @@ def test_the_docs_are_derived_from_the_schemas(capsys):
     ({"nslices": 3}, "config: unknown key 'nslices'; known keys: ['attacks', 'baseline'"),
     ({"threat": {"suport": "full"}}, "config.threat: unknown key 'suport'; known keys: ['basis', 'count', 'degrees_per_mm', 'drift', 'ordering', 'per', 'pixel_mm', 'relative', 'shots', 'support', 'type']"),
     ({"targeted": {"slice": 2}}, "config.targeted: unknown key 'slice'; known keys: ['eps', 'slices']"),
-    ({"report": {"panels": 2}}, "config.report: unknown key 'panels'; known keys: ['panel_slices']"),
+    ({"report": {"panels": 2}}, "config.report: unknown key 'panels'; known keys: ['panel_slices', 'title']"),
     ({"attacks": {"w": {"type": "worst_case", "budegt": 9}}}, "config.attacks.w: unknown key(s) ['budegt'] for WorstCase; known keys: ['type'"),
     ({"targeted": {"slices": -1}}, "config.targeted.slices: expected a value >= 0, got -1"),
     ({"threads": 0}, "config.threads: expected a value >= 1, got 0"),
@@ -156,7 +156,7 @@ def test_configs_round_trip_through_toml_and_the_schema(base, tmp_path):
     import tomllib
 
     cfg = validate_config(base)
-    assert SweepConfig.from_mapping(cfg).as_dict() == cfg
+    assert SweepConfig.from_mapping(cfg.as_dict()) == cfg
     assert validate_config(tomllib.loads(dump_toml(cfg))) == cfg
 
 
@@ -165,7 +165,7 @@ def test_demo_print_config_reproduces_the_whole_demo(capsys):
 
     assert main(["demo", "--print-config"]) == 0
     printed = tomllib.loads(capsys.readouterr().out)
-    assert printed == validate_config({**DEMO_CONFIG, **DEMO_OVERRIDES})
+    assert printed == validate_config({**DEMO_CONFIG, **DEMO_OVERRIDES}).as_dict()
     assert printed["targeted"] == {"slices": 2, "eps": 0.05}  # the targeted test is part of it
     assert main(["study", "--print-config"]) == 0
     assert tomllib.loads(capsys.readouterr().out)["targeted"] == {"slices": 8, "eps": 0.05}

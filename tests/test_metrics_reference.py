@@ -97,7 +97,7 @@ def test_reference_is_the_records_default_and_fastmri_its_alias():
 def test_the_configuration_defaults_to_the_reference_scale():
     assert SweepConfig().normalization == "reference" == DEMO_CONFIG["normalization"]
     for value in ("reference", "minmax", "fastmri"):
-        assert validate_config({"normalization": value})["normalization"] == value
+        assert validate_config({"normalization": value}).normalization == value
 
 
 @pytest.mark.parametrize("with_truth", [True, False])

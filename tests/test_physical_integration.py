@@ -72,7 +72,7 @@ def test_the_config_reference_example_is_a_valid_motion_sweep():
     example = re.search(r"A motion sweep:\n\n```toml\n(.*?)```", text, re.S).group(1)
     cfg = validate_config(tomllib.loads(example))
     threat = build_threat(cfg)
-    assert isinstance(threat, ka.RigidMotion) and cfg["eps"] == [0.5, 1.0, 2.0]
+    assert isinstance(threat, ka.RigidMotion) and cfg.eps == [0.5, 1.0, 2.0]
 
 
 def test_resolve_threat_names_and_models():

@@ -109,10 +109,13 @@ def test_surrogate_slices_limit_its_units_and_count_in_the_plan():
     assert plan.grad_evals == {("zero_filled", "w"): 8 * 100, ("irim", "w"): 4 * 20}
     assert plan.reconstructions == {"zero_filled": 8 * (1 + 1 + 2) + 8 + 4}
     assert "irim / w: 4 x 20 = 80 (first 1 batch(es))" in plan.text()
-    for bad in (3, 0, True):
-        with pytest.raises(ConfigError, match=r"surrogate_models.irim.n_slices must be a positive multiple of "
-                                              r"batch_size \(2\), got"):
-            validate_config(dict(cfg, surrogate_models={"irim": {"n_slices": bad}}))
+    raw = {**cfg.as_dict(), "surrogate_models": {"irim": {"n_slices": 3}}}
+    with pytest.raises(ConfigError, match=r"surrogate_models.irim.n_slices must be a positive multiple of "
+                                          r"batch_size \(2\), got 3"):
+        validate_config(raw)
+    for bad, expected in ((0, "an integer >= 1, got 0"), (True, "an integer, got bool True")):
+        with pytest.raises(ConfigError, match=rf"config\.surrogate_models\.irim\.n_slices: expected {expected}"):
+            validate_config({**raw, "surrogate_models": {"irim": {"n_slices": bad}}})
 
 
 def test_a_sweep_attacks_a_limited_surrogate_on_its_slices_only(tmp_path):
@@ -161,13 +164,13 @@ def test_zero_filled_attack_and_noise_tie_in_deviation(tmp_path):
 # ------------------------------------------------------------------ the study command
 def test_study_config_fits_the_issue_shape():
     cfg = validate_config(STUDY_CONFIG)
-    assert cfg["n_slices"] >= 16 and {0.02, 0.05, 0.08} <= set(cfg["eps"])
-    assert {"diffusion", "diffusion_nodc"} <= set(cfg["targets"])
-    assert cfg["surrogates"] == ["irim", "resunetpp"] and cfg["surrogate_models"] == {}
-    assert {a["loss"] for a in cfg["attacks"].values() if "loss" in a} == {"ssim"}
-    assert cfg["null_draws"] >= 4 and {"dps_50", "diffpir_50"} <= set(cfg["targets"])
+    assert cfg.n_slices >= 16 and {0.02, 0.05, 0.08} <= set(cfg.eps)
+    assert {"diffusion", "diffusion_nodc"} <= set(cfg.targets)
+    assert cfg.surrogates == ["irim", "resunetpp"] and cfg.surrogate_models == {}
+    assert {a.options["loss"] for a in cfg.attacks.values() if "loss" in a.options} == {"ssim"}
+    assert cfg.null_draws >= 4 and {"dps_50", "diffpir_50"} <= set(cfg.targets)
     plan = plan_sweep(cfg, timing=False)
-    assert plan.surrogate_rows("irim") == cfg["n_slices"] * 3
+    assert plan.surrogate_rows("irim") == cfg.n_slices * 3
 
 
 def test_study_prints_its_config_and_takes_one_back(tmp_path, capsys):

@@ -36,16 +36,20 @@ def test_demo_config_round_trips_through_toml(tmp_path):
     text = dump_toml(DEMO_CONFIG)
     assert tomllib.loads(text) == DEMO_CONFIG  # valid TOML, nothing lost
     loaded = load_config(_write(tmp_path / "demo.toml", text))
-    assert loaded == DEMO_CONFIG
-    assert loaded is not DEMO_CONFIG and loaded["attacks"] is not DEMO_CONFIG["attacks"]
+    assert loaded.as_dict() == DEMO_CONFIG
+    assert loaded.as_dict()["attacks"] is not DEMO_CONFIG["attacks"]
 
 
 def test_validate_does_not_touch_the_defaults():
     before = copy.deepcopy(DEMO_CONFIG)
-    cfg = validate_config({"eps": [0.1]})
+    cfg = validate_config({"eps": [0.1]}).as_dict()
     cfg["attacks"]["worst_case"]["budget"] = 1
     cfg["threat"]["per"] = "coil"
     assert DEMO_CONFIG == before
+    # the typed configuration's tables are its own, not the defaults'
+    typed = validate_config({})
+    typed.attacks["worst_case"].options["budget"] = 7
+    assert DEMO_CONFIG == before and validate_config({}).attacks["worst_case"].options["budget"] == 100
 
 
 def test_yaml_config(tmp_path):
@@ -62,16 +66,16 @@ def test_yaml_config(tmp_path):
     for suffix in (".yaml", ".yml"):
         cfg = load_config(_write(tmp_path / f"c{suffix}", yaml.safe_dump(raw)))
         # given keys replace the defaults, others stay; a given table is completed with its defaults
-        assert cfg == {**DEMO_CONFIG, **raw, "threat": {**DEMO_CONFIG["threat"], **raw["threat"]}}
+        assert cfg.as_dict() == {**DEMO_CONFIG, **raw, "threat": {**DEMO_CONFIG["threat"], **raw["threat"]}}
     # TOML with the same content gives the same configuration
     assert load_config(_write(tmp_path / "c.toml", dump_toml(raw))) == cfg
     # an empty file is the demo
-    assert load_config(_write(tmp_path / "empty.yaml", "")) == DEMO_CONFIG
+    assert load_config(_write(tmp_path / "empty.yaml", "")).as_dict() == DEMO_CONFIG
 
 
 def test_given_attacks_replace_the_default_attacks():
     cfg = validate_config({"attacks": {"only": {"type": "PGD", "steps": 2}}})
-    assert list(cfg["attacks"]) == ["only"]
+    assert list(cfg.attacks) == ["only"]
 
 
 @pytest.mark.parametrize(

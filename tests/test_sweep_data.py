@@ -127,7 +127,7 @@ def test_file_mask_of_columns_undersamples(tmp_path):
     # no fully sampled k-space, no stored reconstruction: no ground truth (not the zero-filled
     # image posing as one), so the records carry no metric against it
     assert build_data(cfg)[0][0][0] is None
-    report = run_sweep(validate_config({**cfg, "n_slices": 1, "batch_size": 1}), tmp_path / "out", progress=False).report
+    report = run_sweep(validate_config({"n_slices": 1, "batch_size": 1}, cfg), tmp_path / "out", progress=False).report
     assert report.records and all("clean_psnr" not in r and "delta_ssim" not in r for r in report.records)
     assert all(0 < r["ssim_vs_clean"] <= 1 for r in report.records)
     # the preset's mask would crop undersampled k-space: refused, naming the file

@@ -157,4 +157,4 @@ def test_failing_batch_is_recorded_and_sweep_continues(tmp_path, monkeypatch):
     assert len(failed.strip().splitlines()) == 2  # header + batch 1 (its noise unit succeeded)
     with pytest.raises(RuntimeError, match="simulated"):
         calls["n"] = 1
-        sweep.run_sweep(dict(cfg, fail_fast=True), tmp_path / "strict", progress=False).report
+        sweep.run_sweep(cfg.replace(fail_fast=True), tmp_path / "strict", progress=False).report

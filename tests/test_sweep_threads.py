@@ -14,8 +14,8 @@ TINY = {"n_slices": 2, "batch_size": 1, "eps": [0.0, 0.05], "surrogates": ["zero
 
 
 def test_threads_default_and_validation():
-    assert DEMO_CONFIG["threads"] == 1 and validate_config({})["threads"] == 1
-    assert validate_config({"threads": 2})["threads"] == 2
+    assert DEMO_CONFIG["threads"] == 1 and validate_config({}).threads == 1
+    assert validate_config({"threads": 2}).threads == 2
     with pytest.raises(ConfigError, match=r"config\.threads: expected a value >= 1, got 0"):
         validate_config({"threads": 0})
     with pytest.raises(ConfigError, match=r"config\.threads: expected an integer, got str '2'"):
@@ -90,7 +90,7 @@ def test_the_demo_config_under_two_ranks_on_two_cores_is_refused_before_any_work
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     cfg = validate_config({**DEMO_CONFIG, **DEMO_OVERRIDES})
-    assert cfg["threads"] == 2
+    assert cfg.threads == 2
     with pytest.raises(ConfigError, match=r"start at most 1 rank\(s\) per node \(torchrun --nproc_per_node 1"):
         run_sweep(cfg, tmp_path / "out", progress=False, models={}).report
     assert not (tmp_path / "out").exists()

@@ -58,7 +58,7 @@ def run_config(args: argparse.Namespace, base: Mapping[str, Any], title: str) ->
 
     cfg = load_config(args.config, base) if args.config else validate_config(base)
     if args.device:
-        cfg["device"] = args.device
+        cfg = validate_config({"device": args.device}, cfg)
     if args.print_config:
         sys.stdout.write(dump_toml(cfg))
         return EXIT_OK
@@ -70,10 +70,9 @@ def run_config(args: argparse.Namespace, base: Mapping[str, Any], title: str) ->
         print(plan_sweep(cfg).text())
         return EXIT_OK
     from ..study.demo import run_demo
-    from ..study.report import TransferReport
 
-    result = run_demo(args.out, cfg, progress=not args.quiet, title=title.format(n=cfg["n_slices"]))
-    print_tables(TransferReport.load(args.out))
+    result = run_demo(args.out, cfg, progress=not args.quiet, title=cfg.report.title or title.format(n=cfg.n_slices))
+    print_tables(result["run"].report)
     print_verdicts(result["verdicts"], always=True)
     if "targeted_roi_contrast" in result:
         shown = ", ".join(f"{t}: {c:.2f}" for t, c in result["targeted_roi_contrast"].items())

@@ -58,7 +58,8 @@ def _write_verdicts_and_page(directory: Path, report: Any, models: dict | None, 
 
     targeted = directory / "targeted.csv"
     extra = targeted_verdicts(records_from_csv(targeted)) if targeted.is_file() else []
-    items = write_verdicts(report, directory, title=run_title(directory), extra_rows=extra)
+    title = ((report.config or {}).get("report") or {}).get("title") or run_title(directory)
+    items = write_verdicts(report, directory, title=title, extra_rows=extra)
     print_verdicts(items)
     page = write_html_report(directory, models, **panels)
     print(f"Report: {page.resolve()} (self-contained: open it in a browser)")
@@ -68,14 +69,14 @@ def _report_models(args: argparse.Namespace, cfg: dict) -> dict | None:
     """The configuration's models for the HTML image panels, when they are registered names or
     variants of them (``models.<name>.model``)."""
     from ..adapters import list_reconstructors
-    from ..study.config import build_models
+    from ..study.config import build_models, stored_config
 
     tables = cfg.get("models", {}) or {}
     names = {str((tables.get(n) or {}).get("model", n)) for n in (*cfg.get("surrogates", []), *cfg.get("targets", []))}
     if args.no_panels or not names or not names <= set(list_reconstructors()):
         return None
     try:
-        return build_models(cfg)
+        return build_models(stored_config(cfg))
     except Exception as e:  # noqa: BLE001 - the page is still written, without panels
         print(f"kspace-attacks report: image panels skipped, the models could not be built "
               f"({type(e).__name__}: {e})", file=sys.stderr)

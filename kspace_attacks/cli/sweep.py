@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import EXIT_FAILED_SLICES, EXIT_OK, Parents, print_tables, print_verdicts, run_title
+from .common import EXIT_FAILED_SLICES, EXIT_OK, Parents, print_tables, print_verdicts
 
 __all__ = ["add_parser", "run", "SWEEP_EXIT_CODES"]
 
@@ -49,12 +49,12 @@ def add_parser(subparsers: Any, parents: Parents) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``sweep``; returns the exit code (3 when slices failed, see ``SWEEP_EXIT_CODES``)."""
-    from ..study.config import load_config
+    from ..study.config import load_config, validate_config
     from ..study.sweep import run_sweep
 
     cfg = load_config(args.config)
     if args.device:
-        cfg["device"] = args.device
+        cfg = validate_config({"device": args.device}, cfg)
     if args.dry_run:  # the plan and a timed estimate; nothing is written to --out
         from ..study.plan import plan_sweep
 
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         from ..study.demo import finish_run
 
         print_tables(report)
-        result = finish_run(run, title=run_title(Path(args.out)))
+        result = finish_run(run, title=cfg.report.title or "Verdicts")
         print_verdicts(result["verdicts"])
         print(f"Report: {Path(result['report']).resolve()} (self-contained: open it in a browser)")
         if failures is not None:

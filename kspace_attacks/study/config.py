@@ -77,107 +77,25 @@ sweep's records also carry each item's ``slice`` and ``contrast``
 from __future__ import annotations
 
 import copy
-import inspect
 import math
+from dataclasses import dataclass
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-import torch
 
 from .. import attacks as _attacks
 from .._checks import describe
-from ..schema import Table, setting
-from ..threat_spec import ThreatSpec
 from .errors import ConfigError
-from .records import STUDY_EPS
+from .specs import AttackSpec, ModelSpec, SurrogateSpec
+from .sweep_config import ReportSpec, SweepConfig, TargetedSpec
 from .verdicts import VerdictSpec
-from .sources import build_data, check_data
+from .sources import build_data, item_coordinates
 
-__all__ = ["SweepConfig", "TargetedSpec", "ReportSpec", "VerdictSpec", "DEMO_CONFIG", "DEMO_OVERRIDES", "STUDY_CONFIG", "ConfigError", "load_config", "dump_toml", "validate_config",
-           "build_threat", "build_attacks", "build_models", "build_surrogates", "surrogate_batches", "surrogate_options", "build_data", "canonical"]
-
-
-def _null_draws(n: int) -> str | None:
-    return None if n == 0 or n >= 2 else "0 or an integer >= 2"
-
-
-def _not_empty(values: list) -> str | None:
-    return None if values else "at least one entry"
-
-
-@dataclass(frozen=True)
-class TargetedSpec(Table):
-    """``[targeted]``: the targeted false-structure test (a blob inserted into the first
-    surrogate's reconstruction, transferred to every target; demo and study, or any sweep)."""
-
-    TABLE: ClassVar[str] = "config.targeted"
-
-    slices: int = setting(0, "slices it runs on: the first ones of the first batch, at most this many "
-                             "(0: no targeted test)", minimum=0)
-    eps: float = setting(0.05, "its relative budget", minimum=0.0)
-
-
-@dataclass(frozen=True)
-class ReportSpec(Table):
-    """``[report]``: what ``report.html`` shows."""
-
-    TABLE: ClassVar[str] = "config.report"
-
-    panel_slices: int = setting(2, "slices whose image panels are stored with the run (report.html)", minimum=0)
-
-
-@dataclass(frozen=True)
-class SweepConfig(Table):
-    """A sweep's (and the demo's and study's) whole configuration: every key, its type,
-    default and meaning. :func:`validate_config` checks a parsed file against it, plus the
-    cross-key rules (attack arguments, surrogate tables, data tables)."""
-
-    TABLE: ClassVar[str] = "config"
-
-    preset: str = setting("embedded", "acquisition preset of the simulated data (size, mask, coils, noise: "
-                                      "embedded, paper, embedded_noiseless, paper_noiseless)")
-    data: str | dict | list = setting("embedded", "'embedded', {embedded = 'test', ...}, {nifti = 'file', ...}, "
-                                      "{shipped = 'dipy_s0', ...}, {fastmri = 'dir', ...} or a list of simulated "
-                                      "sources (kspace_attacks.study.sources)")
-    split: str = setting("test", "split of the embedded data", choices=("train", "val", "test"))
-    n_slices: int = setting(4, "slices used, unless the data table selects them", minimum=1)
-    batch_size: int = setting(4, "slices per batch (a unit of work)", minimum=1)
-    seed: int = setting(0, "seed of the data simulation, the attacks' starts and the noise")
-    device: str = setting("cpu", "torch device")
-    eps: list[float] = setting(doc="the budget grid (relative to ||y|| for a relative threat)",
-                               minimum=0.0, check=_not_empty, factory=lambda: list(STUDY_EPS))
-    surrogates: list[str] = setting(doc="models the perturbations are crafted on (white-box)",
-                                    check=_not_empty, factory=lambda: ["irim", "resunetpp"])
-    targets: list[str] = setting(doc="models that reconstruct the perturbed k-space", check=_not_empty,
-                                 factory=lambda: ["irim", "resunetpp", "diffusion", "zero_filled"])
-    baseline: bool = setting(True, "also evaluate equal-norm noise (surrogate 'random', attack 'noise')")
-    normalization: str = setting("reference", "metric normalisation of the records: 'reference' (images on the "
-                                              "reference's scale, data range = its max; 'fastmri' is an alias) or "
-                                              "'minmax' (per image, the original study's; always also recorded as "
-                                              "*_minmax columns)", choices=("reference", "minmax", "fastmri"))
-    threat: ThreatSpec = setting(doc="the threat model", factory=ThreatSpec)
-    attacks: dict[str, dict] = setting(
-        doc="one table per attack: type (worst_case, apgd, pgd, adam, fgm, noise) + its arguments; "
-            "a given [attacks] replaces the default attacks", check=_not_empty,
-        factory=lambda: {"worst_case": {"type": "worst_case", "budget": 100},
-                         "adam": {"type": "adam", "lr": 0.1, "max_steps": 100, "max_rescales": 100}})
-    models: dict[str, dict] = setting(doc="load_reconstructor arguments per model; model = '<registered>' makes a "
-                                          "variant, model = 'file.py:make' a user's model", factory=dict)
-    surrogate_models: dict[str, dict] = setting(
-        doc="a surrogate's own loading arguments for the attack, plus eot, attack_steps and n_slices", factory=dict)
-    null_draws: int = setting(8, "equal-norm noise draws per target and row that calibrate the artifact statistics",
-                              check=_null_draws)
-    fail_fast: bool = setting(False, "stop at the first failing unit instead of recording it")
-    threads: int = setting(1, "torch CPU threads of every unit, in one process or in each torchrun rank "
-                              "(part of the numbers' identity)", minimum=1)
-    oversubscribe: bool = setting(False, "let torchrun ranks x threads exceed the node's cores (same numbers, "
-                                         "slower) instead of refusing to start")
-    targeted: TargetedSpec = setting(doc="the targeted false-structure test", factory=TargetedSpec)
-    report: ReportSpec = setting(doc="report.html", factory=ReportSpec)
-    verdicts: VerdictSpec = setting(doc="how the claims are decided", factory=VerdictSpec)
+__all__ = ["SweepConfig", "AttackSpec", "ModelSpec", "SurrogateSpec", "TargetedSpec", "ReportSpec", "VerdictSpec", "DEMO_CONFIG", "DEMO_OVERRIDES", "STUDY_CONFIG", "ConfigError", "load_config", "dump_toml", "validate_config",
+           "stored_config", "build_threat", "build_attacks", "build_models", "build_surrogates", "surrogate_batches", "surrogate_options", "build_data", "canonical",
+           "SweepInputs", "build_inputs"]
 
 
 #: The defaults of every key (the demo's sweep before :data:`DEMO_OVERRIDES`).
@@ -244,9 +162,9 @@ STUDY_CONFIG: dict[str, Any] = {
 }
 
 # ---------------------------------------------------------------------------------- files
-def load_config(path: str | os.PathLike, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def load_config(path: str | os.PathLike, base: Mapping[str, Any] | SweepConfig | None = None) -> SweepConfig:
     """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) sweep configuration, merged over
-    ``base`` (default :data:`DEMO_CONFIG`) and validated."""
+    ``base`` (default :data:`DEMO_CONFIG`) and validated (:func:`validate_config`)."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"config: file {p} does not exist")
@@ -312,8 +230,10 @@ def _toml_value(v: Any) -> str:
     raise ConfigError(f"config: cannot write {describe(v)} as TOML")
 
 
-def dump_toml(config: Mapping[str, Any]) -> str:
+def dump_toml(config: Mapping[str, Any] | SweepConfig) -> str:
     """Write a configuration as TOML (scalars and lists first, then tables)."""
+    if isinstance(config, SweepConfig):
+        config = config.as_dict()
     lines = ["# kspace-attacks sweep configuration", ""]
     tables = {}
     for k, v in config.items():
@@ -332,112 +252,68 @@ def dump_toml(config: Mapping[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------- checks
-def validate_config(raw: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Merge ``raw`` over ``base`` (default: the demo's defaults, :data:`DEMO_CONFIG`) and check
-    every value against :class:`SweepConfig` and the rules across keys; raises
-    :class:`ConfigError` naming the table, the key and what was expected."""
+def validate_config(raw: Mapping[str, Any] | SweepConfig,
+                    base: Mapping[str, Any] | SweepConfig | None = None) -> SweepConfig:
+    """Merge ``raw`` over ``base`` (default: the demo's defaults, :data:`DEMO_CONFIG`), check
+    every value against :class:`SweepConfig` and the rules across keys, and return the typed
+    configuration every later step takes; raises :class:`ConfigError` naming the table, the key
+    and what was expected.
+
+        >>> cfg = validate_config({"eps": [0.0, 0.05], "attacks": {"pgd": {"type": "pgd", "steps": 5}}})
+        >>> cfg.eps, cfg.attacks["pgd"].options, cfg.threat.type
+        ([0.0, 0.05], {'steps': 5}, 'KSpaceL2')
+    """
+    if isinstance(raw, SweepConfig) and base is None:
+        return raw  # valid since it was built
+    if isinstance(raw, SweepConfig):
+        raw = raw.as_dict()
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config: expected a table of settings, got {describe(raw)}")
-    merged = {**copy.deepcopy(dict(DEMO_CONFIG if base is None else base)), **copy.deepcopy(dict(raw))}
-    cfg = SweepConfig.from_mapping(merged).as_dict()  # keys, types, choices, nested tables
-    for name, spec in cfg["surrogate_models"].items():
-        if name not in cfg["surrogates"]:
-            raise ConfigError(f"config.surrogate_models: {name!r} is not a surrogate; expected some of "
-                              f"{cfg['surrogates']}")
-    for name, spec in cfg["attacks"].items():
-        try:
-            _attacks.attack_class(spec.get("type"))
-        except ValueError:
-            raise ConfigError(f"config.attacks.{name}.type: expected one of {sorted(_attacks.ATTACKS)}, "
-                              f"got {spec.get('type')!r}") from None
-        # class names of earlier configs ("PGD") stay as the user wrote them
-    # Build the threat model and attacks now, so a bad value fails before models and data load.
-    build_attacks(cfg)
-    surrogate_batches(cfg)
-    surrogate_options(cfg)
-    check_data(cfg["data"])
-    if cfg["device"] != "cpu" and cfg["device"].startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"config: device {cfg['device']!r} requested but CUDA is not available; use device = \"cpu\"")
-    return cfg
+    base = base.as_dict() if isinstance(base, SweepConfig) else DEMO_CONFIG if base is None else base
+    merged = {**copy.deepcopy(dict(base)), **copy.deepcopy(dict(raw))}
+    if isinstance(merged.get("threat"), Mapping) and "eps" in merged["threat"]:
+        raise ConfigError("config.threat: eps is set by the top-level eps grid; remove it from [threat]")
+    return SweepConfig.from_mapping(merged)  # every key and the rules across keys
 
 
-def canonical(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """``cfg`` with every attack type spelled as the attack's name ("PGD" -> "pgd"), for
-    comparing configurations written before and after the names were unified."""
-    out = dict(cfg)
-    out["attacks"] = {k: dict(v, type=_attacks.attack_class(v["type"]).name)
-                      for k, v in cfg["attacks"].items()}
+def stored_config(config: Mapping[str, Any]) -> SweepConfig:
+    """The configuration a run's records were made with, from what the run stored
+    (``report.config``: the configuration's values plus facts of the run such as ``seconds``),
+    validated over the defaults (a run of an earlier version may lack later keys)."""
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"config: expected the stored configuration of a run, got {describe(config)}")
+    known = SweepConfig.known_keys()
+    return validate_config({k: v for k, v in config.items() if k in known})
+
+
+def canonical(cfg: SweepConfig) -> dict[str, Any]:
+    """``cfg``'s plain values with every attack type spelled as the attack's name ("PGD" ->
+    "pgd"), for comparing configurations written before and after the names were unified."""
+    out = cfg.as_dict()
+    out["attacks"] = {k: dict(spec.as_dict(), type=spec.name) for k, spec in cfg.attacks.items()}
     return out
 
 
 # ---------------------------------------------------------------------------------- building
-def build_threat(cfg: Mapping[str, Any]):
-    """The threat model of ``cfg["threat"]`` (its budget set per row by the eps grid)."""
-    if "eps" in cfg["threat"]:
-        raise ConfigError("config.threat: eps is set by the top-level eps grid; remove it from [threat]")
-    spec = ThreatSpec.from_mapping(cfg["threat"], "config.threat")
-    if spec.type == "coil_maps":
-        # a sweep hands every target the perturbed k-space with the clean physics
-        raise ConfigError("config.threat: type 'coil_maps' changes the coil maps the model is told, not the "
-                          "k-space a sweep transfers; measure it with ka.evaluate(model, physical=['coil_maps']) "
-                          "or an attack's result (.x_adv, .physics_adv)")
-    return spec.build()
+def build_threat(cfg: SweepConfig):
+    """The threat model of ``cfg.threat`` (its budget set per row by the eps grid)."""
+    return cfg.threat.build()
 
 
-def build_attacks(cfg: Mapping[str, Any]) -> dict[str, _attacks.Attack]:
+def build_attacks(cfg: SweepConfig) -> dict[str, _attacks.Attack]:
+    """Every attack of ``cfg.attacks`` on its threat model, seeded with ``cfg.seed``."""
     threat = build_threat(cfg)
-    out = {}
-    for name, spec in cfg["attacks"].items():
-        spec = dict(spec)
-        cls = _attacks.attack_class(spec.pop("type"))
-        known = [p for p in inspect.signature(cls).parameters if p not in ("threat", "seed")]
-        unknown = sorted(set(spec) - set(known))
-        if unknown:
-            raise ConfigError(f"config.attacks.{name}: unknown key(s) {unknown} for {cls.__name__}; "
-                              f"known keys: {['type', *known]}")
-        try:
-            out[name] = cls(threat, seed=cfg["seed"], **spec)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"config.attacks.{name}: {e}") from e
-    return out
+    return {name: spec.build(threat, cfg.seed, f"config.attacks.{name}") for name, spec in cfg.attacks.items()}
 
 
-def _load(name: str, spec: Mapping[str, Any], device: str) -> Any:
-    from ..adapters import load_reconstructor  # the application layer resolves model names
-
-    kwargs = dict(spec)
-    registered = kwargs.pop("model", name)  # models.diffusion_nodc = {model = "diffusion", ...}
-    if ":" in registered:  # a user's model: models.mine = {model = "mymodel.py:make"}
-        from ..adapters import resolve_model
-
-        if kwargs:
-            raise ConfigError(f"config: models.{name}: a model given as {registered!r} takes no "
-                              f"loading arguments, got {sorted(kwargs)}")
-        return resolve_model(registered, device=device)
-    weights = kwargs.pop("weights", "embedded")
-    weights = None if weights in ("none", "random") else weights  # TOML has no null
-    if kwargs.get("seed") == "none":
-        kwargs["seed"] = None
-    from ..adapters import UnknownReconstructorError
-
-    try:
-        return load_reconstructor(registered, weights=weights, device=device, **kwargs)
-    except TypeError as e:  # a typo in the table reaches the model's loader
-        raise ConfigError(f"config.models.{name} (model {registered!r}, keys {sorted(spec)}): {e}") from e
-    except UnknownReconstructorError as e:
-        raise ConfigError(f"config: model {name!r}: {e}; for your own model add a table "
-                          f"[models.{name}] with model = \"mymodel.py:make\" (or \"package.module:make\"): "
-                          f"a zero-argument factory, an nn.Module or a function f(y, physics)") from None
-
-
-def build_models(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def build_models(cfg: SweepConfig) -> dict[str, Any]:
     """Every surrogate and target by name (``models.<name>`` holds load_reconstructor arguments;
     ``model = "<registered name>"`` makes ``<name>`` a variant of a registered model)."""
-    return {name: _load(name, cfg["models"].get(name, {}), cfg["device"])
-            for name in dict.fromkeys([*cfg["surrogates"], *cfg["targets"]])}
+    return {name: cfg.models.get(name, ModelSpec()).load(name, cfg.device)
+            for name in dict.fromkeys([*cfg.surrogates, *cfg.targets])}
 
 
-def build_surrogates(cfg: Mapping[str, Any], models: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict]]:
+def build_surrogates(cfg: SweepConfig, models: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict]]:
     """The surrogates as attacked, and per-surrogate attack options.
 
     ``surrogate_models.<name>`` changes a surrogate's loading arguments for the attack only
@@ -447,34 +323,22 @@ def build_surrogates(cfg: Mapping[str, Any], models: Mapping[str, Any]) -> tuple
     budget) on this surrogate; ``n_slices`` is :func:`surrogate_batches`'.
     """
     surrogates = {}
-    for name in cfg["surrogates"]:
-        spec = {k: v for k, v in cfg["surrogate_models"].get(name, {}).items() if k not in _ATTACK_KEYS}
-        surrogates[name] = _load(name, {**cfg["models"].get(name, {}), **spec}, cfg["device"]) if spec \
-            else models[name]
+    for name in cfg.surrogates:
+        own = cfg.surrogate_models.get(name)
+        if own is not None and (own.model or own.options):
+            surrogates[name] = cfg.models.get(name, ModelSpec()).merged(own).load(name, cfg.device)
+        else:
+            surrogates[name] = models[name]
     return surrogates, surrogate_options(cfg)
 
 
-#: keys of ``surrogate_models.<name>`` that are not loading arguments
-_ATTACK_KEYS = ("eot", "attack_steps", "n_slices")
-
-
-def surrogate_options(cfg: Mapping[str, Any]) -> dict[str, dict]:
+def surrogate_options(cfg: SweepConfig) -> dict[str, dict]:
     """Per-surrogate attack arguments from ``surrogate_models``: ``eot`` and ``attack_steps``
     (every attack's ``steps``)."""
-    options: dict[str, dict] = {}
-    for name in cfg["surrogates"]:
-        spec = cfg["surrogate_models"].get(name, {})
-        if "eot" in spec:
-            options.setdefault(name, {})["eot"] = spec["eot"]
-        if "attack_steps" in spec:
-            steps = spec["attack_steps"]
-            if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-                raise ConfigError(f"surrogate_models.{name}.attack_steps: expected an integer >= 1, got {steps!r}")
-            options.setdefault(name, {})["steps"] = steps
-    return options
+    return {name: spec.attack_options for name, spec in cfg.surrogate_models.items() if spec.attack_options}
 
 
-def surrogate_batches(cfg: Mapping[str, Any]) -> dict[str, int]:
+def surrogate_batches(cfg: SweepConfig) -> dict[str, int]:
     """Surrogates attacked on the first batches only: ``surrogate_models.<name>.n_slices`` (a
     multiple of ``batch_size``) -> ``{name: number of batches}``; the others attack every batch.
 
@@ -482,12 +346,41 @@ def surrogate_batches(cfg: Mapping[str, Any]) -> dict[str, int]:
     fewer slices than the transfer cells use; its records hold those slices only.
     """
     out = {}
-    for name, spec in cfg["surrogate_models"].items():
-        n = spec.get("n_slices")
-        if n is None:
-            continue
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n % cfg["batch_size"]:
-            raise ConfigError(f"config: surrogate_models.{name}.n_slices must be a positive multiple of "
-                              f"batch_size ({cfg['batch_size']}), got {n!r}")
-        out[name] = n // cfg["batch_size"]
+    for name, spec in cfg.surrogate_models.items():
+        if spec.n_slices is not None:  # a multiple of batch_size (SweepConfig checks it)
+            out[name] = spec.n_slices // cfg.batch_size
     return out
+
+
+@dataclass
+class SweepInputs:
+    """Everything a sweep's configuration describes, built once (:func:`build_inputs`).
+
+    :param models: name -> reconstructor (every surrogate and target).
+    :param surrogates: name -> the surrogate as attacked (``surrogate_models`` may load another).
+    :param attack_options: per surrogate, the attacks' arguments there (``eot``, ``steps``).
+    :param attacks: name -> attack, on the threat model, seeded.
+    :param batches: ``(x, y, physics)`` per batch.
+    :param ids: the sample id of every slice, in batch order.
+    :param coordinates: per id, its slice, contrast, subject and block.
+    :param limits: surrogates attacked on the first batches only -> number of batches.
+    """
+
+    models: dict[str, Any]
+    surrogates: dict[str, Any]
+    attack_options: dict[str, dict]
+    attacks: dict[str, _attacks.Attack]
+    batches: list
+    ids: list
+    coordinates: dict[str, dict[str, Any]]
+    limits: dict[str, int]
+
+
+def build_inputs(cfg: SweepConfig, models: Mapping[str, Any] | None = None) -> SweepInputs:
+    """Build the models (unless given), data and attacks of ``cfg``: everything that can fail on
+    a configuration, before a sweep writes anything."""
+    models = dict(models) if models is not None else build_models(cfg)
+    surrogates, options = build_surrogates(cfg, models)
+    batches, ids = build_data(cfg)
+    return SweepInputs(models, surrogates, options, build_attacks(cfg), batches, ids,
+                       item_coordinates(cfg, ids), surrogate_batches(cfg))

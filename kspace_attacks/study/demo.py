@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from ..data import read_perturbed_kspace
 from ..io import atomic_write_json, atomic_write_text, read_json
 from .plots import plot_panel
 from .report import perturbation_filename, records_to_csv
-from .config import DEMO_CONFIG, DEMO_OVERRIDES, build_models, validate_config
+from .config import DEMO_CONFIG, DEMO_OVERRIDES, SweepConfig, build_models, validate_config
 from .sources import item_coordinates
 from .steps import best_effort
 from .sweep import SweepRun, run_sweep
@@ -33,13 +33,14 @@ from .verdicts import mean as _mean, write_verdicts
 __all__ = ["run_demo", "finish_run", "run_targeted", "timed"]
 
 
-def run_demo(out: str | os.PathLike = "kspace-attacks-demo", config: dict | None = None,
+def run_demo(out: str | os.PathLike = "kspace-attacks-demo", config: SweepConfig | Mapping[str, Any] | None = None,
              progress: bool = True, title: str = "Verdicts of the demo (small sample: 4 slices)",
              models: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the demo (or the study: ``config`` =
     :data:`~kspace_attacks.study.config.STUDY_CONFIG`, or any sweep configuration) and write
     everything to ``out``; returns paths and verdicts. Resumable: run it again with the same
-    ``out`` after an interruption.
+    ``out`` after an interruption. The result's ``"run"`` is the :class:`~.sweep.SweepRun`
+    (configuration, records, data, models) for a caller that goes on with it.
 
     Everything the run does is in its configuration (``demo --print-config`` shows it): the
     sweep, then (:func:`finish_run`) the targeted test on ``targeted.slices`` slices of the
@@ -57,7 +58,7 @@ def run_demo(out: str | os.PathLike = "kspace-attacks-demo", config: dict | None
         models = build_models(cfg) if models is None else models
     with timed(phases, "sweep"):
         run = run_sweep(cfg, out, progress=progress, models=models)
-    result = {"out": str(out), "records": len(run.report.records)}
+    result = {"out": str(out), "records": len(run.report.records), "run": run}
     if int(os.environ.get("RANK", "0")) != 0:  # rank 0 writes what follows the sweep
         return result
     with timed(phases, "panel"):
@@ -101,14 +102,14 @@ def finish_run(run: SweepRun, title: str, phases: dict[str, float] | None = None
     phases = {} if phases is None else phases
     cfg, out = run.config, run.out
     result: dict[str, Any] = {}
-    if cfg["targeted"]["slices"]:
+    if cfg.targeted.slices:
         with timed(phases, "targeted"):
             result.update(best_effort(out, "targeted insertion test", run_targeted, run) or {})
     with timed(phases, "verdicts"):
         result["verdicts"] = write_verdicts(run.report, out, title=title, extra_rows=result.get("targeted_rows", ()),
-                                            settings=cfg.get("verdicts"))
+                                            settings=cfg.verdicts.as_dict())
     with timed(phases, "report"), torch.no_grad():
-        result["report"] = str(write_html_report(out, run.models, max_slices=cfg["report"]["panel_slices"],
+        result["report"] = str(write_html_report(out, run.models, max_slices=cfg.report.panel_slices,
                                                  report=run.report))
     return result
 
@@ -118,8 +119,8 @@ def run_targeted(run: SweepRun) -> dict[str, Any]:
     ``targeted.csv``, ``targeted_panel.png``, the mean ROI contrast per target and the verdict rows."""
     cfg, out, models, ids = run.config, run.out, run.models, run.ids
     x, y, physics = run.batches[0]
-    n, eps = cfg["targeted"]["slices"], cfg["targeted"]["eps"]
-    surrogate, targets = cfg["surrogates"][0], cfg["targets"]
+    n, eps = cfg.targeted.slices, cfg.targeted.eps
+    surrogate, targets = cfg.surrogates[0], cfg.targets
     recs, imgs = targeted_transfer(models[surrogate], {t: models[t] for t in targets}, y[:n], physics, eps=eps)
     where = item_coordinates(cfg, ids[:n])  # each slice's id, subject and block: the verdicts' units
     recs = [dict(r, sample_id=ids[r["sample"]], **{k: where.get(ids[r["sample"]], {}).get(k)
@@ -140,16 +141,16 @@ def _image_panel(run: SweepRun) -> Path | None:
     """Fig. 1/4 of the study: the first slice, first surrogate and attack, largest eps, on every
     target (``panel.png``); ``None`` when that perturbation was not made (its unit failed)."""
     cfg, out, models = run.config, run.out, run.models
-    eps = max(cfg["eps"])
-    surrogate, attack = cfg["surrogates"][0], next(iter(cfg["attacks"]))
+    eps = max(cfg.eps)
+    surrogate, attack = cfg.surrogates[0], next(iter(cfg.attacks))
     path = out / "perturbations" / "batch0000" / perturbation_filename(surrogate, attack, eps)
     if not path.is_file():
         return None
     (x, y, physics), ids = run.batches[0], run.ids
     y_adv = read_perturbed_kspace(path).y_adv[:1].to(y.device)  # the first slice of the first batch
     with torch.no_grad():
-        clean = {t: models[t](y[:1], physics) for t in cfg["targets"]}
-        adv = {t: models[t](y_adv, physics) for t in cfg["targets"]}
-    reference = x[:1] if x is not None else clean[cfg["targets"][0]]
+        clean = {t: models[t](y[:1], physics) for t in cfg.targets}
+        adv = {t: models[t](y_adv, physics) for t in cfg.targets}
+    reference = x[:1] if x is not None else clean[cfg.targets[0]]
     return plot_panel(reference, clean, adv, out / "panel.png",
                       title=f"{surrogate} / {attack} perturbation, eps={eps:.2f}, slice {ids[0]}")

@@ -186,7 +186,8 @@ def build_panels(directory: str | Path, config: Mapping[str, Any], records: Sequ
     of each) at budgets ``eps`` (default: :func:`default_panel_eps`) for the first
     ``max_slices`` slices, on every configured target found in ``models``. ``None`` when no
     target model or no saved perturbation is available."""
-    from .config import build_attacks
+    from ..threat_spec import ThreatSpec
+    from .specs import AttackSpec
 
     if not all(config.get(k) for k in ("surrogates", "targets", "attacks", "eps")):
         return None  # no configuration saved with the results (summary.json)
@@ -199,7 +200,10 @@ def build_panels(directory: str | Path, config: Mapping[str, Any], records: Sequ
     if not targets or not grid or not batches:
         return None
     # the sweep's noise / null template (configurations of old runs may lack seed or threat)
-    template = next(iter(build_attacks({"seed": 0, "threat": {"type": "KSpaceL2"}, **config}).values()))
+    first = next(iter(config["attacks"]))
+    threat = ThreatSpec.from_mapping(config.get("threat") or {}, "config.threat").build()
+    template = AttackSpec.from_mapping(config["attacks"][first], f"config.attacks.{first}").build(
+        threat, int(config.get("seed", 0)))
     out = PanelSet(surrogate, attack, grid, [i for b in batches for i in b["ids"]], targets)
     missing = sorted(set(config["targets"]) - set(models))
     if missing:

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .._runtime import flush_denormals, reproducible_numerics
 from ..attacks.base import frozen_eval
-from .config import (build_attacks, build_data, build_models, build_surrogates, surrogate_batches,
+from .config import (SweepConfig, build_attacks, build_data, build_models, build_surrogates, surrogate_batches,
                      surrogate_options, validate_config)
 from .transfer import trajectory_groups
 from .units import units_of
@@ -211,7 +211,7 @@ def _time_models(plan: SweepPlan, surrogates: Mapping[str, Any], targets: Mappin
                        for t, m in targets.items()}
 
 
-def plan_sweep(cfg: Mapping[str, Any], timing: bool = True, models: Mapping[str, Any] | None = None) -> SweepPlan:
+def plan_sweep(cfg: SweepConfig | Mapping[str, Any], timing: bool = True, models: Mapping[str, Any] | None = None) -> SweepPlan:
     """Count a sweep's work and, with ``timing``, time its models here (writes nothing).
 
     :param cfg: a sweep configuration (validated here).
@@ -221,23 +221,23 @@ def plan_sweep(cfg: Mapping[str, Any], timing: bool = True, models: Mapping[str,
     :param models: models by name, as :func:`~kspace_attacks.study.sweep.run_sweep` takes them.
     """
     cfg = validate_config(cfg)
-    with flush_denormals(), reproducible_numerics(cfg["threads"]):
+    with flush_denormals(), reproducible_numerics(cfg.threads):
         batches, _ = build_data(cfg)
         attacks = build_attacks(cfg)
-        k = len(cfg["eps"])
+        k = len(cfg.eps)
         options = surrogate_options(cfg)
         per_attack = {s: {a: atk.replace(**options.get(s, {})).max_grad_evals for a, atk in attacks.items()}
-                      for s in cfg["surrogates"]}
+                      for s in cfg.surrogates}
         plan = SweepPlan(sum(y.shape[0] for _, y, _ in batches), [y.shape[0] * k for _, y, _ in batches], k,
-                         cfg["threads"], list(cfg["surrogates"]), per_attack, list(cfg["targets"]),
-                         {"clean": 1, "baseline": int(cfg["baseline"]), "null draws": cfg["null_draws"]},
+                         cfg.threads, list(cfg.surrogates), per_attack, list(cfg.targets),
+                         {"clean": 1, "baseline": int(cfg.baseline), "null draws": cfg.null_draws},
                          surrogate_batches(cfg))
         if timing:
             models = dict(models) if models is not None else build_models(cfg)
-            groups = trajectory_groups({t: models[t] for t in cfg["targets"]})
+            groups = trajectory_groups({t: models[t] for t in cfg.targets})
             plan.shared_runs = {t: g[0] for g in groups for t in g[1:]}
             surrogates, _ = build_surrogates(cfg, models)
             _, y, physics = batches[0]
-            targets = {t: models[t] for t in cfg["targets"]}
+            targets = {t: models[t] for t in cfg.targets}
             _time_models(plan, surrogates, targets, y, physics)
     return plan

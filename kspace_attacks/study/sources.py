@@ -58,137 +58,27 @@ from typing import Any
 
 import torch
 
-from .._checks import describe
-from ..data.selection import evenly_spaced, select_slices
+from ..data.selection import evenly_spaced
+from .data_tables import DATA_HELP, DATA_KEYS, check_data, source_kind, source_tables
 from .errors import ConfigError
+from .sweep_config import SweepConfig
 
 __all__ = ["DATA_HELP", "DATA_KEYS", "check_data", "build_data", "item_coordinates", "item_generator",
            "simulate_items", "with_coordinates"]
 
-DATA_HELP = ("'embedded', {embedded = 'test'}, {fastmri = 'dir'}, {nifti = 'file'}, {shipped = 'name'} "
-             "or a list of these tables (fastmri alone)")
-#: Keys of each data table besides the source key itself, with their defaults.
-DATA_KEYS: dict[str, dict[str, Any]] = {
-    "embedded": {"contrasts": None, "n_slices": None},
-    "nifti": {"slices": None, "n_slices": None, "min_content": 0.05},
-    "shipped": {"slices": None, "n_slices": None, "min_content": 0.05},
-    "fastmri": {"mask": "preset", "coil_maps": "auto", "normalize": "percentile",
-                "target": "complex", "slices": None},
-}
-_CHOICES = {"mask": ("preset", "file"), "coil_maps": ("auto", "file", "estimate"),
-            "target": ("complex", "magnitude", "file")}
-
 Batches = list[tuple[torch.Tensor, torch.Tensor, Any]]
 
 
-# ---------------------------------------------------------------------------------- checks
-def _source(data: Any) -> str:
-    """``"embedded"``, ``"nifti"``, ``"shipped"``, ``"fastmri"`` or ``"list"``; raises for
-    anything else."""
-    if data == "embedded":
-        return "embedded"
-    if isinstance(data, list):
-        return "list"
-    kinds = [k for k in DATA_KEYS if isinstance(data, Mapping) and k in data]
-    if len(kinds) != 1:
-        raise ConfigError(f"config: data must be {DATA_HELP}, got {data!r}")
-    return kinds[0]
-
-
-def _tables(data: Any) -> list[Any]:
-    """The data as a list of source tables (one for a single source)."""
-    return list(data) if isinstance(data, list) else [data]
-
-
-def check_data(data: Any) -> None:
-    """Check a configuration's ``data`` value (paths are checked when the data are built)."""
-    if _source(data) == "list":
-        if not data:
-            raise ConfigError(f"config: data: expected a non-empty list of source tables, got {data!r}")
-        for i, table in enumerate(data):
-            kind = _source(table)
-            if kind in ("list", "fastmri"):
-                raise ConfigError(f"config: data[{i}]: a list holds simulated sources (embedded, nifti, "
-                                  f"shipped), got {kind} {table!r}; a fastMRI folder is a source of its own")
-            check_data(table)
-        return
-    kind = _source(data)
-    if data == "embedded":
-        return
-    if not isinstance(data[kind], str) or not data[kind]:
-        raise ConfigError(f"config: data.{kind} must be a path (a non-empty string), got {describe(data[kind])}")
-    unknown = sorted(set(data) - {kind, *DATA_KEYS[kind]})
-    if unknown:
-        raise ConfigError(f"config: data: unknown key {unknown[0]!r} for {kind} data; known keys: "
-                          f"{sorted([kind, *DATA_KEYS[kind]])}")
-    opts = {**DATA_KEYS[kind], **data}
-    if opts.get("slices") is not None:
-        if not isinstance(opts["slices"], (str, list)):
-            raise ConfigError(f"config: data.slices must be a list of slice indices or a range "
-                              f"'start:stop[:step]', got {describe(opts['slices'])}")
-        try:
-            select_slices(opts["slices"], 2**31 - 1, "data.slices")
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"config: {e}") from None
-    if kind in ("nifti", "shipped"):
-        _check_nifti(opts)
-    elif kind == "embedded":
-        _check_embedded(opts)
-    else:
-        _check_fastmri(opts)
-    if kind == "shipped":
-        from ..data import SHIPPED_VOLUMES
-
-        if data[kind] not in SHIPPED_VOLUMES:
-            raise ConfigError(f"config: data.shipped must be one of {sorted(SHIPPED_VOLUMES)}, got {data[kind]!r}")
-
-
-def _check_embedded(opts: Mapping[str, Any]) -> None:
-    from ..data import CONTRASTS
-
-    if opts["embedded"] not in ("train", "val", "test"):
-        raise ConfigError(f"config: data.embedded must be a split ('train', 'val' or 'test'), got {opts['embedded']!r}")
-    c = opts["contrasts"]
-    if c is not None and (not isinstance(c, list) or not c or any(v not in CONTRASTS for v in c)):
-        raise ConfigError(f"config: data.contrasts must be a non-empty list of {list(CONTRASTS)}, got {describe(c)}")
-    n = opts["n_slices"]
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ConfigError(f"config: data.n_slices must be an int >= 1, got {describe(n)}")
-
-
-def _check_nifti(opts: Mapping[str, Any]) -> None:
-    n = opts["n_slices"]
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ConfigError(f"config: data.n_slices must be an int >= 1, got {describe(n)}")
-    if n is not None and opts["slices"] is not None:
-        raise ConfigError(f"config: data.n_slices: expected either data.slices or data.n_slices, got both "
-                          f"(slices = {opts['slices']!r}, n_slices = {n})")
-    c = opts["min_content"]
-    if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 <= c <= 1:
-        raise ConfigError(f"config: data.min_content must be a number in [0, 1], got {describe(c)}")
-
-
-def _check_fastmri(opts: Mapping[str, Any]) -> None:
-    for key, choices in _CHOICES.items():
-        if opts[key] not in choices:
-            raise ConfigError(f"config: data.{key} must be one of {list(choices)}, got {opts[key]!r}")
-    norm = opts["normalize"]
-    ok_number = isinstance(norm, (int, float)) and not isinstance(norm, bool) and 0 < norm < float("inf")
-    if not (ok_number or norm in ("percentile", "max", "none")):
-        raise ConfigError(f"config: data.normalize must be 'percentile', 'max', 'none' or a number > 0, "
-                          f"got {norm!r}")
-
-
 # ---------------------------------------------------------------------------------- building
-def build_data(cfg: Mapping[str, Any]) -> tuple[Batches, list[str]]:
+def build_data(cfg: SweepConfig) -> tuple[Batches, list[str]]:
     """Batches ``(x, y, physics)`` of at most ``batch_size`` slices and one id per slice."""
     from .. import data as _data
 
-    preset = _data.get_preset(cfg["preset"])
-    if _source(cfg["data"]) == "fastmri":
+    preset = _data.get_preset(cfg.preset)
+    if source_kind(cfg.data) == "fastmri":
         return _fastmri(cfg, preset)
     images, ids = [], []
-    for table in _tables(cfg["data"]):
+    for table in source_tables(cfg.data):
         x_, ids_ = _images(cfg, table, preset.img_size)
         images.append(x_)
         ids += ids_
@@ -196,10 +86,10 @@ def build_data(cfg: Mapping[str, Any]) -> tuple[Batches, list[str]]:
         twice = sorted({i for i in ids if ids.count(i) > 1})
         raise ConfigError(f"config: data: the same item is listed twice ({', '.join(twice[:3])}); "
                           f"expected each source once")
-    device, bs = cfg["device"], cfg["batch_size"]
+    device, bs = cfg.device, cfg.batch_size
     x = torch.cat(images).to(device)
     physics = preset.physics(device=device)
-    y = simulate_items(preset, x, ids, cfg["seed"], physics)
+    y = simulate_items(preset, x, ids, cfg.seed, physics)
     batches = [(x[i : i + bs], y[i : i + bs], physics) for i in range(0, x.shape[0], bs)]
     return batches, ids
 
@@ -222,9 +112,9 @@ def simulate_items(preset: Any, x: torch.Tensor, ids: Sequence[str], seed: int, 
                       for i, sid in enumerate(ids)])
 
 
-def _images(cfg: Mapping[str, Any], table: Any, size: int) -> tuple[torch.Tensor, list[str]]:
+def _images(cfg: SweepConfig, table: Any, size: int) -> tuple[torch.Tensor, list[str]]:
     """Ground-truth images ``(B, 2, S, S)`` and ids of one simulated source table."""
-    kind = _source(table)
+    kind = source_kind(table)
     if kind == "embedded":
         ds, idx = _embedded_items(cfg, table)
         x = torch.stack([ds.image(i) for i in idx])
@@ -232,14 +122,14 @@ def _images(cfg: Mapping[str, Any], table: Any, size: int) -> tuple[torch.Tensor
     return _nifti(cfg, table, size)
 
 
-def _embedded_items(cfg: Mapping[str, Any], table: Any) -> tuple[Any, list[int]]:
+def _embedded_items(cfg: SweepConfig, table: Any) -> tuple[Any, list[int]]:
     """The embedded data set of a table and the indices of its chosen items (evenly spaced)."""
     from ..data import EmbeddedBrain
 
-    opts = {**DATA_KEYS["embedded"], "embedded": cfg["split"], **(table if isinstance(table, Mapping) else {})}
+    opts = {**DATA_KEYS["embedded"], "embedded": cfg.split, **(table if isinstance(table, Mapping) else {})}
     contrasts = tuple(opts["contrasts"]) if opts["contrasts"] else None
-    ds = EmbeddedBrain(split=opts["embedded"], preset=cfg["preset"], seed=cfg["seed"], contrasts=contrasts)
-    n = opts["n_slices"] or cfg["n_slices"]
+    ds = EmbeddedBrain(split=opts["embedded"], preset=cfg.preset, seed=cfg.seed, contrasts=contrasts)
+    n = opts["n_slices"] or cfg.n_slices
     if n > len(ds):
         raise ConfigError(f"config: n_slices = {n}, but the embedded {opts['embedded']!r} split has {len(ds)} "
                           f"items ({len(ds.slices)} slices x {len(ds.contrasts)} contrasts); expected n_slices "
@@ -272,7 +162,7 @@ def _volume_path(table: Mapping[str, Any]) -> Path:
     return Path(table["nifti"])
 
 
-def _nifti(cfg: Mapping[str, Any], table: Mapping[str, Any], size: int) -> tuple[torch.Tensor, list[str]]:
+def _nifti(cfg: SweepConfig, table: Mapping[str, Any], size: int) -> tuple[torch.Tensor, list[str]]:
     """Complex images ``(B, 2, S, S)`` (zero imaginary part) and ids of the selected slices."""
     from ..data import load_nifti_slices
 
@@ -281,7 +171,7 @@ def _nifti(cfg: Mapping[str, Any], table: Mapping[str, Any], size: int) -> tuple
     if src["slices"] is not None:
         pick = {"slices": src["slices"]}
     else:
-        pick = {"n_slices": src["n_slices"] or cfg["n_slices"], "min_content": float(src["min_content"])}
+        pick = {"n_slices": src["n_slices"] or cfg.n_slices, "min_content": float(src["min_content"])}
     try:
         x, idx = load_nifti_slices(path, size=size, return_indices=True, **pick)
     except FileNotFoundError:
@@ -291,10 +181,10 @@ def _nifti(cfg: Mapping[str, Any], table: Mapping[str, Any], size: int) -> tuple
     return torch.cat([x, torch.zeros_like(x)], dim=1), [f"{_stem(path)}-{i}" for i in idx]
 
 
-def _fastmri(cfg: Mapping[str, Any], preset: Any) -> tuple[Batches, list[str]]:
+def _fastmri(cfg: SweepConfig, preset: Any) -> tuple[Batches, list[str]]:
     from ..data.fastmri import FastMRISlices, inspect_fastmri_file
 
-    src = {**DATA_KEYS["fastmri"], **cfg["data"]}
+    src = {**DATA_KEYS["fastmri"], **cfg.data}
     root = Path(src["fastmri"])
     if not root.exists():
         raise FileNotFoundError(f"config: data.fastmri: {root} does not exist")
@@ -320,8 +210,8 @@ def _fastmri(cfg: Mapping[str, Any], preset: Any) -> tuple[Batches, list[str]]:
         coil_maps=src["coil_maps"], target=src["target"],
     )
     if src["slices"] is None:
-        ds.samples = ds.samples[: cfg["n_slices"]]
-    batches = ds.batches(cfg["batch_size"], device=cfg["device"])
+        ds.samples = ds.samples[: cfg.n_slices]
+    batches = ds.batches(cfg.batch_size, device=cfg.device)
     if not preset_mask and src["target"] != "file":
         # An undersampled file holds no fully sampled k-space: the "image of the k-space" is the
         # zero-filled reconstruction, and metrics against it a made-up ground truth (80 dB for
@@ -330,7 +220,7 @@ def _fastmri(cfg: Mapping[str, Any], preset: Any) -> tuple[Batches, list[str]]:
     return batches, ds.sample_ids()
 
 
-def item_coordinates(cfg: Mapping[str, Any], ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+def item_coordinates(cfg: SweepConfig, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Where each item of :func:`build_data` comes from:
     ``{id: {"slice": ..., "contrast": ..., "subject": ..., "block": ...}}``.
 
@@ -341,11 +231,11 @@ def item_coordinates(cfg: Mapping[str, Any], ids: Sequence[str]) -> dict[str, di
     """
     wanted = {str(i) for i in ids}
     out: dict[str, dict[str, Any]] = {}
-    if _source(cfg["data"]) == "fastmri":
+    if source_kind(cfg.data) == "fastmri":
         out.update(_fastmri_coordinates(cfg, wanted))
         return out
-    for table in _tables(cfg["data"]):
-        if _source(table) == "embedded":
+    for table in source_tables(cfg.data):
+        if source_kind(table) == "embedded":
             ds, idx = _embedded_items(cfg, table)
             for i, sid in zip(idx, _embedded_ids(ds, idx, legacy=table == "embedded"), strict=True):
                 info = ds.info(i)
@@ -372,10 +262,10 @@ def _file_coordinates(stem: str, n_slices: int, wanted: set[str]) -> dict[str, d
     return out
 
 
-def _fastmri_coordinates(cfg: Mapping[str, Any], wanted: set[str]) -> dict[str, dict[str, Any]]:
+def _fastmri_coordinates(cfg: SweepConfig, wanted: set[str]) -> dict[str, dict[str, Any]]:
     from ..data.fastmri import inspect_fastmri_file
 
-    root = Path({**DATA_KEYS["fastmri"], **cfg["data"]}["fastmri"])
+    root = Path({**DATA_KEYS["fastmri"], **cfg.data}["fastmri"])
     files = sorted(root.glob("*.h5")) if root.is_dir() else [root]
     out: dict[str, dict[str, Any]] = {}
     for f in files:

@@ -22,21 +22,21 @@ from ..io import atomic_write_json, atomic_write_text, read_json
 from .config import (
     DEMO_CONFIG,
     ConfigError,
+    SweepConfig,
     build_attacks,
     build_data,
+    build_inputs,
     build_models,
-    build_surrogates,
     build_threat,
     canonical,
     dump_toml,
     load_config,
-    surrogate_batches,
     validate_config,
 )
 from .journal import Journal, read_journal, read_markers
 from .progress import Progress
 from .report import TransferReport, records_to_csv
-from .sources import item_coordinates, with_coordinates
+from .sources import with_coordinates
 from .transfer import TransferPlan
 from .steps import best_effort, clear_notes
 from .units import (Claims, SweepWork, clear_scratch, done_units, forget_failures, merge_records, run_units,
@@ -60,7 +60,7 @@ class SweepRun:
     :param models: name -> reconstructor, as built (or given) for it.
     """
 
-    config: dict[str, Any]
+    config: SweepConfig
     out: Path
     report: TransferReport
     batches: list
@@ -68,7 +68,7 @@ class SweepRun:
     models: dict[str, Any]
 
 
-def _distributed(cfg: Mapping[str, Any]) -> tuple[int, int]:
+def _distributed(cfg: SweepConfig) -> tuple[int, int]:
     """``(rank, world_size)``; joins the torchrun process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -76,7 +76,7 @@ def _distributed(cfg: Mapping[str, Any]) -> tuple[int, int]:
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            backend = "nccl" if str(cfg["device"]).startswith("cuda") else "gloo"
+            backend = "nccl" if str(cfg.device).startswith("cuda") else "gloo"
             # ranks wait at barriers for the slowest unit of the others: hours on a CPU
             dist.init_process_group(backend, timeout=datetime.timedelta(days=7))
     return rank, world
@@ -89,7 +89,7 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
-def _check_out(out: Path, cfg: Mapping[str, Any]) -> None:
+def _check_out(out: Path, cfg: SweepConfig) -> None:
     """Refuse to resume into a folder that holds results of a different configuration."""
     previous = out / "config.toml"
     if previous.is_file() and any(out.glob("records.rank*.jsonl")):
@@ -109,7 +109,7 @@ def _check_out(out: Path, cfg: Mapping[str, Any]) -> None:
             )
 
 
-def run_sweep(cfg: Mapping[str, Any], out: str | os.PathLike, progress: bool = True,
+def run_sweep(cfg: SweepConfig | Mapping[str, Any], out: str | os.PathLike, progress: bool = True,
               models: Mapping[str, Any] | None = None) -> SweepRun:
     """Run the configured sweep and save its report (records, summary, perturbations, plots);
     returns the :class:`SweepRun` (its ``report``, and the data and models it used).
@@ -124,7 +124,7 @@ def run_sweep(cfg: Mapping[str, Any], out: str | os.PathLike, progress: bool = T
     records equal a single-process run's (timing columns aside). A unit that raises is
     recorded (its batch in ``failed.csv``) and the sweep goes on, unless ``fail_fast``.
 
-    ``cfg["threads"]`` (default 1) is the intra-op thread count of every unit, in a single
+    ``cfg.threads`` (default 1) is the intra-op thread count of every unit, in a single
     process and in each torchrun rank alike (:func:`rank_threads`: it is part of the numbers'
     identity, so ``torchrun --nproc_per_node 2`` on 2 cores runs with the default as it is),
     with deterministic algorithms where torch has them; both are restored afterwards. ``provenance.json`` records the versions,
@@ -135,7 +135,7 @@ def run_sweep(cfg: Mapping[str, Any], out: str | os.PathLike, progress: bool = T
     """
     cfg = validate_config(cfg)
     # denormals make CPU attack loops many times slower; the thread count changes float sums
-    with flush_denormals(), reproducible_numerics(rank_threads(cfg["threads"], oversubscribe=cfg["oversubscribe"])):
+    with flush_denormals(), reproducible_numerics(rank_threads(cfg.threads, oversubscribe=cfg.oversubscribe)):
         return _run_sweep(cfg, Path(out), progress, models)
 
 
@@ -197,14 +197,13 @@ def check_unit_threads(markers: Mapping[Any, Mapping[str, Any]], threads: int, w
             f"launch that made them, or use a new --out folder.")
 
 
-def _start(cfg: dict[str, Any], out: Path, rank: int, world: int) -> tuple[dict, Claims]:
+def _start(cfg: SweepConfig, out: Path, rank: int, world: int) -> tuple[dict, Claims]:
     """Rank 0 checks the folder, writes the configuration and provenance, resets claims."""
-    provenance = dict(runtime_provenance(threads=cfg["threads"], device=cfg["device"], world_size=world),
-                      threads_per_rank=torch.get_num_threads(), seed=cfg["seed"])
+    provenance = dict(runtime_provenance(threads=cfg.threads, device=cfg.device, world_size=world),
+                      threads_per_rank=torch.get_num_threads(), seed=cfg.seed)
     claims = Claims(out / "claims", world)
     out.mkdir(parents=True, exist_ok=True)
-    if rank == 0:
-        _check_out(out, cfg)
+    if rank == 0:  # the folder was checked (_check_out) before the models loaded
         atomic_write_text(out / "config.toml", dump_toml(cfg))
         provenance = _write_provenance(out, provenance)
         if world > 1:
@@ -215,25 +214,23 @@ def _start(cfg: dict[str, Any], out: Path, rank: int, world: int) -> tuple[dict,
     return provenance, claims
 
 
-def _run_sweep(cfg: dict[str, Any], out: Path, progress: bool, models: Mapping[str, Any] | None) -> SweepRun:
+def _run_sweep(cfg: SweepConfig, out: Path, progress: bool, models: Mapping[str, Any] | None) -> SweepRun:
     rank, world = _distributed(cfg)
-    if world > 1 and str(cfg["device"]).startswith("cuda"):
-        cfg = dict(cfg, device=f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}")
+    if world > 1 and str(cfg.device).startswith("cuda"):
+        cfg = cfg.replace(device=f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}")
     if rank == 0:
         _check_out(out, cfg)  # refuse a folder of another configuration before any work
     start = time.perf_counter()
     # Everything that can fail on the configuration (models, data, attacks) before anything is
     # written: a sweep that cannot start leaves --out as it found it.
-    models = dict(models) if models is not None else build_models(cfg)
-    surrogates, attack_options = build_surrogates(cfg, models)
-    batches, ids = build_data(cfg)
-    plan = TransferPlan.of(surrogates, {n: models[n] for n in cfg["targets"]}, build_attacks(cfg), cfg["baseline"],
-                           cfg["normalization"], None, True, cfg["null_draws"], attack_options)
+    inputs = build_inputs(cfg, models)
+    batches, ids, limits = inputs.batches, inputs.ids, inputs.limits
+    plan = TransferPlan.of(inputs.surrogates, {n: inputs.models[n] for n in cfg.targets}, inputs.attacks,
+                           cfg.baseline, cfg.normalization, None, True, cfg.null_draws, inputs.attack_options)
     provenance, claims = _start(cfg, out, rank, world)
     journal = Journal(out / f"records.rank{rank}.jsonl")
     crafts, cost = _crafts(plan)
-    limits = surrogate_batches(cfg)
-    check_unit_threads(_all_markers(out), cfg["threads"], str(out))  # before any work is added
+    check_unit_threads(_all_markers(out), cfg.threads, str(out))  # before any work is added
     done = done_units(_all_journals(out), out, crafts, limits)
     if rank == 0:
         forget_failures(out, done, len(batches))
@@ -241,24 +238,24 @@ def _run_sweep(cfg: dict[str, Any], out: Path, progress: bool, models: Mapping[s
     units = units_of(len(batches), crafts, cost, limits)
     todo = [(i, u) for i, u in enumerate(units) if u not in done]
     shown = Progress(progress, label=f"sweep rank {rank}/{world}" if world > 1 else "sweep")
-    work = SweepWork(out, plan, batches, _batch_ids(batches, ids), [float(e) for e in cfg["eps"]], provenance,
-                     shown, cfg["fail_fast"], marker={"rank": rank, "threads": torch.get_num_threads(),
+    work = SweepWork(out, plan, batches, _batch_ids(batches, ids), [float(e) for e in cfg.eps], provenance,
+                     shown, cfg.fail_fast, marker={"rank": rank, "threads": torch.get_num_threads(),
                                                       "deterministic": torch.are_deterministic_algorithms_enabled()})
     with shown.task("sweep", total=len(todo), unit="units") as bar:
         run_units(work, todo, claims, journal, bar)
     _barrier(world)
     journals = _all_journals(out, merged=False)
-    check_unit_threads(_all_markers(out), cfg["threads"], str(out))  # every rank's units alike
+    check_unit_threads(_all_markers(out), cfg.threads, str(out))  # every rank's units alike
     ok, failed = merge_records(journals, crafts)
-    ok = with_coordinates(ok, item_coordinates(cfg, ids))  # which slice and contrast each row is
-    report = TransferReport(ok, normalization=cfg["normalization"], provenance=provenance,
-                            config=dict(cfg, seconds=time.perf_counter() - start, world_size=world))
+    ok = with_coordinates(ok, inputs.coordinates)  # which slice and contrast each row is
+    report = TransferReport(ok, normalization=cfg.normalization, provenance=provenance,
+                            config={**cfg.as_dict(), "seconds": time.perf_counter() - start, "world_size": world})
     if rank == 0:
         _finish(out, report, failed)
         if len(done_units(_all_journals(out), out, crafts, limits)) == len(units):
             clear_scratch(out)  # every unit is journaled: shared files and claims are spent
     _barrier(world)
-    return SweepRun(cfg, out, report, batches, ids, models)
+    return SweepRun(cfg, out, report, batches, ids, inputs.models)
 
 
 def _crafts(plan: TransferPlan) -> tuple[list[tuple[str, str]], dict[tuple[str, str], int]]:
