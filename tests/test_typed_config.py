@@ -90,3 +90,13 @@ def test_a_sweeps_verdicts_take_the_title_of_its_configuration(tmp_path, capsys)
     assert main(["sweep", "--config", str(config), "--out", str(out), "--quiet"]) == 0
     capsys.readouterr()
     assert (out / "verdict.md").read_text().splitlines()[0] == "# Verdicts of my sweep"
+
+
+def test_a_users_model_takes_no_loading_arguments_from_a_surrogate_table_either(tmp_path):
+    (tmp_path / "mine.py").write_text("def make():\n    return lambda y, physics: physics.A_adjoint(y)\n")
+    base = ModelSpec.from_mapping({"model": f"{tmp_path / 'mine.py'}:make"}, "config.models.mine")
+    own = SurrogateSpec.from_mapping({"steps": 3, "eot": 2}, "config.surrogate_models.mine")
+    assert callable(base.load("mine"))
+    with pytest.raises(ConfigError, match=r"config: models\.mine: a model given as .* takes no loading "
+                                          r"arguments, got \['steps'\]"):
+        base.merged(own).load("mine")

@@ -159,6 +159,9 @@ class ModelSpec(_OpenTable):
 
         registered = self.model or name
         if ":" in registered:  # a user's model: models.mine = {model = "mymodel.py:make"}
+            if self.options:  # e.g. a surrogate table's loading arguments over a user's model
+                raise ConfigError(f"config: models.{name}: a model given as {registered!r} takes no loading "
+                                  f"arguments, got {sorted(self.options)}")
             return resolve_model(registered, device=device)
         kwargs = dict(self.options)
         weights = kwargs.pop("weights", "embedded")
