@@ -100,3 +100,14 @@ def test_a_users_model_takes_no_loading_arguments_from_a_surrogate_table_either(
     with pytest.raises(ConfigError, match=r"config: models\.mine: a model given as .* takes no loading "
                                           r"arguments, got \['steps'\]"):
         base.merged(own).load("mine")
+
+
+@pytest.mark.e2e
+def test_run_demo_titles_its_verdicts_from_the_configuration_unless_told(tmp_path):
+    from kspace_attacks.study.demo import run_demo
+
+    cfg = validate_config({**TINY, "report": {"panel_slices": 0, "title": "Verdicts of a small check"}})
+    run_demo(tmp_path / "a", cfg, progress=False)
+    assert (tmp_path / "a" / "verdict.md").read_text().splitlines()[0] == "# Verdicts of a small check"
+    run_demo(tmp_path / "b", cfg, progress=False, title="Given")
+    assert (tmp_path / "b" / "verdict.md").read_text().splitlines()[0] == "# Given"

@@ -34,13 +34,15 @@ __all__ = ["run_demo", "finish_run", "run_targeted", "timed"]
 
 
 def run_demo(out: str | os.PathLike = "kspace-attacks-demo", config: SweepConfig | Mapping[str, Any] | None = None,
-             progress: bool = True, title: str = "Verdicts of the demo (small sample: 4 slices)",
+             progress: bool = True, title: str | None = None,
              models: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the demo (or the study: ``config`` =
     :data:`~kspace_attacks.study.config.STUDY_CONFIG`, or any sweep configuration) and write
     everything to ``out``; returns paths and verdicts. Resumable: run it again with the same
     ``out`` after an interruption. The result's ``"run"`` is the :class:`~.sweep.SweepRun`
     (configuration, records, data, models) for a caller that goes on with it.
+    ``title`` titles the verdicts (default: the configuration's ``report.title``, else
+    "Verdicts of the demo (small sample: 4 slices)").
 
     Everything the run does is in its configuration (``demo --print-config`` shows it): the
     sweep, then (:func:`finish_run`) the targeted test on ``targeted.slices`` slices of the
@@ -65,6 +67,7 @@ def run_demo(out: str | os.PathLike = "kspace-attacks-demo", config: SweepConfig
         panel = best_effort(out, "image panel (panel.png)", _image_panel, run)
     if panel is not None:
         result["panel"] = str(panel)
+    title = title if title is not None else cfg.report.title or "Verdicts of the demo (small sample: 4 slices)"
     result.update(finish_run(run, title, phases))
     provenance = read_json(out / "provenance.json") if (out / "provenance.json").is_file() else {}
     atomic_write_json(out / "provenance.json", dict(provenance, wall_seconds=time.perf_counter() - start,
