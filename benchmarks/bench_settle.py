@@ -10,6 +10,7 @@ rows it flags ``unreliable``. Writes ``benchmarks/results/settle_convergence.md`
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import time
@@ -25,6 +26,7 @@ from bench_strength import make_batch  # noqa: E402
 
 
 def main() -> int:
+    load = os.getloadavg()[0]  # seconds are a measurement only on idle cores
     torch.set_flush_denormal(True)
     torch.set_num_threads(1)
     model = load_reconstructor("resunetpp")
@@ -46,7 +48,8 @@ def main() -> int:
                  f"{time.perf_counter() - start:.0f} |")
     print(lines[-1], flush=True)
     head = ["# Adaptive agreement vs convergence (ResUnet++, deviation norm, eps 0.08)", "",
-            f"{platform.machine()}, torch {torch.__version__}, 1 thread; `benchmarks/bench_settle.py`.", ""]
+            f"{platform.machine()}, torch {torch.__version__}, 1 thread; `benchmarks/bench_settle.py`; "
+            f"seconds: one run each, load average {load:.2f} at the start (values are deterministic).", ""]
     out = Path(__file__).parent / "results" / "settle_convergence.md"
     out.write_text("\n".join(head + lines) + "\n")
     print(f"-> {out}")
