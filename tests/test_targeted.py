@@ -149,3 +149,22 @@ def test_targeted_verdict_uses_controls(problem):
     # the zero-filled target shows exactly what its data carry: nothing beyond them
     beyond = [r for r in rows if r["metric"] == "roi_contrast_beyond_data"]
     assert all(abs(r["mean_diff"]) < 1e-5 for r in beyond)
+
+
+def test_targeted_noise_control_is_seeded_per_sample(problem):
+    """A slice's noise control is a function of its id, not of the batch it is measured in."""
+    y, physics = problem
+    attack = ka.PGD(ka.KSpaceL2(), steps=1)
+
+    def noise_rows(rows, ids):
+        records, _ = targeted_transfer(zero_filled, {"zf": zero_filled}, y[rows], physics, eps=0.2,
+                                       attack=attack, ids=ids)
+        return {ids[r["sample"]]: r["roi_contrast"] for r in records if r["condition"] == "noise"}
+
+    pair = noise_rows(slice(0, 2), ["a", "b"])
+    alone = noise_rows(slice(1, 2), ["b"])
+    assert alone["b"] == pytest.approx(pair["b"], abs=1e-6)  # the second row's noise, measured alone
+    renamed = noise_rows(slice(1, 2), ["c"])
+    assert renamed["c"] != pytest.approx(pair["b"], abs=1e-6)  # another id draws other noise
+    with pytest.raises(ValueError, match="ids: expected one id per sample"):
+        noise_rows(slice(0, 2), ["a"])

@@ -124,7 +124,8 @@ def run_targeted(run: SweepRun) -> dict[str, Any]:
     x, y, physics = run.batches[0]
     n, eps = cfg.targeted.slices, cfg.targeted.eps
     surrogate, targets = cfg.surrogates[0], cfg.targets
-    recs, imgs = targeted_transfer(models[surrogate], {t: models[t] for t in targets}, y[:n], physics, eps=eps)
+    recs, imgs = targeted_transfer(models[surrogate], {t: models[t] for t in targets}, y[:n], physics, eps=eps,
+                                    ids=ids[:n])
     where = item_coordinates(cfg, ids[:n])  # each slice's id, subject and block: the verdicts' units
     recs = [dict(r, sample_id=ids[r["sample"]], **{k: where.get(ids[r["sample"]], {}).get(k)
                                                    for k in ("subject", "block")}) for r in recs]

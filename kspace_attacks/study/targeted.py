@@ -32,7 +32,7 @@ data), with the raw ``roi_contrast`` alongside.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -41,7 +41,7 @@ from torch import Tensor
 from .._checks import check_choice, check_image, check_nonneg_float
 from ..attacks import PGD, Attack
 from ..hallucination import as_complex, split
-from ..measurement import noise_control
+from ..measurement import Grid, noise_control, row_generators
 from ..losses import ReconDeviation, TargetedLoss, magnitude
 from ..metrics import ssim
 from ..threat import KSpaceL2
@@ -123,11 +123,16 @@ def targeted_transfer(
     center: tuple[float, float] = (0.35, 0.6),
     size: float = 0.06,
     attack: Attack | None = None,
+    ids: Sequence[Any] | None = None,
 ) -> tuple[list[dict], dict[str, Tensor]]:
     """Craft a perturbation on ``surrogate`` that inserts a structure, then check each target.
 
     :param attack: template (its loss is replaced by a :class:`~kspace_attacks.losses.TargetedLoss`
         on the structure's region); default 50-step PGD.
+    :param ids: the rows' sample ids (default ``0 .. B-1``): the attacks' ``groups`` and the
+        noise control's seeds, one generator per row from (the attack's seed, sample id, eps)
+        (:func:`~kspace_attacks.measurement.row_generators`), so a slice's noise does not depend
+        on the batch it is measured in.
     :return: per-sample records (``target``, ``roi_contrast``, ``roi_contrast_data``,
         ``roi_contrast_beyond_data``, ``roi_contrast_null``, ``roi_ssim``, ``shown``, ...) and
         the images ``{"target_image", "<model>_clean", "<model>_adv"}`` for plotting.
@@ -136,16 +141,17 @@ def targeted_transfer(
         x_clean_s = surrogate(y, physics)
     target_img, roi = insert_structure(x_clean_s, kind, center, size, contrast)
     template = attack if attack is not None else PGD(KSpaceL2(), steps=50)
-    eps_t = torch.full((y.shape[0],), float(eps), dtype=torch.float64)
+    grid = Grid.of(None, y, physics, [float(eps)], ids)  # checks ``ids``: one per row
+    eps_t = grid.eps
     # Focus the objective on a neighbourhood of the structure (keeps the rest unchanged).
     weight = torch.nn.functional.max_pool2d(roi[None, None], 9, stride=1, padding=4)[0, 0] + 0.05
     res = template.replace(eps=eps_t, loss=TargetedLoss(domain="magnitude", roi=weight))(
-        surrogate, y, physics, target=target_img)
+        surrogate, y, physics, target=target_img, groups=grid.ids)
     # Controls at the same eps, measured in the same region: equal-norm noise (delivered on the
     # measured entries) and the untargeted worst case of the same attack.
     y_noise, _ = noise_control(template.threat.with_eps(eps_t), y, physics,
-                               torch.Generator().manual_seed(template.seed))
-    y_untargeted = template.replace(eps=eps_t, loss=ReconDeviation())(surrogate, y, physics).y_adv
+                               row_generators(template.seed, grid, draw=0))
+    y_untargeted = template.replace(eps=eps_t, loss=ReconDeviation())(surrogate, y, physics, groups=grid.ids).y_adv
     perturbed = {"targeted": res.y_adv, "noise": y_noise, "untargeted": y_untargeted}
     with torch.no_grad():  # what the perturbed data carry: their zero-filled reconstructions
         zf_clean = physics.A_adjoint(y)
