@@ -9,6 +9,7 @@ search with its unreliable flags) in ``docs/cards/v3``::
     nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/make_cards.py --protocol v1 --out docs/cards
     nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/make_cards.py --only zero_filled irim resunetpp
     python benchmarks/make_cards.py --only irim_adv irim_jit resunetpp_adv   # the robust models
+    python benchmarks/make_cards.py --only resunetpp --candidate NAME=resunetpp:WEIGHTS --out DIR  # a trained variant
 
 The diffusion model (100-step seeded sampler, about 1.5 s per slice without gradients) is too
 slow to differentiate under the protocol: a white-box attack through its 100-step sampler
@@ -52,9 +53,11 @@ MODELS = {
 }
 
 
-def make_card(name: str, out: Path, protocol: str = "v3") -> dict:
-    spec = MODELS[name]
-    model = load_reconstructor(name)
+def make_card(name: str, out: Path, protocol: str = "v3", weights: tuple[str, Path] | None = None) -> dict:
+    """The card of ``name`` (a shipped model), or with ``weights = (model, path)`` of a trained
+    variant of ``model`` that is not shipped (a candidate), written to ``out / name``."""
+    spec = MODELS.get(name, {})
+    model = load_reconstructor(name) if weights is None else load_reconstructor(weights[0], weights=str(weights[1]))
     attack_model = load_reconstructor(name, **spec["attack_model"]) if "attack_model" in spec else None
     start = time.perf_counter()
     card = evaluate(model, protocol=protocol, out=out / name, name=name, attack_model=attack_model,
@@ -137,12 +140,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="default: docs/cards (v1), docs/cards/<version> (v2, v3)")
     parser.add_argument("--only", nargs="*", choices=list(MODELS), help="models to (re)make (default: all)")
     parser.add_argument("--readme-only", action="store_true", help="only rewrite README.md from the cards")
+    parser.add_argument("--candidate", nargs="*", default=[], metavar="NAME=MODEL:WEIGHTS",
+                        help="also card trained variants not shipped, e.g. "
+                             "resunetpp_adv_ssim08=resunetpp:runs/x/resunetpp_adv.safetensors")
     args = parser.parse_args(argv)
+    candidates = {}
+    for spec in args.candidate:
+        name, _, rest = spec.partition("=")
+        model, _, path = rest.partition(":")
+        if not (name and model and path) or not Path(path).is_file():
+            parser.error(f"--candidate: expected NAME=MODEL:WEIGHTS with an existing weights file, got {spec!r}")
+        candidates[name] = (model, Path(path))
     if args.out is None:
         args.out = ROOT / "docs" / "cards" / ("" if args.protocol == "v1" else args.protocol)
     if not args.readme_only:
-        for name in args.only or list(MODELS):
+        for name in args.only if args.only is not None else [] if candidates else list(MODELS):
             make_card(name, args.out, args.protocol)
+        for name, weights in candidates.items():
+            make_card(name, args.out, args.protocol, weights)
     print(write_readme(args.out))
     return 0
 

@@ -68,6 +68,7 @@ MODULES = [
     "kspace_attacks.study.specs",
     "kspace_attacks.study.sweep_config",
     "kspace_attacks.study.data_tables",
+    "kspace_attacks.study.sources",
     "kspace_attacks.study.demo",
     "kspace_attacks.study.report",
     "kspace_attacks.study.report_io",

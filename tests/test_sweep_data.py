@@ -376,7 +376,7 @@ def test_records_name_each_items_slice_contrast_subject_and_block(tmp_path, volu
     """Embedded ids index the split's items (slice-major over 5 contrasts); the records say which
     slice, contrast, subject and anatomical block each is, read from the data set itself."""
     from kspace_attacks.data import EmbeddedBrain
-    from kspace_attacks.study.sources import item_coordinates
+    from kspace_attacks.study.sources import build_items, item_coordinates
 
     cfg = validate_config({**QUICK, "n_slices": 3, "eps": [0.05]})
     ds = EmbeddedBrain("test")
@@ -390,16 +390,17 @@ def test_records_name_each_items_slice_contrast_subject_and_block(tmp_path, volu
         assert (r["slice"], r["contrast"], r["subject"], r["block"]) == tuple(expected[r["sample_id"]].values())
         assert list(r)[:5] == ["sample_id", "slice", "contrast", "subject", "block"]
     path, _ = volume  # 30 slices: quarters of the volume are its blocks
-    nifti = validate_config({**QUICK, "data": {"nifti": str(path)}})
-    assert item_coordinates(nifti, ["vol-12", "vol-29"]) == {
-        "vol-12": {"slice": 12, "contrast": "", "subject": "vol", "block": 1},
-        "vol-29": {"slice": 29, "contrast": "", "subject": "vol", "block": 3}}
+    nifti = validate_config({**QUICK, "data": {"nifti": str(path), "slices": [12, 29]}})
+    expected = {"vol-12": {"slice": 12, "contrast": "", "subject": "vol", "block": 1},
+                "vol-29": {"slice": 29, "contrast": "", "subject": "vol", "block": 3}}
+    assert build_items(nifti).coordinates == expected  # built with the data, in the ids' order
+    assert item_coordinates(nifti, ["vol-29", "vol-12", "vol-0"]) == {k: expected[k] for k in ("vol-29", "vol-12")}
 
 
 def test_a_list_of_sources_gives_each_its_subject_and_per_item_noise(volume):
     """The study's data: template test slices and real volumes in one sweep; each item's noise is
     seeded by its id, so it does not depend on the other items or the batch."""
-    from kspace_attacks.study.sources import item_coordinates
+    from kspace_attacks.study.sources import build_items, item_coordinates
 
     path, _ = volume
     table = [{"embedded": "test", "n_slices": 4, "contrasts": ["t1"]}, {"nifti": str(path), "slices": [10, 20]},

@@ -111,3 +111,29 @@ def test_run_demo_titles_its_verdicts_from_the_configuration_unless_told(tmp_pat
     assert (tmp_path / "a" / "verdict.md").read_text().splitlines()[0] == "# Verdicts of a small check"
     run_demo(tmp_path / "b", cfg, progress=False, title="Given")
     assert (tmp_path / "b" / "verdict.md").read_text().splitlines()[0] == "# Given"
+
+
+@pytest.mark.e2e
+def test_a_run_reads_its_data_once_targeted_test_included(tmp_path, monkeypatch):
+    """The sweep builds the data (batches, ids, coordinates) once; the steps after it, the
+    targeted test's verdict units included, take them from the run instead of re-reading."""
+    import kspace_attacks.data as data
+    from kspace_attacks.study.demo import run_demo
+
+    built = []
+    original = data.EmbeddedBrain.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(kwargs.get("split", args[0] if args else None))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(data.EmbeddedBrain, "__init__", counting)
+    cfg = validate_config({**TINY, "data": [{"embedded": "test", "n_slices": 2}],
+                           "targeted": {"slices": 1, "eps": 0.05}, "report": {"panel_slices": 0}})
+    result = run_demo(tmp_path / "out", cfg, progress=False)
+    assert built == ["test"]
+    run = result["run"]
+    assert list(run.coordinates) == run.ids and {c["subject"] for c in run.coordinates.values()} == {"icbm152"}
+    rows = (tmp_path / "out" / "targeted.csv").read_text().splitlines()
+    assert rows[0].split(",")[-3:] == ["sample_id", "subject", "block"] and len(rows) == 1 + 3  # 3 conditions
+    assert all(row.split(",")[-2] == "icbm152" for row in rows[1:])

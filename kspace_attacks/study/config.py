@@ -71,7 +71,7 @@ Data tables (details in :mod:`kspace_attacks.study.sources`)::
 
 Sample ids name the file and slice (``<file stem>-<slice>``; embedded: ``<split>-<index>``); a
 sweep's records also carry each item's ``slice`` and ``contrast``
-(:func:`~kspace_attacks.study.sources.item_coordinates`).
+(:func:`~kspace_attacks.study.sources.build_items`).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ from .errors import ConfigError
 from .specs import AttackSpec, ModelSpec, SurrogateSpec
 from .sweep_config import ReportSpec, SweepConfig, TargetedSpec
 from .verdicts import VerdictSpec
-from .sources import build_data, item_coordinates
+from .sources import build_data, build_items
 
 __all__ = ["SweepConfig", "AttackSpec", "ModelSpec", "SurrogateSpec", "TargetedSpec", "ReportSpec", "VerdictSpec", "DEMO_CONFIG", "DEMO_OVERRIDES", "STUDY_CONFIG", "ConfigError", "load_config", "dump_toml", "validate_config",
            "stored_config", "build_threat", "build_attacks", "build_models", "build_surrogates", "surrogate_batches", "surrogate_options", "build_data", "canonical",
@@ -381,6 +381,6 @@ def build_inputs(cfg: SweepConfig, models: Mapping[str, Any] | None = None) -> S
     a configuration, before a sweep writes anything."""
     models = dict(models) if models is not None else build_models(cfg)
     surrogates, options = build_surrogates(cfg, models)
-    batches, ids = build_data(cfg)
-    return SweepInputs(models, surrogates, options, build_attacks(cfg), batches, ids,
-                       item_coordinates(cfg, ids), surrogate_batches(cfg))
+    attacks, limits = build_attacks(cfg), surrogate_batches(cfg)
+    data = build_items(cfg)
+    return SweepInputs(models, surrogates, options, attacks, data.batches, data.ids, data.coordinates, limits)

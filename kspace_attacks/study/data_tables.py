@@ -49,9 +49,14 @@ def source_kind(data: Any) -> str:
     return kinds[0]
 
 
-def source_tables(data: Any) -> list[Any]:
-    """The data as a list of source tables (one for a single source)."""
-    return list(data) if isinstance(data, list) else [data]
+def source_tables(data: Any) -> list[tuple[str, Any]]:
+    """The data as ``(kind, table)`` pairs, one per source table (one for a single source), each
+    kind as :func:`source_kind` names it.
+
+    >>> source_tables([{"embedded": "test"}, {"shipped": "dipy_s0"}])
+    [('embedded', {'embedded': 'test'}), ('shipped', {'shipped': 'dipy_s0'})]
+    """
+    return [(source_kind(t), t) for t in (data if isinstance(data, list) else [data])]
 
 
 def check_data(data: Any) -> None:

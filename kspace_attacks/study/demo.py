@@ -24,7 +24,6 @@ from ..io import atomic_write_json, atomic_write_text, read_json
 from .plots import plot_panel
 from .report import perturbation_filename, records_to_csv
 from .config import DEMO_CONFIG, DEMO_OVERRIDES, SweepConfig, build_models, validate_config
-from .sources import item_coordinates
 from .steps import best_effort
 from .sweep import SweepRun, run_sweep
 from .targeted import targeted_transfer, targeted_verdicts
@@ -126,7 +125,7 @@ def run_targeted(run: SweepRun) -> dict[str, Any]:
     surrogate, targets = cfg.surrogates[0], cfg.targets
     recs, imgs = targeted_transfer(models[surrogate], {t: models[t] for t in targets}, y[:n], physics, eps=eps,
                                     ids=ids[:n])
-    where = item_coordinates(cfg, ids[:n])  # each slice's id, subject and block: the verdicts' units
+    where = run.coordinates  # each slice's subject and block: the verdicts' units
     recs = [dict(r, sample_id=ids[r["sample"]], **{k: where.get(ids[r["sample"]], {}).get(k)
                                                    for k in ("subject", "block")}) for r in recs]
     atomic_write_text(out / "targeted.csv", records_to_csv(recs))

@@ -31,12 +31,14 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 __all__ = [
     "Column", "COLUMNS", "BASELINE_SURROGATE", "BASELINE_ATTACK", "SETTINGS", "STUDY_EPS",
-    "GROUP_KEYS", "SUMMARY_METRICS", "setting_of", "restart_columns", 
+    "GROUP_KEYS", "SUMMARY_METRICS", "setting_of", "restart_columns", "with_coordinates",
 ]
 
 
@@ -260,3 +262,24 @@ def is_baseline(record: dict) -> bool:
     """Whether ``record`` is an equal-norm noise baseline row."""
     return record.get(SETTING) == BASELINE or record.get(SURROGATE) == BASELINE_SURROGATE
 
+
+def with_coordinates(records: Sequence[dict], coordinates: Mapping[str, Mapping[str, Any]]) -> list[dict]:
+    """``records`` with their item's ``slice``, ``contrast``, ``subject`` and ``block`` (its
+    coordinates, :func:`~kspace_attacks.study.sources.build_items`) right after ``sample_id``.
+
+    >>> with_coordinates([{"sample_id": "a", "eps": 0.05}], {"a": {"subject": "s1", "block": 0}})
+    [{'sample_id': 'a', 'subject': 's1', 'block': 0, 'eps': 0.05}]
+    """
+    out = []
+    for r in records:
+        where = coordinates.get(str(r.get(SAMPLE_ID)))
+        if where is None or SAMPLE_ID not in r:
+            out.append(r)
+            continue
+        row = {}
+        for k, v in r.items():
+            row[k] = v
+            if k == SAMPLE_ID:
+                row.update(where)
+        out.append(row)
+    return out

@@ -53,35 +53,59 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..data.selection import evenly_spaced
-from .data_tables import DATA_HELP, DATA_KEYS, check_data, source_kind, source_tables
+from .data_tables import DATA_HELP, DATA_KEYS, check_data, source_tables
 from .errors import ConfigError
 from .sweep_config import SweepConfig
 
-__all__ = ["DATA_HELP", "DATA_KEYS", "check_data", "build_data", "item_coordinates", "item_generator",
-           "simulate_items", "with_coordinates"]
+__all__ = ["DATA_HELP", "DATA_KEYS", "check_data", "DataItems", "build_items", "build_data", "item_coordinates",
+           "item_generator", "simulate_items"]
 
 Batches = list[tuple[torch.Tensor, torch.Tensor, Any]]
+Coordinates = dict[str, dict[str, Any]]
+
+
+@dataclass
+class DataItems:
+    """The data of a configuration, built once (:func:`build_items`).
+
+    :param batches: ``(x, y, physics)`` batches of at most ``batch_size`` slices.
+    :param ids: the sample id of every slice, in batch order.
+    :param coordinates: per id, its ``slice``, ``contrast``, ``subject`` and ``block``.
+    """
+
+    batches: Batches
+    ids: list[str]
+    coordinates: Coordinates
 
 
 # ---------------------------------------------------------------------------------- building
-def build_data(cfg: SweepConfig) -> tuple[Batches, list[str]]:
-    """Batches ``(x, y, physics)`` of at most ``batch_size`` slices and one id per slice."""
+def build_items(cfg: SweepConfig) -> DataItems:
+    """The batches, ids and coordinates of ``cfg.data``, each source table read once.
+
+    >>> from kspace_attacks.study.config import validate_config
+    >>> items = build_items(validate_config({"n_slices": 2, "batch_size": 2}))
+    >>> items.ids, items.coordinates[items.ids[0]]["subject"]
+    (['test-0', 'test-69'], 'icbm152')
+    """
     from .. import data as _data
 
     preset = _data.get_preset(cfg.preset)
-    if source_kind(cfg.data) == "fastmri":
+    tables = source_tables(cfg.data)
+    if tables[0][0] == "fastmri":
         return _fastmri(cfg, preset)
-    images, ids = [], []
-    for table in source_tables(cfg.data):
-        x_, ids_ = _images(cfg, table, preset.img_size)
+    images, ids, coordinates = [], [], {}
+    for kind, table in tables:
+        x_, ids_, where = _table_items(cfg, kind, table, preset.img_size)
         images.append(x_)
         ids += ids_
+        coordinates.update(where)
     if len(set(ids)) != len(ids):
         twice = sorted({i for i in ids if ids.count(i) > 1})
         raise ConfigError(f"config: data: the same item is listed twice ({', '.join(twice[:3])}); "
@@ -91,7 +115,27 @@ def build_data(cfg: SweepConfig) -> tuple[Batches, list[str]]:
     physics = preset.physics(device=device)
     y = simulate_items(preset, x, ids, cfg.seed, physics)
     batches = [(x[i : i + bs], y[i : i + bs], physics) for i in range(0, x.shape[0], bs)]
-    return batches, ids
+    return DataItems(batches, ids, _in_order(coordinates, ids))
+
+
+def build_data(cfg: SweepConfig) -> tuple[Batches, list[str]]:
+    """Batches ``(x, y, physics)`` of at most ``batch_size`` slices and one id per slice
+    (:func:`build_items` without the coordinates)."""
+    items = build_items(cfg)
+    return items.batches, items.ids
+
+
+def item_coordinates(cfg: SweepConfig, ids: Sequence[str]) -> Coordinates:
+    """Where each item of :func:`build_data` comes from:
+    ``{id: {"slice": ..., "contrast": ..., "subject": ..., "block": ...}}``.
+
+    Embedded items: the template's z, the contrast, subject ``icbm152`` and the template block.
+    File items (``<stem>-<slice>``): the slice, no contrast name (empty), the file's stem as
+    subject and the quarter of the volume the slice lies in as block (0 = first slices). The ids
+    themselves stay as they are: each row's noise is seeded by its id. This builds the data;
+    :func:`build_items` gives the coordinates with the batches.
+    """
+    return _in_order(build_items(cfg).coordinates, ids)
 
 
 def item_generator(seed: int, sample_id: str) -> torch.Generator:
@@ -112,18 +156,15 @@ def simulate_items(preset: Any, x: torch.Tensor, ids: Sequence[str], seed: int, 
                       for i, sid in enumerate(ids)])
 
 
-def _images(cfg: SweepConfig, table: Any, size: int) -> tuple[torch.Tensor, list[str]]:
-    """Ground-truth images ``(B, 2, S, S)`` and ids of one simulated source table."""
-    kind = source_kind(table)
+def _table_items(cfg: SweepConfig, kind: str, table: Any, size: int) -> tuple[torch.Tensor, list[str], Coordinates]:
+    """Ground-truth images ``(B, 2, S, S)``, ids and coordinates of one simulated source table."""
     if kind == "embedded":
-        ds, idx = _embedded_items(cfg, table)
-        x = torch.stack([ds.image(i) for i in idx])
-        return x, _embedded_ids(ds, idx, legacy=table == "embedded")
+        return _embedded(cfg, table)
     return _nifti(cfg, table, size)
 
 
-def _embedded_items(cfg: SweepConfig, table: Any) -> tuple[Any, list[int]]:
-    """The embedded data set of a table and the indices of its chosen items (evenly spaced)."""
+def _embedded(cfg: SweepConfig, table: Any) -> tuple[torch.Tensor, list[str], Coordinates]:
+    """The chosen items of an embedded table (evenly spaced over its split)."""
     from ..data import EmbeddedBrain
 
     opts = {**DATA_KEYS["embedded"], "embedded": cfg.split, **(table if isinstance(table, Mapping) else {})}
@@ -135,7 +176,14 @@ def _embedded_items(cfg: SweepConfig, table: Any) -> tuple[Any, list[int]]:
                           f"items ({len(ds.slices)} slices x {len(ds.contrasts)} contrasts); expected n_slices "
                           f"<= {len(ds)}")
     # Evenly spaced items over the split: different anatomy, deterministic.
-    return ds, evenly_spaced(range(len(ds)), n)
+    idx = evenly_spaced(range(len(ds)), n)
+    ids = _embedded_ids(ds, idx, legacy=table == "embedded")
+    coordinates = {}
+    for i, sid in zip(idx, ids, strict=True):
+        info = ds.info(i)
+        coordinates[sid] = {"slice": info["z"], "contrast": info["contrast"], "subject": info["subject"],
+                            "block": info["block"]}
+    return torch.stack([ds.image(i) for i in idx]), ids, coordinates
 
 
 def _embedded_ids(ds: Any, idx: Sequence[int], legacy: bool) -> list[str]:
@@ -162,9 +210,11 @@ def _volume_path(table: Mapping[str, Any]) -> Path:
     return Path(table["nifti"])
 
 
-def _nifti(cfg: SweepConfig, table: Mapping[str, Any], size: int) -> tuple[torch.Tensor, list[str]]:
-    """Complex images ``(B, 2, S, S)`` (zero imaginary part) and ids of the selected slices."""
+def _nifti(cfg: SweepConfig, table: Mapping[str, Any], size: int) -> tuple[torch.Tensor, list[str], Coordinates]:
+    """Complex images ``(B, 2, S, S)`` (zero imaginary part), ids and coordinates of the selected
+    slices of a NIfTI table."""
     from ..data import load_nifti_slices
+    from ..data.nifti import volume_slices
 
     src = {**DATA_KEYS["nifti"], **{k: v for k, v in table.items() if k != "shipped"}}
     path = _volume_path(table)
@@ -178,10 +228,12 @@ def _nifti(cfg: SweepConfig, table: Mapping[str, Any], size: int) -> tuple[torch
         raise FileNotFoundError(f"config: data.nifti: file {path} does not exist") from None
     except (TypeError, ValueError) as e:
         raise ConfigError(f"config: data: {e}") from e
-    return torch.cat([x, torch.zeros_like(x)], dim=1), [f"{_stem(path)}-{i}" for i in idx]
+    ids = [f"{_stem(path)}-{i}" for i in idx]
+    return (torch.cat([x, torch.zeros_like(x)], dim=1), ids,
+            _file_coordinates(_stem(path), volume_slices(path), set(ids)))
 
 
-def _fastmri(cfg: SweepConfig, preset: Any) -> tuple[Batches, list[str]]:
+def _fastmri(cfg: SweepConfig, preset: Any) -> DataItems:
     from ..data.fastmri import FastMRISlices, inspect_fastmri_file
 
     src = {**DATA_KEYS["fastmri"], **cfg.data}
@@ -193,8 +245,10 @@ def _fastmri(cfg: SweepConfig, preset: Any) -> tuple[Batches, list[str]]:
         raise ConfigError(f"config: data.fastmri: expected a .h5 file or a folder of them, got {root} "
                           f"with no .h5 files")
     size = preset.img_size
+    slices_per_file = {}
     for f in files:  # structure first: a bad file fails here, named, before any slice is read
         info = inspect_fastmri_file(f)
+        slices_per_file[_stem(f)] = info.num_slices
         if src["mask"] == "preset" and info.mask_shape is not None:
             raise ConfigError(f"config: data.mask: expected fully sampled files for mask = 'preset', got "
                               f"{f}, which is undersampled (it has a 'mask' dataset); use mask = 'file'")
@@ -217,39 +271,19 @@ def _fastmri(cfg: SweepConfig, preset: Any) -> tuple[Batches, list[str]]:
         # zero-filled reconstruction, and metrics against it a made-up ground truth (80 dB for
         # the zero-filled model). Without a stored reconstruction there is no ground truth.
         batches = [(None if bool((physics.mask < 1).any()) else x, y, physics) for x, y, physics in batches]
-    return batches, ds.sample_ids()
+    ids = ds.sample_ids()
+    coordinates: Coordinates = {}
+    for stem, n_slices in slices_per_file.items():
+        coordinates.update(_file_coordinates(stem, n_slices, set(ids)))
+    return DataItems(batches, ids, _in_order(coordinates, ids))
 
 
-def item_coordinates(cfg: SweepConfig, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Where each item of :func:`build_data` comes from:
-    ``{id: {"slice": ..., "contrast": ..., "subject": ..., "block": ...}}``.
-
-    Embedded items: the template's z, the contrast, subject ``icbm152`` and the template block.
-    File items (``<stem>-<slice>``): the slice, no contrast name (empty), the file's stem as
-    subject and the quarter of the volume the slice lies in as block (0 = first slices). The ids
-    themselves stay as they are: each row's noise is seeded by its id.
-    """
-    wanted = {str(i) for i in ids}
-    out: dict[str, dict[str, Any]] = {}
-    if source_kind(cfg.data) == "fastmri":
-        out.update(_fastmri_coordinates(cfg, wanted))
-        return out
-    for table in source_tables(cfg.data):
-        if source_kind(table) == "embedded":
-            ds, idx = _embedded_items(cfg, table)
-            for i, sid in zip(idx, _embedded_ids(ds, idx, legacy=table == "embedded"), strict=True):
-                info = ds.info(i)
-                out[sid] = {"slice": info["z"], "contrast": info["contrast"], "subject": info["subject"],
-                            "block": info["block"]}
-        else:
-            from ..data.nifti import volume_slices
-
-            path = _volume_path(table)
-            out.update(_file_coordinates(_stem(path), volume_slices(path), wanted))
-    return {sid: out[sid] for sid in map(str, ids) if sid in out}
+def _in_order(coordinates: Coordinates, ids: Sequence[str]) -> Coordinates:
+    """``coordinates`` of the ``ids`` that have them, in the ids' order."""
+    return {sid: coordinates[sid] for sid in map(str, ids) if sid in coordinates}
 
 
-def _file_coordinates(stem: str, n_slices: int, wanted: set[str]) -> dict[str, dict[str, Any]]:
+def _file_coordinates(stem: str, n_slices: int, wanted: set[str]) -> Coordinates:
     """Coordinates of the ``wanted`` ids ``<stem>-<slice>`` of one file of ``n_slices`` slices:
     the file is the subject, the quarter of the volume the slice lies in its block."""
     out = {}
@@ -259,33 +293,4 @@ def _file_coordinates(stem: str, n_slices: int, wanted: set[str]) -> dict[str, d
             index = int(tail)
             out[sid] = {"slice": index, "contrast": "", "subject": stem,
                         "block": min(3, 4 * index // max(1, n_slices))}
-    return out
-
-
-def _fastmri_coordinates(cfg: SweepConfig, wanted: set[str]) -> dict[str, dict[str, Any]]:
-    from ..data.fastmri import inspect_fastmri_file
-
-    root = Path({**DATA_KEYS["fastmri"], **cfg.data}["fastmri"])
-    files = sorted(root.glob("*.h5")) if root.is_dir() else [root]
-    out: dict[str, dict[str, Any]] = {}
-    for f in files:
-        out.update(_file_coordinates(_stem(f), inspect_fastmri_file(f).num_slices, wanted))
-    return out
-
-
-def with_coordinates(records: Sequence[dict], coordinates: Mapping[str, Mapping[str, Any]]) -> list[dict]:
-    """``records`` with their item's ``slice``, ``contrast``, ``subject`` and ``block`` right
-    after ``sample_id``."""
-    out = []
-    for r in records:
-        where = coordinates.get(str(r.get("sample_id")))
-        if where is None or "sample_id" not in r:
-            out.append(r)
-            continue
-        row = {}
-        for k, v in r.items():
-            row[k] = v
-            if k == "sample_id":
-                row.update(where)
-        out.append(row)
     return out

@@ -11,7 +11,7 @@ import os
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from .config import (
 from .journal import Journal, read_journal, read_markers
 from .progress import Progress
 from .report import TransferReport, records_to_csv
-from .sources import with_coordinates
+from .records import with_coordinates
 from .transfer import TransferPlan
 from .steps import best_effort, clear_notes
 from .units import (Claims, SweepWork, clear_scratch, done_units, forget_failures, merge_records, run_units,
@@ -58,6 +58,7 @@ class SweepRun:
     :param batches: the ``(x, y, physics)`` batches it measured.
     :param ids: the sample id of every slice, in batch order.
     :param models: name -> reconstructor, as built (or given) for it.
+    :param coordinates: per id, its slice, contrast, subject and block (the verdicts' units).
     """
 
     config: SweepConfig
@@ -66,6 +67,7 @@ class SweepRun:
     batches: list
     ids: list
     models: dict[str, Any]
+    coordinates: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _distributed(cfg: SweepConfig) -> tuple[int, int]:
@@ -255,7 +257,7 @@ def _run_sweep(cfg: SweepConfig, out: Path, progress: bool, models: Mapping[str,
         if len(done_units(_all_journals(out), out, crafts, limits)) == len(units):
             clear_scratch(out)  # every unit is journaled: shared files and claims are spent
     _barrier(world)
-    return SweepRun(cfg, out, report, batches, ids, inputs.models)
+    return SweepRun(cfg, out, report, batches, ids, inputs.models, inputs.coordinates)
 
 
 def _crafts(plan: TransferPlan) -> tuple[list[tuple[str, str]], dict[tuple[str, str], int]]:
