@@ -8,6 +8,7 @@ convention), mean and standard deviation over the split, plus the time per image
     python benchmarks/evaluate_reconstructors.py irim diffusion --preset embedded_noiseless
     python benchmarks/evaluate_reconstructors.py irim --n 16 --json out.json
     python benchmarks/evaluate_reconstructors.py --all --data unseen --write-quality
+    python benchmarks/evaluate_reconstructors.py resunetpp --candidate mine=resunetpp:runs/x/resunetpp_adv.safetensors
 
 ``--write-quality`` merges the rows into ``adapters/weights/quality.json``, the table that
 ``kspace-attacks models`` prints (one entry per model and data: ``test`` is the embedded test
@@ -33,8 +34,9 @@ NOT_MEASURED = ("fastmri_unet", "fastmri_varnet")
 
 
 def evaluate(name: str, ds, physics, n: int, batch_size: int = 16,
-             weights: str | None = "embedded") -> dict:
-    model = load_reconstructor(name, weights=weights)
+             weights: str | None = "embedded", model_name: str | None = None) -> dict:
+    """Quality of ``name`` (or of ``model_name`` with ``weights``, reported as ``name``)."""
+    model = load_reconstructor(model_name or name, weights=weights)
     psnr, ssim, psnr_mm, ssim_mm, seconds = [], [], [], [], 0.0
     with torch.no_grad():
         for start in range(0, n, batch_size):
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--preset", default="embedded", help="embedded (30 dB noise) or embedded_noiseless")
     p.add_argument("--json", default=None, help="write the rows to this file")
+    p.add_argument("--candidate", action="append", default=[], metavar="NAME=MODEL:WEIGHTS",
+                   help="also measure trained weights that are not shipped (never written to the quality table)")
     p.add_argument("--write-quality", action="store_true",
                    help=f"merge the rows into {QUALITY_FILE.name} (shipped with the package)")
     a = p.parse_args(argv)
@@ -81,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(evaluate(name, ds, physics, n))
         if a.write_quality:
             _merge_quality(rows[-1], a.split, a.preset)
+    for spec in a.candidate:
+        name, _, rest = spec.partition("=")
+        model, _, weights = rest.partition(":")
+        if not (name and model and weights):
+            p.error(f"--candidate: expected NAME=MODEL:WEIGHTS, got {spec!r}")
+        rows.append(evaluate(name, ds, physics, n, weights=weights, model_name=model))
     print(f"{'model':<20}{'PSNR (dB)':>16}{'SSIM':>16}{'minmax PSNR':>13}{'SSIM':>7}{'ms/img':>9}   "
           f"split={a.split}, n={n}, preset={a.preset}")
     for r in rows:

@@ -7,7 +7,8 @@ search, up to 400 evaluations, unreliable rows flagged).
     python benchmarks/robust_gain.py      # -> benchmarks/results/robust_gain.{csv,md}
 
 The parents are the weights each robust model was fine-tuned from (``irim_noiseless``,
-``resunetpp_noiseless``); both cards of a pair are measured on the same 8 embedded test
+``resunetpp_noiseless``; the candidate ``resunetpp_adv_ssim08``, not shipped, from ``resunetpp``:
+its cards are made with ``make_cards.py --candidate`` into ``benchmarks/results/robust_candidates/<v2|v3>``); both cards of a pair are measured on the same 8 embedded test
 slices with the same seed, so the two protocols differ only in the search. Per eps: the mean
 Delta SSIM of the card's attack row (per slice the worse of the deviation and SSIM
 objectives), ``ratio = robust / parent`` (< 1: the robust model loses less), ``gain = 1 -
@@ -28,7 +29,11 @@ sys.path.insert(0, str(ROOT))
 
 from kspace_attacks.io import atomic_write_text, read_json  # noqa: E402
 
-PAIRS = (("irim_noiseless", "irim_adv"), ("resunetpp_noiseless", "resunetpp_adv"))
+PAIRS = (("irim_noiseless", "irim_adv"), ("resunetpp_noiseless", "resunetpp_adv"),
+         # trained on today's noisy data from the shipped resunetpp: SSIM objective, eps 0.08, mix 0.75
+         ("resunetpp", "resunetpp_adv_ssim08"))
+#: cards of trained variants that are not shipped: <folder>/<v2|v3>/<name>/card.json
+CANDIDATES = ROOT / "benchmarks" / "results" / "robust_candidates"
 FIELDS = ["parent", "robust", "eps", "parent_v2", "robust_v2", "ratio_v2", "parent_v3", "robust_v3", "ratio_v3",
           "kept", "unreliable_parent_v3", "unreliable_robust_v3"]
 
@@ -47,16 +52,22 @@ def unreliable(card: dict) -> dict[float, int]:
     return out
 
 
-def rows(v2: Path, v3: Path) -> list[dict]:
+def card_path(name: str, version: str, folder: Path, candidates: Path) -> Path:
+    """A model's card of ``version``: in the shipped cards' ``folder``, else among the candidates'."""
+    shipped = folder / name / "card.json"
+    return shipped if shipped.is_file() else candidates / version / name / "card.json"
+
+
+def rows(v2: Path, v3: Path, candidates: Path = CANDIDATES) -> list[dict]:
     out = []
     for parent, robust in PAIRS:
-        missing = [str(folder / name) for name in (parent, robust) for folder in (v2, v3)
-                   if not (folder / name / "card.json").is_file()]
+        paths = {(name, version): card_path(name, version, folder, candidates)
+                 for name in (parent, robust) for version, folder in (("v2", v2), ("v3", v3))}
+        missing = [str(p.parent) for p in paths.values() if not p.is_file()]
         if missing:
             print(f"{robust} ({parent}): not measured, no card in {', '.join(missing)}")
             continue
-        cards = {(name, version): read_json(folder / name / "card.json")
-                 for name in (parent, robust) for version, folder in (("v2", v2), ("v3", v3))}
+        cards = {key: read_json(path) for key, path in paths.items()}
         for key, card in cards.items():
             if card["protocol"]["version"] != key[1]:
                 raise ValueError(f"{key[0]}: expected a {key[1]} card, got {card['protocol']['version']}")
@@ -79,7 +90,8 @@ def rows(v2: Path, v3: Path) -> list[dict]:
 def markdown(table: list[dict]) -> str:
     lines = ["# Robustness gain under the fixed and the adaptive search", "",
              "Written by `benchmarks/robust_gain.py` from the v2 cards (`benchmarks/results/cards_v2_now/`) and the "
-             "v3 cards (`docs/cards/v3/`) of each robust model and its parent, 8 embedded test slices. Mean Delta "
+             "v3 cards (`docs/cards/v3/`; variants not shipped: `benchmarks/results/robust_candidates/<v2|v3>/`) of each "
+             "robust model and its parent, 8 embedded test slices. Mean Delta "
              "SSIM of the attack row (worse of both objectives per slice); ratio = robust / parent (< 1: more "
              "robust); kept = (1 - ratio v3) / (1 - ratio v2); unreliable = rows (8 slices x 2 objectives) the "
              "v3 search flagged, parent / robust.", "",
@@ -100,9 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--v2", type=Path, default=ROOT / "benchmarks" / "results" / "cards_v2_now")
     parser.add_argument("--v3", type=Path, default=ROOT / "docs" / "cards" / "v3")
+    parser.add_argument("--candidates", type=Path, default=CANDIDATES,
+                        help="cards of variants not shipped: <folder>/<v2|v3>/<name>/card.json")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
-    table = rows(args.v2, args.v3)
+    table = rows(args.v2, args.v3, args.candidates)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
